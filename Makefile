@@ -1,0 +1,39 @@
+# healthlake developer commands. `make setup` once, then `make test`.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test lint format clean distclean
+
+## setup: create .venv, install healthlake with its dev extras, warm the Delta jar cache in .cache/ivy
+setup:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m healthlake.spark --warm
+
+## test: lint, then run the test suite (one local Spark session with Delta)
+test:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+## lint: ruff checks and formatting check
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## format: apply ruff's formatting and safe fixes
+format:
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## clean: remove caches and Spark droppings (keeps .venv, the jar cache and data folders)
+clean:
+	rm -rf .pytest_cache .ruff_cache spark-warehouse metastore_db derby.log build *.egg-info
+	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+## distclean: clean, and remove .venv and .cache too
+distclean: clean
+	rm -rf $(VENV) .cache

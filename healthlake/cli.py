@@ -1,0 +1,325 @@
+"""The ``healthlake`` command: generate a synthetic region, run the pipeline stages, show the lake's status.
+
+Every user error prints one line ``healthlake: error: …`` to stderr and exits 2; an unexpected failure
+prints one line and exits 1 (``-v`` shows its traceback). Logs go to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from healthlake import __version__
+from healthlake.config import Config, is_uri, load_config
+from healthlake.errors import HealthlakeError, UsageError
+
+logger = logging.getLogger("healthlake.cli")  # not __name__: also run as __main__
+
+PROG = "healthlake"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+LOG_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
+STATUS_COLUMNS = ("layer", "table", "version", "rows", "last_operation", "last_time")
+MANIFEST_COLUMNS = ("files", "records", "malformed", "duplicates")
+COMMAND_LINE = "command line"
+
+_handler: logging.Handler | None = None
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises UsageError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise the argparse error as a one-line UsageError."""
+        raise UsageError(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``healthlake`` command.
+
+    Args:
+        argv: Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns:
+        The exit code: 0 on success, 2 on a user error, 1 on an unexpected failure.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return _error(exc)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    verbose = getattr(args, "verbose", 0)
+    configure_logging(verbose)
+    try:
+        return int(args.func(args))
+    except HealthlakeError as exc:
+        return _error(exc)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except Exception as exc:
+        if verbose:
+            raise
+        sys.stderr.write(
+            f"{PROG}: failed: {type(exc).__name__}: {_first_line(exc)} (-v shows the traceback)\n"
+        )
+        return EXIT_FAILURE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``healthlake`` command and its subcommands."""
+    parser = _Parser(prog=PROG, description="Generate a synthetic region, run the pipeline, show the lake.")
+    _verbose_argument(parser, default=0)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    generate = commands.add_parser("generate", help="write a synthetic region's feeds to a landing zone")
+    generate.add_argument(
+        "--landing", required=True, metavar="DIR", help="landing zone to write the feeds to"
+    )
+    generate.add_argument("--truth", required=True, metavar="DIR", help="where the ground truth goes")
+    generate.add_argument("--people", type=int, metavar="N", help="residents (synth.people)")
+    generate.add_argument("--days", type=int, metavar="D", help="days of activity (synth.days)")
+    generate.add_argument("--start", type=parse_date, metavar="YYYY-MM-DD", help="first day (synth.start)")
+    generate.add_argument("--seed", type=int, metavar="S", help="random seed (synth.seed)")
+    _conf_argument(generate)
+    _verbose_argument(generate)
+    generate.set_defaults(func=cmd_generate)
+
+    run = commands.add_parser("run", help="run every pipeline stage in order, then status")
+    _conf_argument(run)
+    run.add_argument("--landing", metavar="DIR", help="landing zone to ingest (landing_root)")
+    run.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    _verbose_argument(run)
+    run.set_defaults(func=cmd_run)
+
+    status = commands.add_parser("status", help="each table: version, rows, last operation")
+    status.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    _conf_argument(status)
+    _verbose_argument(status)
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """``healthlake generate``: write the synthetic region's feeds and ground truth, print a summary."""
+    if _inside(args.truth, args.landing):
+        raise UsageError("--truth must not be inside --landing")
+    for flag, path in (("--landing", args.landing), ("--truth", args.truth)):
+        if not is_uri(path) and Path(path).exists() and not Path(path).is_dir():
+            raise UsageError(f"{flag} {path} is not a folder")
+    overrides = {
+        "landing_root": args.landing,
+        "truth_root": args.truth,
+        "synth": {"people": args.people, "days": args.days, "start": args.start, "seed": args.seed},
+    }
+    cfg = load_config(args.conf, overrides, overrides_source=COMMAND_LINE)
+    try:
+        from healthlake.synth import generate_region
+    except ModuleNotFoundError as exc:
+        if exc.name != "healthlake.synth":
+            raise
+        raise HealthlakeError("the synthetic data generator (healthlake.synth) is not installed") from None
+
+    from healthlake.spark import get_spark
+
+    spark = get_spark("generate", cfg)
+    started = time.monotonic()
+    manifest = generate_region(spark, cfg.synth, cfg.landing_root, cfg.truth_root)
+    seconds = time.monotonic() - started
+    synth = cfg.synth
+    output(
+        f"generated {synth.people} people, {synth.days} days from {synth.start.isoformat()} "
+        f"(seed {synth.seed}) in {seconds:.1f}s: landing {cfg.landing_root}, truth {cfg.truth_root}"
+    )
+    output(format_manifest(manifest))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``healthlake run``: every registered stage in order, then register the tables and print status."""
+    cfg = load_config(
+        args.conf, {"landing_root": args.landing, "lake_root": args.lake}, overrides_source=COMMAND_LINE
+    )
+    if not is_uri(cfg.landing_root) and not Path(cfg.landing_root).is_dir():
+        raise UsageError(f"landing root {cfg.landing_root} does not exist (generate one or pass --landing)")
+    if not is_uri(cfg.lake_root):
+        Path(cfg.lake_root).mkdir(parents=True, exist_ok=True)
+
+    from healthlake import io
+    from healthlake.pipelines import STAGES
+    from healthlake.spark import get_spark
+
+    spark = get_spark("run", cfg)
+    if not STAGES:
+        logger.info("no pipeline stages registered yet")
+    for stage in STAGES:
+        started = time.monotonic()
+        logger.info("stage %s started", stage.name)
+        stage.run(spark, cfg)
+        logger.info("stage %s finished in %.1fs", stage.name, time.monotonic() - started)
+    io.register_tables(spark, cfg.lake_root)
+    return _print_status(cfg, spark)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``healthlake status``: one line per table with its version, rows and last operation."""
+    cfg = load_config(args.conf, {"lake_root": args.lake}, overrides_source=COMMAND_LINE)
+    from healthlake import io
+
+    if not is_uri(cfg.lake_root) and not io.list_tables(cfg.lake_root):
+        output(f"no tables in lake {cfg.lake_root}")
+        return EXIT_OK
+    return _print_status(cfg, None)
+
+
+def _print_status(cfg: Config, spark: Any) -> int:
+    """Print the status table of the lake, starting a session if ``spark`` is None."""
+    from healthlake import io
+    from healthlake.spark import get_spark
+
+    spark = spark if spark is not None else get_spark("status", cfg)
+    rows = io.table_status(spark, cfg.lake_root)
+    if not rows:
+        output(f"no tables in lake {cfg.lake_root}")
+        return EXIT_OK
+    output(format_table(STATUS_COLUMNS, [(*row[:5], _utc_text(row.last_time)) for row in rows]))
+    return EXIT_OK
+
+
+def format_manifest(manifest: dict[str, Any]) -> str:
+    """The generator's manifest as a table: one line per feed and a total.
+
+    Args:
+        manifest: ``{"feeds": {feed: {"files": n, "records": n, "malformed": n, "duplicates": n}}, …}``.
+
+    Returns:
+        A fixed-width table.
+    """
+    feeds = manifest.get("feeds", {}) or {}
+    rows: list[list[object]] = []
+    totals = dict.fromkeys(MANIFEST_COLUMNS, 0)
+    for feed, counts in sorted(feeds.items()):
+        values = [int((counts or {}).get(column, 0) or 0) for column in MANIFEST_COLUMNS]
+        rows.append([feed, *values])
+        for column, value in zip(MANIFEST_COLUMNS, values, strict=True):
+            totals[column] += value
+    rows.append(["total", *totals.values()])
+    return format_table(("feed", *MANIFEST_COLUMNS), rows)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A fixed-width text table: numbers right-aligned, text left-aligned, two spaces between columns.
+
+    Args:
+        headers: Column titles.
+        rows: Rows of cells.
+
+    Returns:
+        The table, one line per row after the header line, without trailing spaces.
+    """
+    cells = [[str(value) for value in row] for row in rows]
+    widths = [max([len(header), *(len(row[i]) for row in cells)]) for i, header in enumerate(headers)]
+    numeric = [
+        bool(rows) and all(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows)
+        for i in range(len(headers))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        padded = [
+            value.rjust(width) if is_number else value.ljust(width)
+            for value, width, is_number in zip(values, widths, numeric, strict=True)
+        ]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(list(headers)), *(line(row) for row in cells)])
+
+
+def parse_date(text: str) -> dt.date:
+    """Parse ``YYYY-MM-DD`` for argparse.
+
+    Args:
+        text: The option's value.
+
+    Returns:
+        The date.
+
+    Raises:
+        argparse.ArgumentTypeError: When the text is not a valid date.
+    """
+    try:
+        value = dt.date.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or len(text) != len("YYYY-MM-DD"):
+        raise argparse.ArgumentTypeError(f"bad date {text!r}: expected YYYY-MM-DD")
+    return value
+
+
+def output(text: str) -> None:
+    """Write a result line to stdout (the only place healthlake prints)."""
+    print(text, flush=True)
+
+
+def configure_logging(verbosity: int = 0) -> None:
+    """Send healthlake's logs to stderr in a compact format: INFO, or DEBUG when ``verbosity`` > 0.
+
+    Args:
+        verbosity: Number of ``-v`` flags.
+    """
+    global _handler
+    log = logging.getLogger("healthlake")
+    if _handler is not None:
+        log.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+    log.addHandler(_handler)
+    log.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
+
+
+def _verbose_argument(parser: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    """Add ``-v``; subcommands use SUPPRESS so that a ``-v`` before the subcommand is kept."""
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default, help="debug logs and tracebacks of failures"
+    )
+
+
+def _conf_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--conf", metavar="FILE", help="YAML configuration (default conf/local.yaml)")
+
+
+def _inside(child: str, parent: str) -> bool:
+    """True when path ``child`` is ``parent`` or below it (local paths resolved, URIs compared as text)."""
+    if is_uri(child) or is_uri(parent):
+        a, b = child.rstrip("/") + "/", parent.rstrip("/") + "/"
+        return a.startswith(b)
+    a, b = Path(child).expanduser().resolve(), Path(parent).expanduser().resolve()
+    return a == b or b in a.parents
+
+
+def _utc_text(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def _error(exc: BaseException) -> int:
+    """Print a user error as one line and return the usage exit code."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""Typed, frozen configuration loaded from YAML, ``HEALTHLAKE_*`` environment variables and overrides.
+
+Precedence, lowest first: built-in defaults < the YAML file (``conf/local.yaml`` of the repository unless
+another file is named) < ``HEALTHLAKE_*`` environment variables < overrides (command-line flags).
+
+Environment variables name a key in upper case with ``__`` between levels: ``HEALTHLAKE_LAKE_ROOT`` sets
+``lake_root``, ``HEALTHLAKE_SPARK__MASTER`` sets ``spark.master`` and
+``HEALTHLAKE_SYNTH__RATES__NAME_TYPO=0.1`` sets ``synth.rates.name_typo``. A value that starts with ``[`` or
+``{`` is read as YAML (``HEALTHLAKE_FEEDS__CSV__ENCODINGS='[utf-8, gbk]'``); an empty value is ignored.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import difflib
+import logging
+import os
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from healthlake.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "HEALTHLAKE_"
+"""Prefix of environment variables that set configuration keys."""
+ENV_NESTING = "__"
+"""Separator between key levels in an environment variable name."""
+NON_CONFIG_ENV_VARS = frozenset({"HEALTHLAKE_IVY_DIR"})
+"""``HEALTHLAKE_*`` variables that are not configuration keys (read by other modules)."""
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG_FILE = Path("conf") / "local.yaml"
+REPO_ROOT: Path | None = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / DEFAULT_CONFIG_FILE).is_file() else None
+"""The source checkout holding ``conf/``, or None when the package is installed elsewhere."""
+
+DEFAULT_LAKE_ROOT = "./lake"
+DEFAULT_LANDING_ROOT = "./landing"
+DEFAULT_TRUTH_ROOT = "./truth"
+MLFLOW_DB_NAME = "mlflow.db"
+
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Settings(BaseModel):
+    """Base of every configuration model: unknown keys are errors and values cannot be reassigned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SparkSettings(_Settings):
+    """How the SparkSession is built (see ``healthlake.spark``).
+
+    Attributes:
+        master: Master URL used when not launched by ``spark-submit`` (whose ``--master`` wins).
+        app_name: Application name prefix.
+        conf: Extra Spark configuration; wins over healthlake's defaults, loses to ``spark-submit --conf``.
+    """
+
+    master: str = "local[*]"
+    app_name: str = "healthlake"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class MlflowSettings(_Settings):
+    """Where MLflow keeps runs and registered models.
+
+    Attributes:
+        tracking_uri: MLflow tracking URI; None means a SQLite file ``mlflow.db`` in the lake root.
+    """
+
+    tracking_uri: str | None = None
+
+
+class FeedSettings(_Settings):
+    """Settings of one landing feed.
+
+    Attributes:
+        enabled: Whether ingest reads this feed.
+        encodings: Text encodings to try, in order, when decoding files of this feed.
+    """
+
+    enabled: bool = True
+    encodings: list[str] = Field(default_factory=lambda: ["utf-8"], min_length=1)
+
+    @field_validator("encodings")
+    @classmethod
+    def _known_codecs(cls, value: list[str]) -> list[str]:
+        for name in value:
+            try:
+                codecs.lookup(name)
+            except LookupError:
+                raise ValueError(f"unknown encoding {name!r}") from None
+        return value
+
+
+class FeedsSettings(_Settings):
+    """Settings of each landing feed."""
+
+    fhir: FeedSettings = FeedSettings()
+    hl7v2: FeedSettings = FeedSettings(encodings=["utf-8", "gbk", "gb18030"])
+    csv: FeedSettings = FeedSettings(encodings=["utf-8", "gbk"])
+    public_health: FeedSettings = FeedSettings()
+    location: FeedSettings = FeedSettings()
+
+
+class DefectRates(_Settings):
+    """Shares of records, files or sites that the synthetic generator spoils on purpose (each 0..1)."""
+
+    duplicate: Rate = 0.01
+    update: Rate = 0.02
+    cancel: Rate = 0.005
+    name_typo: Rate = 0.02
+    homophone: Rate = 0.02
+    id_transposed: Rate = 0.01
+    id_missing: Rate = 0.05
+    icd_no_dot: Rate = 0.3
+    icd_lower: Rate = 0.05
+    late_file: Rate = 0.03
+    malformed: Rate = 0.002
+    glucose_mgdl_sites: Rate = 0.3
+    local_lab_code_sites: Rate = 0.4
+    gbk_share: Rate = 0.3
+    mllp_share: Rate = 0.2
+    lf_separator_share: Rate = 0.2
+
+
+class SynthSettings(_Settings):
+    """Size and shape of the synthetic region written by ``healthlake generate``.
+
+    Attributes:
+        people: Residents in the region.
+        days: Days of activity to generate.
+        start: First day generated.
+        seed: Random seed; the same settings and seed give the same files.
+        persons_per_shard: Residents generated per Spark task.
+        ping_share: Share of residents who carry a phone that sends location pings.
+        pings_per_day: Location pings per such resident per day.
+        rates: Defect rates.
+    """
+
+    people: int = Field(default=1000, ge=10)
+    days: int = Field(default=7, ge=1, le=366)
+    start: dt.date = dt.date(2026, 1, 5)
+    seed: int = Field(default=42, ge=0)
+    persons_per_shard: int = Field(default=2000, ge=100)
+    ping_share: Rate = 0.3
+    pings_per_day: int = Field(default=6, ge=0)
+    rates: DefectRates = DefectRates()
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _date_not_number(cls, value: Any) -> Any:
+        if isinstance(value, bool | int | float):
+            raise ValueError("expected a date")
+        return value
+
+
+class Config(_Settings):
+    """The whole healthlake configuration.
+
+    Attributes:
+        lake_root: Root folder or URI of the lake (``<root>/<layer>/<table>``).
+        landing_root: Root of the landing zone (``<landing>/<feed>/<institution>/<yyyy-mm-dd>/<file>``).
+        truth_root: Where the synthetic generator writes its ground truth.
+        spark: SparkSession settings.
+        mlflow: MLflow settings.
+        feeds: Per-feed settings.
+        synth: Synthetic generator settings.
+    """
+
+    lake_root: str = DEFAULT_LAKE_ROOT
+    landing_root: str = DEFAULT_LANDING_ROOT
+    truth_root: str = DEFAULT_TRUTH_ROOT
+    spark: SparkSettings = SparkSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    feeds: FeedsSettings = FeedsSettings()
+    synth: SynthSettings = SynthSettings()
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """The MLflow tracking URI: the configured one, else SQLite in the lake root (or the working dir).
+
+        A lake on a remote file system (``s3a://`` …) cannot hold a SQLite file, so then ``mlflow.db`` is
+        created in the working directory.
+        """
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        if is_uri(self.lake_root) and not self.lake_root.startswith("file:"):
+            return f"sqlite:///{Path.cwd() / MLFLOW_DB_NAME}"
+        root = self.lake_root.removeprefix("file://").removeprefix("file:")
+        return f"sqlite:///{Path(root).expanduser().resolve() / MLFLOW_DB_NAME}"
+
+
+def is_uri(path: str) -> bool:
+    """True when ``path`` has a URI scheme such as ``s3a://`` or ``file:``, not a plain local path."""
+    scheme, sep, _ = path.partition(":")
+    return bool(sep) and len(scheme) > 1 and scheme.replace("+", "").replace("-", "").isalnum()
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    overrides_source: str = "overrides",
+) -> Config:
+    """Load the configuration from a YAML file, ``HEALTHLAKE_*`` variables and overrides.
+
+    Args:
+        path: YAML file; a relative path is tried from the working directory, then from the repository.
+            None means the repository's ``conf/local.yaml``, or built-in defaults when the package is
+            installed without its repository.
+        overrides: Highest-precedence values, as nested mappings or dotted keys (``{"synth.people": 50}``);
+            None values are ignored so that unset command-line flags can be passed as they are.
+        overrides_source: How error messages name the overrides (the CLI says "command line").
+
+    Returns:
+        The validated, frozen configuration.
+
+    Raises:
+        ConfigError: With a one-line message naming the file or key and what is expected.
+    """
+    merged: dict[str, Any] = Config().model_dump()
+    sources: dict[tuple[str, ...], str] = {}
+
+    file, label = _resolve_file(path)
+    if file is not None:
+        _merge(merged, _read_yaml(file, label), label, sources, ())
+        logger.debug("configuration file %s", label)
+    for name, value in sorted(os.environ.items()):
+        if name.startswith(ENV_PREFIX) and name not in NON_CONFIG_ENV_VARS and value != "":
+            keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING))
+            _merge(
+                merged,
+                _nest(keys, _parse_env_value(name, value)),
+                f"environment variable {name}",
+                sources,
+                (),
+            )
+    if overrides:
+        _merge(merged, _expand_overrides(overrides), overrides_source, sources, ())
+
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_error_message(exc, sources)) from None
+
+
+def _resolve_file(path: str | os.PathLike[str] | None) -> tuple[Path | None, str]:
+    """Find the YAML file to read and the label used for it in messages."""
+    if path is None:
+        if REPO_ROOT is None:
+            return None, "built-in defaults"
+        file = REPO_ROOT / DEFAULT_CONFIG_FILE
+        return file, _display(file)
+    given = Path(path).expanduser()
+    if given.is_file():
+        return given, str(path)
+    if not given.is_absolute() and REPO_ROOT is not None and (REPO_ROOT / given).is_file():
+        return REPO_ROOT / given, str(path)
+    if given.exists():
+        raise ConfigError(f"config file '{path}' is not a file")
+    raise ConfigError(f"config file '{path}' not found")
+
+
+def _display(file: Path) -> str:
+    """A path relative to the working directory when it is below it, else absolute."""
+    try:
+        return str(file.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(file)
+
+
+def _read_yaml(file: Path, label: str) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a one-line ConfigError."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file '{label}' cannot be read: {_one_line(exc)}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{label}' is not valid YAML: {_yaml_problem(exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{label}': expected a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Describe a YAML error as ``problem at line L, column C``."""
+    problem = getattr(exc, "problem", None) or _one_line(exc)
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(problem)
+
+
+def _parse_env_value(name: str, value: str) -> Any:
+    """Keep a scalar as text (validation converts it); read a ``[...]`` or ``{...}`` value as YAML."""
+    if value.lstrip()[:1] not in ("[", "{"):
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"environment variable {name} is not valid YAML: {_yaml_problem(exc)}") from None
+
+
+def _nest(keys: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """Turn ``("a", "b"), v`` into ``{"a": {"b": v}}``."""
+    nested: Any = value
+    for key in reversed(keys):
+        nested = {key: nested}
+    return nested
+
+
+def _expand_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Expand dotted keys into nested dicts and drop None values at every level."""
+    expanded: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            value = _expand_overrides(value)
+            if not value:
+                continue
+        _merge(expanded, _nest(tuple(str(key).split(".")), value), "", {}, ())
+    return expanded
+
+
+def _merge(
+    base: dict[str, Any],
+    new: Mapping[Any, Any],
+    source: str,
+    sources: dict[tuple[str, ...], str],
+    prefix: tuple[str, ...],
+) -> None:
+    """Deep-merge ``new`` into ``base``, recording which source set each key."""
+    for raw_key, value in new.items():
+        key = str(raw_key)
+        here = (*prefix, key)
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            sources.setdefault(here, source)
+            _merge(base[key], value, source, sources, here)
+        else:
+            base[key] = dict(value) if isinstance(value, Mapping) else value
+            sources[here] = source
+
+
+def _error_message(exc: ValidationError, sources: Mapping[tuple[str, ...], str]) -> str:
+    """One line naming the first invalid key, what it expects, the value given and where it came from."""
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    source = next((sources[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in sources), "defaults")
+    key = _key_name(loc)
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"expected one of: {', '.join(allowed)}"
+        return f"config key '{key}': unknown key, {hint} ({source})"
+    expected = _expectation(loc)
+    reason = ""
+    if error["type"] == "value_error":
+        detail = str(error.get("ctx", {}).get("error", error["msg"]))
+        reason = "" if detail.startswith("expected") else f" ({detail})"
+    got = _short_repr(error.get("input"))
+    return f"config key '{key}': expected {expected}, got {got}{reason} ({source})"
+
+
+def _key_name(loc: tuple[Any, ...]) -> str:
+    """Dotted key for model fields, then ``[i]`` or ``['k']`` below a list or mapping value."""
+    parts: list[str] = []
+    model: Any = Config
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            parts.append(("." if parts else "") + str(part))
+            field = model.model_fields.get(str(part))
+            model = field.annotation if field is not None else None
+        else:
+            parts.append(f"[{part}]")
+            model = None
+    return "".join(parts)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the model found at ``loc``."""
+    model: Any = Config
+    for part in loc:
+        model = model.model_fields[part].annotation
+    return list(model.model_fields)
+
+
+def _expectation(loc: tuple[Any, ...]) -> str:
+    """Describe what the field at ``loc`` accepts, e.g. ``a number between 0 and 1``."""
+    model: Any = Config
+    annotation: Any = Config
+    metadata: list[Any] = []
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields):
+            break
+        info = model.model_fields[part]
+        annotation, metadata = info.annotation, info.metadata
+        model = annotation
+    return _describe(annotation, metadata)
+
+
+def _describe(annotation: Any, metadata: list[Any]) -> str:
+    """Plain-words description of a field type and its bounds."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"a mapping with keys {', '.join(annotation.model_fields)}"
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return f"{_describe(inner[0], metadata)} or null" if len(inner) == 1 else "a value or null"
+    if origin is list:
+        return f"a non-empty list of {_plural(args[0])}" if _bound(metadata, "min_length") else "a list"
+    if origin is dict:
+        return f"a mapping of {_plural(args[0])} to {_plural(args[1])}"
+    if annotation is bool:
+        return "true or false"
+    if annotation is dt.date:
+        return "a date YYYY-MM-DD"
+    if annotation is str:
+        return "a string"
+    if annotation in (int, float):
+        base = "an integer" if annotation is int else "a number"
+        low, high = _bound(metadata, "ge"), _bound(metadata, "le")
+        if low is not None and high is not None:
+            return f"{base} between {low:g} and {high:g}"
+        if low is not None:
+            return f"{base} >= {low:g}"
+        return base
+    return "a valid value"
+
+
+def _plural(annotation: Any) -> str:
+    """Plural noun for an element type."""
+    return {str: "strings", int: "integers", float: "numbers", bool: "booleans"}.get(annotation, "values")
+
+
+def _bound(metadata: list[Any], name: str) -> Any:
+    """The value of constraint ``name`` (``ge``, ``le``, ``min_length``) in a field's metadata, if any."""
+    return next((getattr(m, name) for m in metadata if getattr(m, name, None) is not None), None)
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters and kept on one line."""
+    text = _one_line(repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(value: object) -> str:
+    """The text of ``value`` with line breaks folded into spaces."""
+    return " ".join(str(value).split())

@@ -1,0 +1,382 @@
+"""The one place Delta tables are read and written: paths, reads, appends, MERGE upserts, history, status.
+
+A table is named ``layer.table`` (``bronze.fhir_resources``) and lives in ``<lake_root>/<layer>/<table>``.
+The lake root is a local folder or a URI (``s3a://…``, ``hdfs://…``, ``file:/…``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from healthlake.config import is_uri
+from healthlake.errors import LakeError
+
+logger = logging.getLogger(__name__)
+
+LAYERS = ("bronze", "silver", "gold", "research", "omop", "vault")
+"""The lake's layers; each is also a database in the Spark catalog."""
+DELTA_LOG = "_delta_log"
+_PART = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class TableRef(NamedTuple):
+    """A Delta table found in the lake."""
+
+    layer: str
+    name: str
+    path: str
+
+
+class TableStatus(NamedTuple):
+    """The state of one table, as shown by ``healthlake status``."""
+
+    layer: str
+    table: str
+    version: int
+    rows: int
+    last_operation: str
+    last_time: dt.datetime
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """Split ``layer.table`` into its parts.
+
+    Args:
+        name: Table name such as ``bronze.fhir_resources``.
+
+    Returns:
+        ``(layer, table)``.
+
+    Raises:
+        LakeError: When the name is not two lower-case identifiers joined by a dot.
+    """
+    parts = name.split(".") if isinstance(name, str) else []
+    if len(parts) != 2 or not all(_PART.fullmatch(part) for part in parts):
+        raise LakeError(
+            f"bad table name {name!r}: expected 'layer.table' in lower-case letters, digits and "
+            "underscores, e.g. 'bronze.fhir_resources'"
+        )
+    return parts[0], parts[1]
+
+
+def table_path(lake_root: str, name: str) -> str:
+    """The folder of table ``name``: ``<lake_root>/<layer>/<table>``.
+
+    Args:
+        lake_root: Lake root folder or URI.
+        name: Table name ``layer.table``.
+
+    Returns:
+        The table's path, in the same form (relative, absolute or URI) as ``lake_root``.
+
+    Raises:
+        LakeError: For a bad table name or an empty lake root.
+    """
+    layer, table = split_name(name)
+    if not lake_root:
+        raise LakeError("the lake root is empty")
+    return f"{lake_root.rstrip('/')}/{layer}/{table}"
+
+
+def is_table(spark: SparkSession, lake_root: str, name: str) -> bool:
+    """True when table ``name`` exists in the lake as a Delta table."""
+    return bool(DeltaTable.isDeltaTable(spark, table_path(lake_root, name)))
+
+
+def read_table(
+    spark: SparkSession,
+    lake_root: str,
+    name: str,
+    version: int | None = None,
+    timestamp: str | dt.datetime | None = None,
+) -> DataFrame:
+    """Read a Delta table, optionally as it was at an earlier version or time.
+
+    Args:
+        spark: Session.
+        lake_root: Lake root folder or URI.
+        name: Table name ``layer.table``.
+        version: Table version to read (time travel).
+        timestamp: Read the table as of this time: a string in the session time zone (UTC) or a
+            datetime (naive means local time, as pyspark returns them).
+
+    Returns:
+        The table as a DataFrame.
+
+    Raises:
+        LakeError: For a bad name, a missing table, or both ``version`` and ``timestamp``.
+    """
+    if version is not None and timestamp is not None:
+        raise LakeError("read_table: give either version or timestamp, not both")
+    path = _existing(spark, lake_root, name)
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    if timestamp is not None:
+        reader = reader.option("timestampAsOf", _timestamp_text(timestamp))
+    return reader.load(path)
+
+
+def append(
+    df: DataFrame,
+    lake_root: str,
+    name: str,
+    *,
+    partition_by: Sequence[str] | None = None,
+    merge_schema: bool = False,
+) -> None:
+    """Append rows to a Delta table, creating it on first write.
+
+    Args:
+        df: Rows to append.
+        lake_root: Lake root folder or URI.
+        name: Table name ``layer.table``.
+        partition_by: Partition columns, used when the table is created.
+        merge_schema: Allow new columns to be added to the table's schema.
+    """
+    path = table_path(lake_root, name)
+    writer = df.write.format("delta").mode("append")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    writer.save(path)
+    logger.debug("appended to %s", name)
+
+
+def upsert(
+    df: DataFrame,
+    lake_root: str,
+    name: str,
+    keys: Sequence[str],
+    *,
+    update_condition: str | None = None,
+    partition_by: Sequence[str] | None = None,
+) -> None:
+    """Insert new rows and update matching ones with a Delta MERGE on ``keys``; create the table if absent.
+
+    The source must hold at most one row per key (MERGE fails otherwise) and keys must not be null.
+    In conditions the table is ``t`` and the incoming rows are ``s``.
+
+    Args:
+        df: Incoming rows, with the table's columns.
+        lake_root: Lake root folder or URI.
+        name: Table name ``layer.table``.
+        keys: Columns that identify a row.
+        update_condition: Update a matched row only when this SQL condition holds, e.g.
+            ``"s.event_time >= t.event_time"`` to keep the latest by event time.
+        partition_by: Partition columns, used when the table is created.
+
+    Raises:
+        LakeError: For a bad name, no keys, or keys missing from ``df``.
+    """
+    path = table_path(lake_root, name)
+    if not keys:
+        raise LakeError(f"upsert into {name}: no key columns given")
+    missing = [key for key in keys if key not in df.columns]
+    if missing:
+        raise LakeError(f"upsert into {name}: key columns {missing} are not in the incoming rows")
+    spark = df.sparkSession
+    if not DeltaTable.isDeltaTable(spark, path):
+        append(df, lake_root, name, partition_by=partition_by)
+        return
+    condition = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(df.alias("s"), condition)
+        .whenMatchedUpdateAll(condition=update_condition)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    logger.debug("merged into %s on %s", name, ", ".join(keys))
+
+
+def history(spark: SparkSession, lake_root: str, name: str, limit: int | None = None) -> DataFrame:
+    """The commit history of a table, newest first (``DESCRIBE HISTORY``).
+
+    Args:
+        spark: Session.
+        lake_root: Lake root folder or URI.
+        name: Table name ``layer.table``.
+        limit: Only the newest ``limit`` commits.
+
+    Returns:
+        One row per commit: version, timestamp, operation, operationParameters, operationMetrics, ….
+
+    Raises:
+        LakeError: For a bad name or a missing table.
+    """
+    table = DeltaTable.forPath(spark, _existing(spark, lake_root, name))
+    return table.history(limit) if limit is not None else table.history()
+
+
+def list_tables(lake_root: str, spark: SparkSession | None = None) -> list[TableRef]:
+    """Find the Delta tables of a lake: folders ``<root>/<layer>/<table>`` holding a ``_delta_log``.
+
+    A local root (or ``file:`` URI without ``spark``) is listed directly; other URIs through Hadoop's
+    FileSystem, which needs ``spark``. Folders starting with ``_`` or ``.`` are skipped.
+
+    Args:
+        lake_root: Lake root folder or URI.
+        spark: Session, needed for a remote lake root.
+
+    Returns:
+        The tables, sorted by layer and name.
+
+    Raises:
+        LakeError: When the lake root does not exist or is not a folder.
+    """
+    if is_uri(lake_root) and (spark is not None or not lake_root.startswith("file:")):
+        if spark is None:
+            raise LakeError(f"listing the lake {lake_root} needs a SparkSession")
+        return _list_tables_hadoop(spark, lake_root)
+    root = Path(_local_path(lake_root)).expanduser()
+    if not root.exists():
+        raise LakeError(f"lake root {lake_root} does not exist")
+    if not root.is_dir():
+        raise LakeError(f"lake root {lake_root} is not a folder")
+    base = lake_root.rstrip("/")
+    found = []
+    for layer in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name)):
+        for table in sorted(p for p in layer.iterdir() if p.is_dir() and _visible(p.name)):
+            if (table / DELTA_LOG).is_dir():
+                found.append(TableRef(layer.name, table.name, f"{base}/{layer.name}/{table.name}"))
+    return found
+
+
+def table_status(spark: SparkSession, lake_root: str) -> list[TableStatus]:
+    """Version, row count and last commit of every table in the lake.
+
+    Args:
+        spark: Session.
+        lake_root: Lake root folder or URI.
+
+    Returns:
+        One entry per table, sorted by layer and name.
+
+    Raises:
+        LakeError: When the lake root does not exist.
+    """
+    status = []
+    for ref in list_tables(lake_root, spark):
+        table = DeltaTable.forPath(spark, ref.path)
+        last = table.history(1).select("version", "operation", F.unix_micros("timestamp").alias("us")).first()
+        if last is None:
+            continue
+        rows = table.toDF().count()
+        when = dt.datetime.fromtimestamp(last["us"] / 1_000_000, tz=dt.UTC)
+        status.append(TableStatus(ref.layer, ref.name, int(last["version"]), rows, last["operation"], when))
+    return status
+
+
+def register_tables(spark: SparkSession, lake_root: str) -> list[str]:
+    """Register every table of the lake in the Spark catalog as ``<layer>.<table>``.
+
+    Creates the layer databases and external Delta tables pointing at the lake's folders, so SQL users
+    can write ``SELECT * FROM gold.x``. A registered external table that points at another location is
+    re-pointed; a managed table of the same name is left alone with a warning.
+
+    Args:
+        spark: Session.
+        lake_root: Lake root folder or URI.
+
+    Returns:
+        The registered names (``layer.table``).
+    """
+    registered = []
+    for ref in list_tables(lake_root, spark):
+        full = f"`{ref.layer}`.`{ref.name}`"
+        location = _absolute(ref.path)
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{ref.layer}`")
+        if spark.catalog.tableExists(f"{ref.layer}.{ref.name}"):
+            current = spark.sql(f"DESCRIBE DETAIL {full}").select("location").first()
+            if current is not None and _same_location(current[0], location):
+                registered.append(f"{ref.layer}.{ref.name}")
+                continue
+            if spark.catalog.getTable(f"{ref.layer}.{ref.name}").tableType != "EXTERNAL":
+                logger.warning("%s.%s is a managed table elsewhere; not re-registered", ref.layer, ref.name)
+                continue
+            spark.sql(f"DROP TABLE {full}")
+        escaped = location.replace("\\", "\\\\").replace("'", "\\'")
+        spark.sql(f"CREATE TABLE {full} USING DELTA LOCATION '{escaped}'")
+        registered.append(f"{ref.layer}.{ref.name}")
+    logger.debug("registered %d tables", len(registered))
+    return registered
+
+
+def _existing(spark: SparkSession, lake_root: str, name: str) -> str:
+    """The path of table ``name``, which must exist."""
+    path = table_path(lake_root, name)
+    if not DeltaTable.isDeltaTable(spark, path):
+        raise LakeError(f"table {name} not found in lake {lake_root}")
+    return path
+
+
+def _list_tables_hadoop(spark: SparkSession, lake_root: str) -> list[TableRef]:
+    """``list_tables`` through Hadoop's FileSystem, for remote roots."""
+    jvm = spark._jvm
+    assert jvm is not None
+    hadoop_path = jvm.org.apache.hadoop.fs.Path
+    root = hadoop_path(lake_root)
+    fs = root.getFileSystem(spark._jsc.hadoopConfiguration())
+    if not fs.exists(root):
+        raise LakeError(f"lake root {lake_root} does not exist")
+    if not fs.getFileStatus(root).isDirectory():
+        raise LakeError(f"lake root {lake_root} is not a folder")
+    base = lake_root.rstrip("/")
+    found = []
+    layers = sorted(s.getPath().getName() for s in fs.listStatus(root) if s.isDirectory())
+    for layer in filter(_visible, layers):
+        entries = fs.listStatus(hadoop_path(f"{base}/{layer}"))
+        for table in sorted(s.getPath().getName() for s in entries if s.isDirectory()):
+            if _visible(table) and fs.exists(hadoop_path(f"{base}/{layer}/{table}/{DELTA_LOG}")):
+                found.append(TableRef(layer, table, f"{base}/{layer}/{table}"))
+    return found
+
+
+def _visible(name: str) -> bool:
+    """False for folders that are not layers or tables (``_warehouse``, ``.hidden``)."""
+    return not name.startswith(("_", "."))
+
+
+def _local_path(path: str) -> str:
+    """A ``file:`` URI turned into a plain path; other paths unchanged."""
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    return path.removeprefix("file:")
+
+
+def _absolute(path: str) -> str:
+    """An absolute path for a local path; URIs unchanged."""
+    if is_uri(path):
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
+def _same_location(a: str, b: str) -> bool:
+    """Compare two table locations, treating ``file:/x``, ``file:///x`` and ``/x`` as equal."""
+
+    def norm(location: str) -> str:
+        if location.startswith("file:"):
+            location = "/" + location[len("file:") :].lstrip("/")
+        return location.rstrip("/")
+
+    return norm(a) == norm(b)
+
+
+def _timestamp_text(value: str | dt.datetime) -> str:
+    """A Delta ``timestampAsOf`` string in UTC (the session time zone)."""
+    if isinstance(value, str):
+        return value
+    # A naive datetime is local time, as pyspark collects and creates them; astimezone handles both.
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")

@@ -1,0 +1,319 @@
+"""The one place a SparkSession is built: Delta Lake, UTC, Arrow, a local jar cache, spark-submit aware.
+
+Delta's JVM jars come from a project-local Ivy cache (``<repo>/.cache/ivy``, or ``$HEALTHLAKE_IVY_DIR``).
+``python -m healthlake.spark --warm`` fills it once (``make setup`` does); after that sessions put the
+cached Delta jars on ``spark.jars`` and never touch the network.
+
+Under ``spark-submit`` the submitter's settings win: the master, ``--conf`` values and jars it set are
+kept and only missing keys are filled in. The driver's classpath is fixed before Python starts, so pass
+the Delta jars to ``spark-submit`` yourself: ``--jars "$(python -m healthlake.spark --jars)"`` or
+``--packages io.delta:delta-spark_4.1_2.13:4.3.1``.
+
+Run as a module::
+
+    python -m healthlake.spark --warm   # download Delta into the cache, check one Delta write
+    python -m healthlake.spark --jars   # print the cached Delta jars, comma-separated, for --jars
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from delta import configure_spark_with_delta_pip
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import SparkSession
+
+from healthlake.config import REPO_ROOT, Config, SparkSettings, is_uri, load_config
+from healthlake.errors import HealthlakeError, UsageError
+
+logger = logging.getLogger("healthlake.spark")  # not __name__: also run as __main__
+
+DELTA_VERSION = "4.3.1"
+"""delta-spark version; must equal the pinned ``delta-spark`` wheel."""
+SPARK_MINOR = "4.1"
+"""Spark major.minor that the Delta artifact is built for; must match the pinned ``pyspark``."""
+SCALA_VERSION = "2.13"
+DELTA_PACKAGE = f"io.delta:delta-spark_{SPARK_MINOR}_{SCALA_VERSION}:{DELTA_VERSION}"
+"""Maven coordinates of Delta Lake for ``--packages``."""
+DELTA_JAR = f"io.delta_delta-spark_{SPARK_MINOR}_{SCALA_VERSION}-{DELTA_VERSION}.jar"
+"""File name of the Delta jar in Ivy's ``jars/`` folder; its presence means the cache is warm."""
+DELTA_STORAGE_JAR = f"io.delta_delta-storage-{DELTA_VERSION}.jar"
+
+DELTA_EXTENSION_KEY = "spark.sql.extensions"
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG_KEY = "spark.sql.catalog.spark_catalog"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+DELTA_JAR_PREFIXES = (
+    "io.delta_",
+    "io.unitycatalog_",
+    "com.fasterxml.jackson.datatype_jackson-datatype-jdk8-",
+)
+"""Cached jars that go on ``spark.jars``: Delta, Unity Catalog client (Delta's storage layer needs it) and
+jackson-datatype-jdk8 (Delta Kernel needs it; pyspark lacks it). Ivy also resolves jackson, hadoop,
+log4j, parquet, slf4j, snappy, zstd, RoaringBitmap …, which pyspark's own ``jars/`` already holds in
+the versions Spark was built with: putting Ivy's older copies on the classpath breaks Spark."""
+
+IVY_DIR_ENV = "HEALTHLAKE_IVY_DIR"
+"""Environment variable naming the Ivy cache folder (default ``<repo>/.cache/ivy``)."""
+WAREHOUSE_DIR_NAME = "_warehouse"
+"""Spark SQL warehouse folder inside the lake root (catalog databases; tables live in layer folders)."""
+LOG_LEVEL = "WARN"
+
+TEST_CONF: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.ui.enabled": "false",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+}
+"""Settings for a small, fast test session (see ``get_test_spark``)."""
+
+_LAUNCHER_ONLY_KEYS = ("spark.jars", "spark.jars.packages", "spark.jars.ivy")
+
+
+def get_spark(app_name: str, cfg: Config | None = None) -> SparkSession:
+    """Return the SparkSession for ``app_name``, building it with healthlake's defaults if needed.
+
+    An already active session is reused (only runtime SQL settings that nobody set are filled in). Under
+    ``spark-submit`` only keys that the submitter left unset are added. Otherwise a new session is built
+    with ``cfg.spark.master``, UTC, Arrow, Delta's extension and catalog, the warehouse under the lake
+    root, the cached Delta jars and ``cfg.spark.conf`` on top.
+
+    Args:
+        app_name: Name of the stage or tool; prefixed with ``cfg.spark.app_name``.
+        cfg: Configuration; None loads the default one.
+
+    Returns:
+        The SparkSession.
+
+    Raises:
+        UsageError: Under ``spark-submit`` when the Delta jars are not on the driver's classpath.
+    """
+    cfg = cfg if cfg is not None else load_config()
+    submitted = launched_by_spark_submit()
+    if not submitted:
+        # pandas UDFs fail on workers ("No module named pandas") unless they run this interpreter.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        # pandas-on-Spark asks for this on driver and workers with pyarrow >= 2.
+        os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
+    wanted = spark_conf(app_name, cfg)
+    if SparkContext._active_spark_context is not None:
+        session = SparkSession.builder.getOrCreate()
+        _fill_runtime_conf(session, wanted)
+        return session
+
+    builder = SparkSession.builder
+    if submitted:
+        SparkContext._ensure_initialized()
+        present = SparkConf()
+        for key in _LAUNCHER_ONLY_KEYS:
+            wanted.pop(key, None)
+        wanted = {key: value for key, value in wanted.items() if not present.contains(key)}
+        _require_delta_classes()
+        logger.debug("spark-submit detected; filling in %s", sorted(wanted))
+    elif not delta_jars():
+        extra = [p for p in wanted.pop("spark.jars.packages", "").split(",") if p]
+        cache = wanted.pop("spark.jars.ivy", str(ivy_dir()))
+        logger.info("Delta jars not cached in %s: downloading %s through Ivy (once)", cache, DELTA_PACKAGE)
+        builder = configure_spark_with_delta_pip(
+            builder.config("spark.jars.ivy", cache), extra_packages=extra
+        )
+
+    for key, value in wanted.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(LOG_LEVEL)
+    logger.debug("Spark %s session %s on %s", session.version, app_name, session.sparkContext.master)
+    return session
+
+
+def get_test_spark(work_dir: str | os.PathLike[str], conf: Mapping[str, str] | None = None) -> SparkSession:
+    """Build the small session used by the test suite: ``local[2]``, ``TEST_CONF``, lake in ``work_dir``.
+
+    Args:
+        work_dir: Temporary folder; the warehouse goes to ``<work_dir>/lake/_warehouse``.
+        conf: Extra settings on top of ``TEST_CONF``.
+
+    Returns:
+        The SparkSession.
+    """
+    settings = SparkSettings(master="local[2]", app_name="healthlake", conf={**TEST_CONF, **(conf or {})})
+    cfg = Config(lake_root=str(Path(work_dir) / "lake"), spark=settings)
+    return get_spark("tests", cfg)
+
+
+def stop_spark() -> None:
+    """Stop the active SparkSession, if any (the JVM gateway stays up for a later session)."""
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
+
+
+def spark_conf(app_name: str, cfg: Config) -> dict[str, str]:
+    """The Spark settings healthlake wants for ``app_name`` (before any spark-submit filtering).
+
+    Args:
+        app_name: Name of the stage or tool.
+        cfg: Configuration.
+
+    Returns:
+        Setting name to value; ``cfg.spark.conf`` wins over the built-in defaults.
+    """
+    prefix = cfg.spark.app_name
+    name = app_name if not prefix or app_name.startswith(prefix) else f"{prefix}-{app_name}"
+    conf = {
+        "spark.master": cfg.spark.master,
+        "spark.app.name": name,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        DELTA_EXTENSION_KEY: DELTA_EXTENSION,
+        DELTA_CATALOG_KEY: DELTA_CATALOG,
+        "spark.sql.warehouse.dir": warehouse_dir(cfg.lake_root),
+        "spark.ui.showConsoleProgress": "false",
+    }
+    jars = delta_jars()
+    if jars:
+        own = [j for j in cfg.spark.conf.get("spark.jars", "").split(",") if j]
+        conf["spark.jars"] = ",".join([*own, *(str(j) for j in jars)])
+    return {**conf, **{k: v for k, v in cfg.spark.conf.items() if not (jars and k == "spark.jars")}}
+
+
+def warehouse_dir(lake_root: str) -> str:
+    """The Spark SQL warehouse folder inside the lake root (absolute for a local root)."""
+    if is_uri(lake_root):
+        return f"{lake_root.rstrip('/')}/{WAREHOUSE_DIR_NAME}"
+    return str(Path(lake_root).expanduser().resolve() / WAREHOUSE_DIR_NAME)
+
+
+def launched_by_spark_submit() -> bool:
+    """True when this Python process was started by ``spark-submit`` (or ``pyspark``) around a JVM."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def ivy_dir() -> Path:
+    """The Ivy cache folder: ``$HEALTHLAKE_IVY_DIR``, else ``<repo>/.cache/ivy``, else the user cache."""
+    configured = os.environ.get(IVY_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    if REPO_ROOT is not None:
+        return REPO_ROOT / ".cache" / "ivy"
+    return Path.home() / ".cache" / "healthlake" / "ivy"
+
+
+def delta_jars(cache: Path | None = None) -> list[Path]:
+    """The cached jars to put on ``spark.jars``, or an empty list when the cache is not warm.
+
+    Only jars named by ``DELTA_JAR_PREFIXES`` are taken; of Delta's own jars only version
+    ``DELTA_VERSION``, of the others the newest version of each artifact (a cache can hold several).
+
+    Args:
+        cache: Ivy cache folder; default ``ivy_dir()``.
+
+    Returns:
+        Absolute jar paths, sorted by name.
+    """
+    jars_dir = (cache or ivy_dir()) / "jars"
+    if not ((jars_dir / DELTA_JAR).is_file() and (jars_dir / DELTA_STORAGE_JAR).is_file()):
+        return []
+    newest: dict[str, tuple[tuple[int, ...], Path]] = {}
+    for jar in jars_dir.glob("*.jar"):
+        if not jar.name.startswith(DELTA_JAR_PREFIXES):
+            continue
+        match = re.fullmatch(r"(.+?)-(\d+(?:\.\d+)*)(?:-[\w.]+)?\.jar", jar.name)
+        if match is None:
+            continue
+        artifact, version = match.group(1), match.group(2)
+        if artifact.startswith("io.delta_") and version != DELTA_VERSION:
+            continue
+        key = tuple(int(part) for part in version.split("."))
+        if artifact not in newest or key > newest[artifact][0]:
+            newest[artifact] = (key, jar.resolve())
+    return sorted((path for _, path in newest.values()), key=lambda p: p.name)
+
+
+def warm_jar_cache() -> list[Path]:
+    """Fill the Ivy cache with Delta's jars (downloading them if needed) and check one Delta round trip.
+
+    Returns:
+        The jars that later sessions put on ``spark.jars``.
+
+    Raises:
+        HealthlakeError: When the round trip succeeded but the cache still lacks the Delta jar.
+    """
+    with tempfile.TemporaryDirectory(prefix="healthlake-warm-") as tmp:
+        small = {"spark.sql.shuffle.partitions": "1", "spark.databricks.delta.snapshotPartitions": "1"}
+        settings = SparkSettings(master="local[1]", conf={"spark.ui.enabled": "false", **small})
+        spark = get_spark("warm", Config(lake_root=str(Path(tmp) / "lake"), spark=settings))
+        path = str(Path(tmp) / "lake" / "tmp" / "warm")
+        spark.range(3).write.format("delta").save(path)
+        rows = spark.read.format("delta").load(path).count()
+        spark.stop()
+    jars = delta_jars()
+    if rows != 3 or not jars:
+        raise HealthlakeError(f"Delta jar cache {ivy_dir()} is still empty after a Delta write")
+    logger.info("Delta jar cache ready in %s (%d jars for spark.jars)", ivy_dir(), len(jars))
+    return jars
+
+
+def _fill_runtime_conf(session: SparkSession, wanted: Mapping[str, str]) -> None:
+    """Set runtime SQL settings of an existing session that neither its builder nor its user set."""
+    static = session.sparkContext.getConf()
+    for key, value in wanted.items():
+        if static.contains(key) or not session.conf.isModifiable(key):
+            continue
+        if session.conf.get(key, None) is None:
+            session.conf.set(key, value)
+
+
+def _require_delta_classes() -> None:
+    """Fail with one line when the JVM started by spark-submit cannot load Delta."""
+    jvm = SparkContext._jvm
+    assert jvm is not None
+    if not jvm.org.apache.spark.util.Utils.classIsLoadable(DELTA_EXTENSION):
+        raise UsageError(
+            "Delta Lake jars are not on the spark-submit classpath: add "
+            '--jars "$(python -m healthlake.spark --jars)" or --packages ' + DELTA_PACKAGE
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m healthlake.spark``.
+
+    Args:
+        argv: Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns:
+        The process exit code.
+    """
+    from healthlake.cli import configure_logging, output
+
+    parser = argparse.ArgumentParser(prog="python -m healthlake.spark", description=__doc__.splitlines()[0])
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--warm", action="store_true", help="download Delta into the jar cache and test it")
+    action.add_argument("--jars", action="store_true", help="print the cached Delta jars for --jars")
+    args = parser.parse_args(argv)
+    configure_logging(verbosity=0)
+    if args.warm:
+        warm_jar_cache()
+        return 0
+    jars = delta_jars()
+    if not jars:
+        sys.stderr.write(f"healthlake: error: no Delta jars in {ivy_dir()}; run make setup first\n")
+        return 2
+    output(",".join(str(j) for j in jars))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""Synthetic regional health data: a province's institutions, residents and feeds, with ground truth."""
+
+from __future__ import annotations
+
+from healthlake.synth.generate import generate_region
+
+__all__ = ["generate_region"]

@@ -1,0 +1,456 @@
+"""What happens to residents over the window: visits, stays, labs, follow-ups, vaccines, tests, pings.
+
+The simulation is per person and draws from one seeded ``random.Random`` per shard, so a shard always
+produces the same events whatever machine or partitioning runs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from dataclasses import dataclass, field
+
+from healthlake.synth.catalog import (
+    ACUTE_DIAGNOSES,
+    CONDITION_BY_NAME,
+    DEPARTMENTS,
+    DRUGS,
+    EMERGENCY_DIAGNOSES,
+    INPATIENT_DIAGNOSES,
+    OUTBREAK_DIAGNOSIS,
+    VACCINES,
+    WARDS,
+)
+from healthlake.synth.identity import stable_fraction
+from healthlake.synth.population import Person
+from healthlake.synth.region import Institution, Region
+
+YEAR = 365.0
+
+
+@dataclass(slots=True)
+class Observation:
+    """A lab result or vital sign, value in the test's canonical unit."""
+
+    test: str  # key of catalog.LAB_TESTS
+    value: float
+    time: dt.datetime
+
+
+@dataclass(slots=True)
+class Encounter:
+    """An outpatient, emergency or inpatient encounter at one institution."""
+
+    encounter_id: str
+    institution: Institution
+    person: Person
+    cls: str  # AMB | EMER | IMP
+    start: dt.datetime
+    end: dt.datetime | None  # None: still admitted at the end of the window
+    department: str
+    diagnoses: list[tuple[str, str]]  # (ICD-10 code, display); the first is primary
+    observations: list[Observation] = field(default_factory=list)
+    medications: list[tuple[str, str, str]] = field(default_factory=list)
+    ward: str | None = None
+    transfers: list[tuple[dt.datetime, str]] = field(default_factory=list)
+    disposition: str | None = None  # home | transfer | died | against-advice
+    true_risk: float | None = None  # inpatient: true 30-day readmission risk
+    readmitted: bool = False
+    readmission_of: str | None = None
+    update_time: dt.datetime | None = None  # a correction sent later (defect "update")
+    updated_department: str | None = None
+    cancel_time: dt.datetime | None = None  # sent later as entered-in-error / A11 (defect "cancel")
+
+
+@dataclass(slots=True)
+class FollowUp:
+    """A chronic-disease follow-up at a township health centre (blood pressure, fasting glucose)."""
+
+    followup_id: str
+    institution: Institution
+    person: Person
+    time: dt.datetime
+    disease: str
+    sbp: int | None
+    dbp: int | None
+    glucose: float | None  # mmol/L
+
+
+@dataclass(slots=True)
+class NatTest:
+    """A nucleic-acid test reported by a CDC lab."""
+
+    test_id: str
+    institution: Institution
+    person: Person
+    sample_time: dt.datetime
+    report_time: dt.datetime
+    positive: bool
+    ct_value: float | None
+
+
+@dataclass(slots=True)
+class Vaccination:
+    """A vaccine dose given at a vaccination site."""
+
+    vaccination_id: str
+    institution: Institution
+    person: Person
+    time: dt.datetime
+    vaccine_code: str
+    vaccine_name: str
+    dose_number: int
+    lot: str
+
+
+@dataclass(slots=True)
+class Ping:
+    """A phone location ping."""
+
+    phone: str
+    time: dt.datetime
+    lat: float
+    lon: float
+
+
+@dataclass
+class ShardEvents:
+    """Everything one shard's residents did."""
+
+    encounters: list[Encounter] = field(default_factory=list)
+    followups: list[FollowUp] = field(default_factory=list)
+    nat_tests: list[NatTest] = field(default_factory=list)
+    vaccinations: list[Vaccination] = field(default_factory=list)
+    pings: list[Ping] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutbreakPlan:
+    """The outbreak, planned on the driver: per person, venue visits and test results to emit."""
+
+    venue_visits: dict[int, tuple[tuple[dt.datetime, float, float], ...]]  # person index → (start, lat, lon)
+    tests: dict[int, tuple[tuple[dt.datetime, bool], ...]]  # person index → (sample time, positive)
+    fever_visits: dict[int, dt.datetime]  # cases seen at a fever clinic
+
+
+class Simulator:
+    """Simulate one shard's residents over the window."""
+
+    def __init__(
+        self,
+        region: Region,
+        settings: object,
+        shard_id: int,
+        outbreak: OutbreakPlan,
+    ) -> None:
+        self.region = region
+        self.s = settings
+        self.rates = settings.rates
+        self.start = settings.start
+        self.days = settings.days
+        self.t0 = dt.datetime.combine(settings.start, dt.time())
+        self.t_end = self.t0 + dt.timedelta(days=settings.days)
+        self.rng = random.Random(f"events:{settings.seed}:{shard_id}")
+        self.shard_id = shard_id
+        self.outbreak = outbreak
+        self.events = ShardEvents()
+        self._serial = 0
+        inst = region.institutions
+        self.tertiary = {}
+        for i in inst:
+            if i.kind == "tertiary_hospital":
+                self.tertiary.setdefault(i.city_code, []).append(i)
+        self.secondary = {i.county_code: i for i in inst if i.kind == "secondary_hospital"}
+        self.thc = {i.area_code: i for i in inst if i.kind == "township_health_centre"}
+        self.village = {i.area_code: i for i in inst if i.kind == "village_clinic"}
+        self.lab = {i.city_code: i for i in inst if i.kind == "cdc_lab"}
+        self.vacc_site = {i.county_code: i for i in inst if i.kind == "vaccination_site"}
+        self.city_of = {a.code: a.parent_code for a in region.areas if a.level == "county"}
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _id(self, prefix: str) -> str:
+        self._serial += 1
+        return f"{prefix}{self.start:%y%m%d}{self.shard_id:04d}{self._serial:07d}"
+
+    def _poisson_times(self, rate_per_year: float, hours: tuple[int, int] = (8, 17)) -> list[dt.datetime]:
+        """Event times of a Poisson process over the window, within working hours."""
+        lam = rate_per_year * self.days / YEAR
+        n, p, limit = 0, self.rng.random(), math.exp(-lam)
+        while p > limit:
+            n += 1
+            p *= self.rng.random()
+        return sorted(
+            self.t0
+            + dt.timedelta(
+                days=self.rng.randrange(self.days),
+                hours=self.rng.randint(*hours),
+                minutes=self.rng.randrange(60),
+                seconds=self.rng.randrange(60),
+            )
+            for _ in range(n)
+        )
+
+    def _hospital(self, person: Person, p_county: float) -> Institution:
+        city = self.city_of[person.county_code]
+        if self.rng.random() < p_county:
+            return self.secondary[person.county_code]
+        return self.rng.choice(self.tertiary[city])
+
+    def _diagnoses(self, person: Person, pool: tuple, p_chronic: float) -> list[tuple[str, str]]:
+        dx = []
+        if person.conditions and self.rng.random() < p_chronic:
+            c = CONDITION_BY_NAME[self.rng.choice(person.conditions)]
+            dx.append((c.icd10, c.display))
+        acute = self.rng.choice(pool)
+        if not dx or self.rng.random() < 0.4:
+            dx.append((acute.code, acute.display))
+        for name in person.conditions:
+            c = CONDITION_BY_NAME[name]
+            if (c.icd10, c.display) not in dx and self.rng.random() < 0.3:
+                dx.append((c.icd10, c.display))
+        return dx
+
+    def _vitals(self, person: Person, t: dt.datetime, fever: bool = False) -> list[Observation]:
+        hyper = "hypertension" in person.conditions
+        controlled = (
+            stable_fraction(self.s.seed, person.index, "bp") < 0.55
+        )  # stable per person, independent of draw order
+        sbp = self.rng.gauss(150 if hyper and not controlled else 128, 12)
+        dbp = sbp * 0.62 + self.rng.gauss(0, 5)
+        temp = self.rng.gauss(38.6, 0.4) if fever else self.rng.gauss(36.6, 0.25)
+        return [
+            Observation("sbp", round(sbp), t),
+            Observation("dbp", round(dbp), t),
+            Observation("heart_rate", round(self.rng.gauss(78, 10)), t),
+            Observation("temperature", round(temp, 1), t),
+        ]
+
+    def _labs(self, person: Person, t: dt.datetime) -> list[Observation]:
+        diabetic = "diabetes" in person.conditions
+        lab_t = t + dt.timedelta(minutes=self.rng.randint(30, 180))
+        obs = [
+            Observation("glucose", round(max(3.0, self.rng.gauss(8.4 if diabetic else 5.2, 1.2)), 1), lab_t)
+        ]
+        if diabetic:
+            obs.append(Observation("hba1c", round(self.rng.gauss(7.6, 1.0), 1), lab_t))
+        if self.rng.random() < 0.5:
+            obs.append(Observation("creatinine", round(self.rng.gauss(80, 18)), lab_t))
+            obs.append(Observation("cholesterol", round(self.rng.gauss(4.9, 0.9), 2), lab_t))
+        if self.rng.random() < 0.5:
+            obs.append(Observation("wbc", round(self.rng.gauss(6.5, 1.8), 1), lab_t))
+        return obs
+
+    def _meds(self, person: Person, dx: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        meds = []
+        for name in person.conditions:
+            if CONDITION_BY_NAME[name].icd10 in {c for c, _ in dx} and self.rng.random() < 0.8:
+                meds.append(self.rng.choice(DRUGS[name]))
+        if self.rng.random() < 0.5:
+            meds.append(self.rng.choice(DRUGS["infection" if self.rng.random() < 0.5 else "symptomatic"]))
+        return meds
+
+    def _maybe_correct(self, enc: Encounter) -> None:
+        """Draw the later-arriving correction and cancellation defects for an encounter."""
+        base = enc.end or enc.start
+        if self.rng.random() < self.rates.update:
+            enc.update_time = base + dt.timedelta(hours=self.rng.randint(6, 60))
+            enc.updated_department = self.rng.choice(DEPARTMENTS[enc.cls])
+        if self.rng.random() < self.rates.cancel:
+            enc.cancel_time = base + dt.timedelta(hours=self.rng.randint(2, 48))
+
+    # -- the simulation ------------------------------------------------------------------------------
+    def run(self, persons: list[Person]) -> ShardEvents:
+        """Simulate every resident of the shard."""
+        for person in persons:
+            self._person(person)
+        return self.events
+
+    def _person(self, p: Person) -> None:
+        age = p.age_on(self.start)
+        n_chronic = len(p.conditions)
+        frailty = (1.5 if age >= 60 else 1.0) * (2.0 if age < 5 else 1.0) * (1 + 0.5 * n_chronic)
+        for t in self._poisson_times(4.0 * frailty):
+            self._outpatient(p, t, self._hospital(p, 0.55), "AMB")
+        for t in self._poisson_times(0.3 * frailty, hours=(0, 23)):
+            self._outpatient(p, t, self._hospital(p, 0.7), "EMER")
+        for t in self._poisson_times(3.0 * frailty):
+            clinic = self.village if self.rng.random() < 0.5 else self.thc
+            self._outpatient(p, t, clinic[p.township_code], "AMB")
+        admit_factor = (2.5 if age >= 65 else 1.3 if age >= 45 else 1.0) * (1 + 0.6 * n_chronic)
+        for t in self._poisson_times(0.12 * admit_factor, hours=(0, 23)):
+            self._inpatient(p, t, self._hospital(p, 0.5), age)
+        self._followups(p)
+        self._vaccinations(p, age)
+        self._nat_tests(p)
+        self._pings(p)
+
+    def _outpatient(self, p: Person, t: dt.datetime, inst: Institution, cls: str) -> Encounter:
+        pool = EMERGENCY_DIAGNOSES if cls == "EMER" else ACUTE_DIAGNOSES
+        dx = self._diagnoses(p, pool, 0.6)
+        end = t + dt.timedelta(minutes=self.rng.randint(10, 240 if cls == "EMER" else 60))
+        enc = Encounter(self._id("E"), inst, p, cls, t, end, self.rng.choice(DEPARTMENTS[cls]), dx)
+        if self.rng.random() < 0.6:
+            enc.observations += self._vitals(p, t + dt.timedelta(minutes=5))
+        if self.rng.random() < 0.4:
+            enc.observations += self._labs(p, t)
+        enc.medications = self._meds(p, dx)
+        enc.disposition = "home"
+        self._maybe_correct(enc)
+        self.events.encounters.append(enc)
+        return enc
+
+    def _inpatient(
+        self, p: Person, t: dt.datetime, inst: Institution, age: int, readmission_of: str | None = None
+    ) -> None:
+        n_chronic = len(p.conditions)
+        los_days = max(1, round(self.rng.gammavariate(2.0, 2.5 + 0.05 * max(0, age - 50) + 0.8 * n_chronic)))
+        end = t + dt.timedelta(days=los_days, hours=self.rng.randint(-4, 4))
+        dx = self._diagnoses(p, INPATIENT_DIAGNOSES, 0.3)
+        enc = Encounter(
+            self._id("I"),
+            inst,
+            p,
+            "IMP",
+            t,
+            end if end < self.t_end else None,
+            self.rng.choice(DEPARTMENTS["IMP"]),
+            dx,
+            ward=self.rng.choice(WARDS),
+            readmission_of=readmission_of,
+        )
+        enc.observations = self._vitals(p, t + dt.timedelta(hours=1)) + self._labs(p, t)
+        enc.medications = self._meds(p, dx)
+        if los_days >= 3 and self.rng.random() < 0.25:
+            when = t + dt.timedelta(days=self.rng.randint(1, los_days - 1))
+            if when < self.t_end:
+                enc.transfers.append((when, self.rng.choice(WARDS)))
+        enc.disposition = self.rng.choices(("home", "transfer", "died", "against-advice"), (90, 5, 1, 4))[0]
+        logit = (
+            -2.6
+            + 0.025 * (age - 60)
+            + 0.45 * n_chronic
+            + 0.06 * min(los_days, 30)
+            + 0.5 * ("copd" in p.conditions)
+            + 0.5 * (enc.disposition == "against-advice")
+        )
+        enc.true_risk = round(1 / (1 + math.exp(-logit)), 4) if enc.disposition != "died" else 0.0
+        self._maybe_correct(enc)
+        self.events.encounters.append(enc)
+        if enc.end is None or enc.disposition == "died" or enc.cancel_time is not None:
+            return
+        if self.rng.random() < enc.true_risk:
+            again = enc.end + dt.timedelta(days=self.rng.uniform(1, 30))
+            if again < self.t_end:
+                enc.readmitted = True
+                where = inst if self.rng.random() < 0.7 else self._hospital(p, 0.5)
+                self._inpatient(p, again, where, age, readmission_of=enc.encounter_id)
+
+    def _followups(self, p: Person) -> None:
+        managed = [c for c in p.conditions if c in ("hypertension", "diabetes")]
+        if not managed or stable_fraction(self.s.seed, p.index, "registered") >= 0.75:
+            return
+        # Regularly managed patients are seen every ~90 days, the others every 120-200 days.
+        regular = stable_fraction(self.s.seed, p.index, "regular") < 0.65
+        interval = 90 if regular else 120 + 80 * stable_fraction(self.s.seed, p.index, "interval")
+        phase = self.rng.uniform(0, interval)
+        inst = self.thc[p.township_code]
+        k = 0
+        while phase + k * interval < self.days:
+            day = self.t0 + dt.timedelta(days=phase + k * interval)
+            t = day.replace(
+                hour=self.rng.randint(8, 16), minute=self.rng.randrange(60), second=0, microsecond=0
+            )
+            for disease in managed:
+                hyper = disease == "hypertension"
+                vit = self._vitals(p, t)
+                glucose = round(max(3.5, self.rng.gauss(7.6, 1.6)), 1) if not hyper else None
+                self.events.followups.append(
+                    FollowUp(
+                        self._id("F"),
+                        inst,
+                        p,
+                        t,
+                        disease,
+                        int(vit[0].value) if hyper else None,
+                        int(vit[1].value) if hyper else None,
+                        glucose,
+                    )
+                )
+            k += 1
+
+    def _vaccinations(self, p: Person, age: int) -> None:
+        site = self.vacc_site[p.county_code]
+        rate = 10.0 if age < 7 else 0.4 if age >= 60 else 0.1
+        for t in self._poisson_times(rate):
+            fit = [v for v in VACCINES if v[2] <= age <= v[3]] or [VACCINES[-1]]
+            code, name, _, _ = self.rng.choice(fit)
+            self.events.vaccinations.append(
+                Vaccination(
+                    self._id("VAC"),
+                    site,
+                    p,
+                    t,
+                    code,
+                    name,
+                    self.rng.randint(1, 3),
+                    f"{self.rng.randrange(2025, 2027)}{self.rng.randrange(10**6):06d}",
+                )
+            )
+
+    def _nat_tests(self, p: Person) -> None:
+        lab = self.lab[self.city_of[p.county_code]]
+        planned = self.outbreak.tests.get(p.index, ())
+        times = [(t, False) for t in self._poisson_times(1.5, hours=(7, 20))] + list(planned)
+        for t, positive in times:
+            report = t + dt.timedelta(hours=self.rng.randint(4, 24))
+            ct = round(self.rng.uniform(18, 34), 1) if positive else None
+            self.events.nat_tests.append(NatTest(self._id("NAT"), lab, p, t, report, positive, ct))
+        if p.index in self.outbreak.fever_visits:
+            t = self.outbreak.fever_visits[p.index]
+            enc = Encounter(
+                self._id("E"),
+                self._hospital(p, 0.7),
+                p,
+                "AMB",
+                t,
+                t + dt.timedelta(minutes=40),
+                "发热门诊",
+                [(OUTBREAK_DIAGNOSIS.code, OUTBREAK_DIAGNOSIS.display)],
+            )
+            enc.observations = self._vitals(p, t + dt.timedelta(minutes=5), fever=True)
+            enc.disposition = "home"
+            self.events.encounters.append(enc)
+
+    def _pings(self, p: Person) -> None:
+        if p.phone is None:
+            return
+        venues = self.outbreak.venue_visits.get(p.index, ())
+        tracked = venues or stable_fraction(self.s.seed, p.index, "ping") < self.s.ping_share
+        if not tracked:
+            return
+        for day in range(self.days):
+            base = self.t0 + dt.timedelta(days=day)
+            for _ in range(self.s.pings_per_day):
+                t = base + dt.timedelta(seconds=self.rng.randrange(86400))
+                lat, lon = p.work if 9 <= t.hour < 18 and self.rng.random() < 0.7 else p.home
+                # GPS jitter of ~20 m: co-location at home is visible, but strangers never coincide.
+                self.events.pings.append(
+                    Ping(
+                        p.phone,
+                        t,
+                        round(lat + self.rng.gauss(0, 0.0002), 6),
+                        round(lon + self.rng.gauss(0, 0.0002), 6),
+                    )
+                )
+        for start, lat, lon in venues:
+            for minutes in (0, 10, 20, 30):
+                t = start + dt.timedelta(minutes=minutes, seconds=self.rng.randrange(60))
+                self.events.pings.append(
+                    Ping(
+                        p.phone,
+                        t,
+                        round(lat + self.rng.gauss(0, 0.0001), 6),
+                        round(lon + self.rng.gauss(0, 0.0001), 6),
+                    )
+                )

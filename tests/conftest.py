@@ -1,0 +1,27 @@
+"""Shared fixtures: one local Spark session with Delta for the whole run, a fresh lake per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from healthlake.spark import get_test_spark
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
+    """The one SparkSession of the test run: local[2], 2 shuffle partitions, AQE and UI off, UTC, Delta."""
+    session = get_test_spark(tmp_path_factory.mktemp("spark"))
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> str:
+    """A fresh, empty lake root folder for one test."""
+    root = tmp_path / "lake"
+    root.mkdir()
+    return str(root)
