@@ -111,25 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """``healthlake generate``: write the synthetic region's feeds and ground truth, print a summary."""
-    if _inside(args.truth, args.landing):
-        raise UsageError("--truth must not be inside --landing")
-    for flag, path in (("--landing", args.landing), ("--truth", args.truth)):
-        if not is_uri(path) and Path(path).exists() and not Path(path).is_dir():
-            raise UsageError(f"{flag} {path} is not a folder")
     overrides = {
         "landing_root": args.landing,
         "truth_root": args.truth,
         "synth": {"people": args.people, "days": args.days, "start": args.start, "seed": args.seed},
     }
     cfg = load_config(args.conf, overrides, overrides_source=COMMAND_LINE)
-    try:
-        from healthlake.synth import generate_region
-    except ModuleNotFoundError as exc:
-        if exc.name != "healthlake.synth":
-            raise
-        raise HealthlakeError("the synthetic data generator (healthlake.synth) is not installed") from None
-
     from healthlake.spark import get_spark
+    from healthlake.synth import check_paths, generate_region
+
+    check_paths(cfg.landing_root, cfg.truth_root)  # before the JVM starts: a user error answers at once
 
     spark = get_spark("generate", cfg)
     started = time.monotonic()
@@ -294,15 +285,6 @@ def _verbose_argument(parser: argparse.ArgumentParser, default: Any = argparse.S
 
 def _conf_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conf", metavar="FILE", help="YAML configuration (default conf/local.yaml)")
-
-
-def _inside(child: str, parent: str) -> bool:
-    """True when path ``child`` is ``parent`` or below it (local paths resolved, URIs compared as text)."""
-    if is_uri(child) or is_uri(parent):
-        a, b = child.rstrip("/") + "/", parent.rstrip("/") + "/"
-        return a.startswith(b)
-    a, b = Path(child).expanduser().resolve(), Path(parent).expanduser().resolve()
-    return a == b or b in a.parents
 
 
 def _utc_text(value: dt.datetime) -> str:

@@ -81,10 +81,11 @@ def test_run_with_missing_landing(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_generate_truth_inside_landing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     landing = tmp_path / "landing"
-    code, _, err = _run(capsys, "generate", "--landing", str(landing), "--truth", str(landing / "truth"))
-    assert _one_line_error(code, err) == "healthlake: error: --truth must not be inside --landing"
-    code, _, err = _run(capsys, "generate", "--landing", str(landing), "--truth", str(landing))
-    assert _one_line_error(code, err) == "healthlake: error: --truth must not be inside --landing"
+    for truth in (landing / "truth", landing):
+        code, _, err = _run(capsys, "generate", "--landing", str(landing), "--truth", str(truth))
+        message = _one_line_error(code, err)
+        assert message.startswith("healthlake: error: --truth") and "must not be inside --landing" in message
+    assert not landing.exists()  # refused before anything was written
 
 
 def test_generate_bad_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,3 +152,28 @@ def test_format_manifest_totals_feeds() -> None:
         "hl7v2      3      100          1           2",
         "total      5      150          1           2",
     ]
+
+
+def test_generate_writes_landing_truth_and_prints_the_manifest(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    landing, truth = tmp_path / "landing", tmp_path / "truth"
+    argv = ["generate", "--landing", str(landing), "--truth", str(truth), "--people", "200", "--days", "2"]
+    code, out, _ = _run(capsys, *argv, "--start", "2026-03-02", "--seed", "5")
+    assert code == 0
+    manifest = (truth / "manifest.json").read_text(encoding="utf-8")
+    assert '"seed": 5' in manifest and '"start": "2026-03-02"' in manifest
+    assert {p.name for p in landing.iterdir()} == {
+        "fhir",
+        "hl7v2",
+        "csv",
+        "public_health",
+        "location",
+        "reference",
+    }
+    total = out.strip().splitlines()[-1].split()
+    assert total[0] == "total" and int(total[2]) > 0
+    assert sorted(p.name for p in truth.glob("*.parquet")) == [
+        "contacts.parquet", "encounters.parquet", "patient_records.parquet", "persons.parquet",
+        "readmissions.parquet",
+    ]  # fmt: skip

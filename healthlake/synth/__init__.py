@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from healthlake.synth.generate import generate_region
+from healthlake.synth.generate import check_paths, generate_region
 
-__all__ = ["generate_region"]
+__all__ = ["check_paths", "generate_region"]

@@ -260,9 +260,14 @@ def _write_reference(region: Region, landing: str, start: dt.date) -> dict[str, 
     }
 
 
-def _check_paths(landing: str, truth: str) -> None:
+def check_paths(landing: str, truth: str) -> None:
+    """Raise a one-line UsageError unless landing and truth are two separate folders (or can be)."""
+    from healthlake.config import is_uri
     from healthlake.errors import UsageError
 
+    for path in (landing, truth):
+        if is_uri(path):
+            raise UsageError(f"{path}: generate writes with file I/O, give a local or mounted folder path")
     land, tru = os.path.abspath(landing), os.path.abspath(truth)
     if tru == land or tru.startswith(land + os.sep):
         raise UsageError(
@@ -272,7 +277,7 @@ def _check_paths(landing: str, truth: str) -> None:
         raise UsageError(f"--landing ({landing}) must not be inside --truth ({truth})")
     for path in (landing, truth):
         if os.path.exists(path) and not os.path.isdir(path):
-            raise UsageError(f"{path} exists and is not a folder: give a folder path")
+            raise UsageError(f"{path} is not a folder: give a folder path")
 
 
 def generate_region(spark: SparkSession, settings: Any, landing: str, truth: str) -> dict[str, Any]:
@@ -287,7 +292,7 @@ def generate_region(spark: SparkSession, settings: Any, landing: str, truth: str
     Returns:
         The manifest (also written to ``<truth>/manifest.json``).
     """
-    _check_paths(landing, truth)
+    check_paths(landing, truth)
     started = time.monotonic()
     os.makedirs(landing, exist_ok=True)
     os.makedirs(truth, exist_ok=True)
