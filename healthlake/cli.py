@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_argument(generate)
     generate.set_defaults(func=cmd_generate)
 
+    ingest = commands.add_parser("ingest", help="landing zone → bronze, each new file exactly once")
+    _conf_argument(ingest)
+    ingest.add_argument("--landing", metavar="DIR", help="landing zone to ingest (landing_root)")
+    ingest.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    _verbose_argument(ingest)
+    ingest.set_defaults(func=cmd_ingest)
+
     run = commands.add_parser("run", help="run every pipeline stage in order, then status")
     _conf_argument(run)
     run.add_argument("--landing", metavar="DIR", help="landing zone to ingest (landing_root)")
@@ -135,8 +142,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """``healthlake run``: every registered stage in order, then register the tables and print status."""
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """``healthlake ingest``: take every new landing file into bronze and print what each feed took."""
+    cfg = _pipeline_config(args)
+    from healthlake.pipelines import ingest
+    from healthlake.spark import get_spark
+
+    results = ingest.run(get_spark("ingest", cfg), cfg)
+    output(
+        format_table(
+            ("feed", "files", "records", "quarantined", "seconds"),
+            [(r.feed, r.files, r.records, r.quarantined, f"{r.seconds:.1f}") for r in results],
+        )
+    )
+    return EXIT_OK
+
+
+def _pipeline_config(args: argparse.Namespace) -> Config:
+    """Config for a pipeline verb, with a one-line error for a landing zone that does not exist."""
     cfg = load_config(
         args.conf, {"landing_root": args.landing, "lake_root": args.lake}, overrides_source=COMMAND_LINE
     )
@@ -144,6 +167,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"landing root {cfg.landing_root} does not exist (generate one or pass --landing)")
     if not is_uri(cfg.lake_root):
         Path(cfg.lake_root).mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``healthlake run``: every registered stage in order, then register the tables and print status."""
+    cfg = _pipeline_config(args)
 
     from healthlake import io
     from healthlake.pipelines import STAGES

@@ -32,7 +32,7 @@ ENV_PREFIX = "HEALTHLAKE_"
 """Prefix of environment variables that set configuration keys."""
 ENV_NESTING = "__"
 """Separator between key levels in an environment variable name."""
-NON_CONFIG_ENV_VARS = frozenset({"HEALTHLAKE_IVY_DIR"})
+NON_CONFIG_ENV_VARS = frozenset({"HEALTHLAKE_IVY_DIR", "HEALTHLAKE_FAULT"})
 """``HEALTHLAKE_*`` variables that are not configuration keys (read by other modules)."""
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -106,7 +106,7 @@ class FeedsSettings(_Settings):
     fhir: FeedSettings = FeedSettings()
     hl7v2: FeedSettings = FeedSettings(encodings=["utf-8", "gbk", "gb18030"])
     csv: FeedSettings = FeedSettings(encodings=["utf-8", "gbk"])
-    public_health: FeedSettings = FeedSettings()
+    public_health: FeedSettings = FeedSettings(encodings=["utf-8", "gbk"])
     location: FeedSettings = FeedSettings()
 
 
@@ -162,6 +162,17 @@ class SynthSettings(_Settings):
         return value
 
 
+class IngestSettings(_Settings):
+    """How ``healthlake ingest`` reads the landing zone.
+
+    Attributes:
+        max_files_per_trigger: Files per micro-batch (None: all new files in one batch). Smaller batches
+            bound memory and make progress visible; every batch commits on its own.
+    """
+
+    max_files_per_trigger: int | None = Field(default=None, ge=1)
+
+
 class Config(_Settings):
     """The whole healthlake configuration.
 
@@ -173,6 +184,7 @@ class Config(_Settings):
         mlflow: MLflow settings.
         feeds: Per-feed settings.
         synth: Synthetic generator settings.
+        ingest: Landing → bronze settings.
     """
 
     lake_root: str = DEFAULT_LAKE_ROOT
@@ -182,6 +194,7 @@ class Config(_Settings):
     mlflow: MlflowSettings = MlflowSettings()
     feeds: FeedsSettings = FeedsSettings()
     synth: SynthSettings = SynthSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @property
     def mlflow_tracking_uri(self) -> str:

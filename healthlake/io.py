@@ -16,6 +16,7 @@ from typing import NamedTuple
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from healthlake.config import is_uri
 from healthlake.errors import LakeError
@@ -92,6 +93,29 @@ def is_table(spark: SparkSession, lake_root: str, name: str) -> bool:
     return bool(DeltaTable.isDeltaTable(spark, table_path(lake_root, name)))
 
 
+def create_table(
+    spark: SparkSession,
+    lake_root: str,
+    name: str,
+    schema: StructType,
+    *,
+    properties: dict[str, str] | None = None,
+) -> bool:
+    """Create an empty Delta table with ``schema`` and table ``properties`` unless it exists.
+
+    Returns:
+        True when the table was created by this call.
+    """
+    if is_table(spark, lake_root, name):
+        return False
+    builder = DeltaTable.createIfNotExists(spark).location(table_path(lake_root, name)).addColumns(schema)
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
+    builder.execute()
+    logger.debug("created %s", name)
+    return True
+
+
 def read_table(
     spark: SparkSession,
     lake_root: str,
@@ -133,6 +157,7 @@ def append(
     *,
     partition_by: Sequence[str] | None = None,
     merge_schema: bool = False,
+    txn: tuple[str, int] | None = None,
 ) -> None:
     """Append rows to a Delta table, creating it on first write.
 
@@ -142,9 +167,14 @@ def append(
         name: Table name ``layer.table``.
         partition_by: Partition columns, used when the table is created.
         merge_schema: Allow new columns to be added to the table's schema.
+        txn: ``(application id, version)`` for an idempotent write: Delta skips the append when this
+            table already committed that version (or a later one) for that application, so a replayed
+            batch after a crash adds nothing twice.
     """
     path = table_path(lake_root, name)
     writer = df.write.format("delta").mode("append")
+    if txn is not None:
+        writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if merge_schema:

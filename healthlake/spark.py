@@ -181,6 +181,10 @@ def spark_conf(app_name: str, cfg: Config) -> dict[str, str]:
         DELTA_CATALOG_KEY: DELTA_CATALOG,
         "spark.sql.warehouse.dir": warehouse_dir(cfg.lake_root),
         "spark.ui.showConsoleProgress": "false",
+        # Feeds arrive in GBK/GB18030 too: let decode() use every Java charset, and turn undecodable
+        # bytes into U+FFFD (which ingest detects and quarantines) rather than failing the whole job.
+        "spark.sql.legacy.javaCharsets": "true",
+        "spark.sql.legacy.codingErrorAction": "true",
     }
     jars = delta_jars()
     if jars:

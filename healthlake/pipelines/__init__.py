@@ -23,8 +23,14 @@ class Stage(NamedTuple):
     run: Callable[[SparkSession, Config], object]
 
 
+def _ingest(spark: SparkSession, cfg: Config) -> object:
+    from healthlake.pipelines import ingest
+
+    return ingest.run(spark, cfg)
+
+
 STAGES: list[Stage] = [
-    # Added in order as they are built, e.g. Stage("ingest", ingest.run) for landing → bronze, then
-    # conform (bronze → silver), link (EMPI), publish (silver → gold, research, omop).
+    Stage("ingest", _ingest),  # landing → bronze
+    # Next, in order: conform (bronze → silver), link (EMPI), publish (silver → gold, research, omop).
 ]
 """The stages ``healthlake run`` executes, in order."""

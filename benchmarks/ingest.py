@@ -1,0 +1,124 @@
+"""Benchmark ``healthlake ingest``: records/s per feed next to a same-run raw copy of the same files.
+
+For each target size a region is generated (or ``--landing`` is used), then each feed is ingested on its
+own into a fresh lake, and the same files are copied with ``spark.read.text(...)`` → Delta (the
+baseline: the least any ingest must do). A warm-up copy runs first so JIT compilation is not billed to
+the first measurement. The 20 Synthea bundles in ``../shared/testdata`` are timed the same way.
+
+    python benchmarks/ingest.py --records 1000000 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from healthlake.config import load_config  # noqa: E402
+from healthlake.pipelines import ingest  # noqa: E402
+from healthlake.spark import get_spark  # noqa: E402
+from healthlake.synth import generate_region  # noqa: E402
+
+RECORDS_PER_PERSON_DAY = 1.9
+SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "fhir" / "synthea-r4-bundles"
+
+
+def _copy_text(spark, src: str, dest: Path) -> tuple[int, float]:
+    started = time.perf_counter()
+    df = spark.read.text(src)
+    df.write.format("delta").mode("overwrite").save(str(dest))
+    seconds = time.perf_counter() - started
+    return spark.read.format("delta").load(str(dest)).count(), seconds
+
+
+def _ingest(spark, landing: Path, lake: Path, feed: str) -> tuple[int, int, float]:
+    cfg = load_config(overrides={"landing_root": str(landing), "lake_root": str(lake)})
+    started = time.perf_counter()
+    (result,) = ingest.run(spark, cfg, only=[feed])
+    return result.records, result.quarantined, time.perf_counter() - started
+
+
+def _row(label: str, feed: str, n: int, ingest_s: float, lines: int, copy_s: float, cores: int) -> tuple:
+    return (
+        label,
+        feed,
+        n,
+        ingest_s,
+        n / ingest_s,
+        n / ingest_s / cores,
+        lines,
+        copy_s,
+        lines / copy_s,
+        copy_s / ingest_s,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, nargs="*", default=[1_000_000])
+    parser.add_argument("--landing", help="ingest this landing zone instead of generating one")
+    parser.add_argument("--days", type=int, default=7)
+    args = parser.parse_args()
+    spark = get_spark("bench-ingest", load_config(overrides={"spark": {"master": "local[2]"}}))
+    spark.sparkContext.setLogLevel("ERROR")
+    cores = spark.sparkContext.defaultParallelism
+    work = Path(tempfile.mkdtemp(prefix="hl-bench-ingest-"))
+    rows = []
+    cases: list[tuple[str, Path]] = []
+    if args.landing:
+        cases.append(("given", Path(args.landing)))
+    for target in args.records:
+        people = max(100, round(target / (RECORDS_PER_PERSON_DAY * args.days)))
+        settings = load_config(overrides={"synth": {"people": people, "days": args.days}}).synth
+        landing = work / f"r{target}" / "landing"
+        generate_region(spark, settings, str(landing), str(work / f"r{target}" / "truth"))
+        cases.append((f"{target:,}", landing))
+    if SYNTHEA.is_dir():
+        landing = work / "synthea" / "landing"
+        shutil.copytree(SYNTHEA, landing / "fhir" / "SYNTHEA" / "2026-01-01")
+        cases.append(("synthea-20", landing))
+    _copy_text(spark, str(cases[0][1] / "*" / "*" / "*" / "*"), work / "warmup")  # JIT warm-up
+    for label, landing in cases:
+        totals = [0, 0.0, 0, 0.0]
+        for feed in sorted(p.name for p in landing.iterdir() if p.is_dir()):
+            src = str(landing / feed / "*" / "*" / "*")
+            lines, copy_s = _copy_text(spark, src, work / "copy" / label / feed)
+            records, quarantined, ingest_s = _ingest(spark, landing, work / "lake" / label / feed, feed)
+            rows.append(_row(label, feed, records + quarantined, ingest_s, lines, copy_s, cores))
+            totals = [
+                totals[0] + records + quarantined,
+                totals[1] + ingest_s,
+                totals[2] + lines,
+                totals[3] + copy_s,
+            ]
+        rows.append(_row(label, "all feeds", totals[0], totals[1], totals[2], totals[3], cores))
+    header = (
+        "region",
+        "feed",
+        "records",
+        "ingest s",
+        "rec/s",
+        "rec/s/core",
+        "lines",
+        "copy s",
+        "lines/s",
+        "speed",
+    )
+    widths = (11, 13, 10, 9, 9, 10, 10, 7, 9, 6)
+    out = [" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True))]
+    fmt = "{:>11} {:>13} {:>10} {:>9.1f} {:>9.0f} {:>10.0f} {:>10} {:>7.1f} {:>9.0f} {:>6.2f}"
+    out += [fmt.format(*r) for r in rows]
+    out.append(f"machine: {cores} cores (local[{cores}]), Spark {spark.version}")
+    out.append("speed = copy seconds / ingest seconds for the same files (goal: >= 0.5)")
+    sys.stdout.write("\n".join(out) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

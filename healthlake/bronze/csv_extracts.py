@@ -1,0 +1,122 @@
+"""CSV feeds → ``bronze.csv_records`` (grassroots extracts, public-health files, reference data) and
+``bronze.location_pings``.
+
+Each row keeps its exact text and a ``record`` map of header → value, so a column an institution adds
+later (schema drift) is kept, not dropped. A file's charset is the configured one that decodes most of its
+lines (UTF-8 first, then GBK): one broken line cannot flip a whole file to the wrong charset.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from healthlake.bronze.common import (
+    PROVENANCE_COLUMNS,
+    bytes_as_latin1,
+    decode_as,
+    is_valid_utf8,
+    latin1_bytes,
+    undecodable,
+)
+
+CSV_COLUMNS = ["extract", "header", "record", "raw"]
+PING_FIELDS = ("phone", "ts", "lat", "lon", "accuracy_m")
+PING_COLUMNS = [*PING_FIELDS, "raw"]
+
+_CONTEXT = [*PROVENANCE_COLUMNS[:3], "_batch_id", "_ingested_at", "_landing_day"]
+_SPLIT_OUTSIDE_QUOTES = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
+
+
+def _fields(line: Column) -> Column:
+    """Split a CSV line on commas outside double quotes and unquote each field (RFC 4180).
+
+    Most lines hold no quote at all: they take a plain split, which is much cheaper.
+    """
+    quoted = F.transform(
+        F.split(line, _SPLIT_OUTSIDE_QUOTES, -1),
+        lambda f: F.regexp_replace(F.regexp_replace(f, r'^"|"$', ""), '""', '"'),
+    )
+    return F.when(F.instr(line, '"') > 0, quoted).otherwise(F.split(line, ",", -1))
+
+
+def _extract_name(file_name: Column) -> Column:
+    """The extract a file holds: its name less extension and date suffix (``visits_20260105_s0001``)."""
+    stem = F.regexp_replace(file_name, r"\.[^.]*$", "")
+    return F.regexp_replace(stem, r"_\d{8}.*$", "")
+
+
+def parse_csv(files: DataFrame, *, encodings: tuple[str, ...] = ("UTF-8", "GBK")) -> DataFrame:
+    """Split CSV files into rows keyed by their header; rejected rows carry ``_reject_reason``.
+
+    Args:
+        files: Landing files with provenance, ``_batch_id`` and ``_ingested_at``.
+        encodings: Charsets to choose from, in order; the first is preferred when lines decode with both.
+    """
+    utf8 = encodings[0].upper().replace("UTF8", "UTF-8") == "UTF-8"
+    fallback = encodings[1].upper() if len(encodings) > 1 else encodings[0].upper()
+    lines = F.split(bytes_as_latin1(F.col("content")), "\r?\n", -1)
+    # Only lines with non-ASCII bytes tell charsets apart; the file's charset is UTF-8 unless most of
+    # those lines are not valid UTF-8.
+    telling = F.filter(lines, lambda ln: F.octet_length(ln) != F.length(ln))  # has a byte >= 0x80
+    n_utf8 = F.size(F.filter(telling, lambda ln: is_valid_utf8(latin1_bytes(ln))))
+    charset = F.when(F.lit(utf8) & (n_utf8 * 2 >= F.size(telling)), F.lit("UTF-8")).otherwise(F.lit(fallback))
+    # The header is taken from each file's own first line (no join): every row knows its file's columns.
+    rows = (
+        files.select(
+            *_CONTEXT,
+            _extract_name(F.col("_file_name")).alias("extract"),
+            charset.alias("_charset"),
+            lines.alias("_lines"),
+        )
+        .withColumn(
+            "header", decode_as(latin1_bytes(F.try_element_at("_lines", F.lit(1))), F.col("_charset"))
+        )
+        .withColumn("_names", _fields(F.col("header")))
+        .withColumn("_duplicate_names", F.size(F.array_distinct("_names")) != F.size("_names"))
+        .select("*", F.posexplode("_lines").alias("_record_offset", "_line"))
+        .where((F.col("_record_offset") > 0) & (F.trim(F.col("_line")) != ""))
+        .withColumn("_raw", latin1_bytes(F.col("_line")))
+        .withColumn("_text", decode_as(F.col("_raw"), F.col("_charset")))
+    )
+    values = _fields(F.col("_text"))
+    reason = (
+        F.when(undecodable(F.col("_text")), F.concat(F.lit("undecodable: bytes invalid in "), "_charset"))
+        .when(
+            F.size(values) != F.size("_names"),
+            F.format_string("csv: %d fields, header has %d", F.size(values), F.size("_names")),
+        )
+        .when(F.col("_duplicate_names"), F.lit("csv: duplicate names in header"))
+    )
+    return rows.select(
+        *_CONTEXT,
+        "_record_offset",
+        "extract",
+        "header",
+        F.when(reason.isNull(), F.map_from_arrays(F.col("_names"), values)).alias("record"),
+        F.col("_text").alias("raw"),
+        reason.alias("_reject_reason"),
+        "_raw",
+        "_text",
+    )
+
+
+def parse_pings(files: DataFrame) -> DataFrame:
+    """Location pings: CSV rows with ``phone, ts, lat, lon, accuracy_m`` kept as sent (strings)."""
+    rows = parse_csv(files, encodings=("UTF-8",))
+    reason = F.coalesce(
+        F.col("_reject_reason"),
+        F.when(
+            ~F.arrays_overlap(F.array(F.lit(PING_FIELDS[0])), F.split("header", ",")) | F.isnull("header"),
+            F.lit("location: header has no phone column"),
+        ),
+    )
+    return rows.select(
+        *_CONTEXT,
+        "_record_offset",
+        *[F.col("record")[f].alias(f) for f in PING_FIELDS],
+        "raw",
+        reason.alias("_reject_reason"),
+        "_raw",
+        "_text",
+    )

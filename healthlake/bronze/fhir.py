@@ -1,0 +1,161 @@
+"""FHIR R4 feed → ``bronze.fhir_resources`` (one row per resource) and ``bronze.fhir_bundles``.
+
+NDJSON files (bulk export) give one resource per line; ``.json`` files are either a Bundle (one row per
+entry, the whole Bundle kept once in ``bronze.fhir_bundles``) or a single resource. FHIR is UTF-8 by
+specification, so other bytes are quarantined.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from healthlake.bronze.common import (
+    PROVENANCE_COLUMNS,
+    bytes_as_latin1,
+    explode_lines,
+    is_valid_utf8,
+    latin1_bytes,
+)
+
+RESOURCE_SCHEMA = (
+    "resourceType string, id string, meta struct<versionId: string, lastUpdated: string>, "
+    "_corrupt_record string"
+)
+DOCUMENT_SCHEMA = (
+    "resourceType string, id string, type string, meta struct<versionId: string, lastUpdated: string>, "
+    "entry array<struct<fullUrl: string, resource: string>>, _corrupt_record string"
+)
+_CORRUPT = {"columnNameOfCorruptRecord": "_corrupt_record", "mode": "PERMISSIVE"}
+
+RESOURCE_COLUMNS = [
+    "resource_type",
+    "resource_id",
+    "version_id",
+    "last_updated",
+    "bundle_id",
+    "bundle_type",
+    "entry_full_url",
+    "raw",
+]
+BUNDLE_COLUMNS = ["bundle_id", "bundle_type", "entries", "raw"]
+
+_CONTEXT = [*PROVENANCE_COLUMNS[:3], "_batch_id", "_ingested_at", "_landing_day"]
+
+
+def _is_document() -> F.Column:
+    """``.json`` files hold one document (a Bundle or a resource); anything else is NDJSON."""
+    return F.lower(F.col("_file_name")).endswith(".json")
+
+
+def _resource_fields(parsed: F.Column) -> list[F.Column]:
+    return [
+        parsed["resourceType"].alias("resource_type"),
+        parsed["id"].alias("resource_id"),
+        parsed["meta"]["versionId"].alias("version_id"),
+        parsed["meta"]["lastUpdated"].alias("last_updated"),
+    ]
+
+
+def _reason(valid_utf8: F.Column, parsed: F.Column) -> F.Column:
+    return (
+        F.when(~valid_utf8, F.lit("undecodable: not valid UTF-8"))
+        .when(parsed["_corrupt_record"].isNotNull(), F.lit("fhir: invalid JSON"))
+        .when(parsed["resourceType"].isNull(), F.lit("fhir: no resourceType (not a FHIR resource)"))
+    )
+
+
+def parse_fhir(files: DataFrame) -> DataFrame:
+    """Split FHIR files into resources; rejected ones carry ``_reject_reason``.
+
+    Args:
+        files: Landing files with provenance (``with_landing_provenance``), ``_batch_id``, ``_ingested_at``.
+
+    Returns:
+        One row per resource (or rejected record): ``RESOURCE_COLUMNS``, provenance, ``_reject_reason``,
+        the exact bytes ``_raw`` and decoded text ``_text``.
+    """
+    lines = (
+        files.where(~_is_document())
+        .select(*_CONTEXT, explode_lines(bytes_as_latin1(F.col("content"))))
+        .where(F.trim(F.col("_line")) != "")
+        .withColumn("_raw", latin1_bytes(F.col("_line")))
+        .withColumn("_text", F.decode(F.col("_raw"), "UTF-8"))
+        .withColumn("_parsed", F.from_json(F.col("_text"), RESOURCE_SCHEMA, _CORRUPT))
+        .select(
+            *_CONTEXT,
+            "_record_offset",
+            *_resource_fields(F.col("_parsed")),
+            *[F.lit(None).cast("string").alias(c) for c in ("bundle_id", "bundle_type", "entry_full_url")],
+            F.col("_text").alias("raw"),
+            _reason(is_valid_utf8(F.col("_raw")), F.col("_parsed")).alias("_reject_reason"),
+            "_raw",
+            "_text",
+        )
+    )
+    docs = _documents(files)
+    single = docs.where(
+        F.col("_reject_reason").isNotNull() | (F.col("_doc")["resourceType"] != "Bundle")
+    ).select(
+        *_CONTEXT,
+        F.lit(0).alias("_record_offset"),
+        *_resource_fields(F.col("_doc")),
+        *[F.lit(None).cast("string").alias(c) for c in ("bundle_id", "bundle_type", "entry_full_url")],
+        F.col("_text").alias("raw"),
+        "_reject_reason",
+        "_raw",
+        "_text",
+    )
+    entries = (
+        docs.where(F.col("_reject_reason").isNull() & (F.col("_doc")["resourceType"] == "Bundle"))
+        .select(
+            *_CONTEXT,
+            F.col("_doc")["id"].alias("bundle_id"),
+            F.col("_doc")["type"].alias("bundle_type"),
+            F.posexplode(F.col("_doc")["entry"]).alias("_record_offset", "_entry"),
+        )
+        .withColumn("_text", F.col("_entry")["resource"])
+        .withColumn("_parsed", F.from_json(F.col("_text"), RESOURCE_SCHEMA, _CORRUPT))
+        .select(
+            *_CONTEXT,
+            "_record_offset",
+            *_resource_fields(F.col("_parsed")),
+            "bundle_id",
+            "bundle_type",
+            F.col("_entry")["fullUrl"].alias("entry_full_url"),
+            F.col("_text").alias("raw"),
+            F.when(F.col("_text").isNull(), F.lit("fhir: bundle entry without a resource"))
+            .otherwise(_reason(F.lit(True), F.col("_parsed")))
+            .alias("_reject_reason"),
+            F.encode(F.to_json(F.col("_entry")), "UTF-8").alias("_raw"),
+            "_text",
+        )
+    )
+    return lines.unionByName(single).unionByName(entries)
+
+
+def _documents(files: DataFrame) -> DataFrame:
+    """Whole ``.json`` files parsed as one FHIR document each."""
+    return (
+        files.where(_is_document())
+        .withColumn("_raw", F.col("content"))
+        .withColumn("_text", F.decode(latin1_bytes(bytes_as_latin1(F.col("content"))), "UTF-8"))
+        .withColumn("_doc", F.from_json(F.col("_text"), DOCUMENT_SCHEMA, _CORRUPT))
+        .withColumn("_reject_reason", _reason(is_valid_utf8(F.col("content")), F.col("_doc")))
+    )
+
+
+def fhir_bundles(files: DataFrame) -> DataFrame:
+    """One row per Bundle file, with its exact text: what an institution sent, byte for byte."""
+    return (
+        _documents(files)
+        .where(F.col("_reject_reason").isNull() & (F.col("_doc")["resourceType"] == "Bundle"))
+        .select(
+            F.col("_doc")["id"].alias("bundle_id"),
+            F.col("_doc")["type"].alias("bundle_type"),
+            F.size(F.col("_doc")["entry"]).alias("entries"),
+            F.col("_text").alias("raw"),
+            *_CONTEXT,
+            F.lit(0).alias("_record_offset"),
+        )
+    )

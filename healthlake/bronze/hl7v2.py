@@ -1,0 +1,118 @@
+"""HL7 v2 feed → ``bronze.hl7v2_messages``: one row per message, decoded with the charset MSH-18 names.
+
+Handles several messages per file, MLLP framing (0x0B … 0x1C 0x0D), a UTF-8 byte-order mark, and
+segment separators ``\\r``, ``\\n`` or ``\\r\\n`` (stored normalised to ``\\r``, the standard one).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from healthlake.bronze.common import (
+    PROVENANCE_COLUMNS,
+    bytes_as_latin1,
+    decode_as,
+    latin1_bytes,
+    undecodable,
+)
+
+MESSAGE_COLUMNS = [
+    "message_type",
+    "message_structure",
+    "control_id",
+    "version_id",
+    "sending_facility",
+    "message_time",
+    "declared_charset",
+    "raw",
+]
+
+# MSH-18 values (HL7 table 0211 and what Chinese systems write) → Java charset names.
+HL7_CHARSETS = {
+    "UNICODE UTF-8": "UTF-8",
+    "UTF-8": "UTF-8",
+    "UTF8": "UTF-8",
+    "UNICODE": "UTF-8",
+    "GBK": "GBK",
+    "GB 18030-2000": "GB18030",
+    "GB18030": "GB18030",
+    "GB 18030": "GB18030",
+    "8859/1": "ISO-8859-1",
+    "ASCII": "US-ASCII",
+}
+
+_CONTEXT = [*PROVENANCE_COLUMNS[:3], "_batch_id", "_ingested_at", "_landing_day"]
+_MESSAGE_START = r"(?:\r\n|\r|\n)+(?=MSH\|)"
+
+
+def _field(fields: Column, n: int) -> Column:
+    """MSH-n from the MSH segment split on ``|`` (element 1 is ``MSH``, element n is MSH-n for n ≥ 2)."""
+    return F.try_element_at(fields, F.lit(n))
+
+
+def _segment_fields(message: Column) -> Column:
+    """The fields of a message's first segment (MSH), split on ``|``."""
+    return F.split(F.substring_index(message, "\r", 1), r"\|", -1)
+
+
+def charset_for(declared: Column, default: str) -> Column:
+    """The Java charset for an MSH-18 value; ``default`` when empty; ``UNKNOWN`` when not supported."""
+    key = F.upper(F.trim(declared))
+    expr = F.when(key.isNull() | (key == ""), F.lit(default))
+    for value, charset in HL7_CHARSETS.items():
+        expr = expr.when(key == value, F.lit(charset))
+    return expr.otherwise(F.lit("UNKNOWN"))
+
+
+def parse_hl7v2(files: DataFrame, *, default_charset: str = "UTF-8") -> DataFrame:
+    """Split HL7 v2 files into messages; rejected ones carry ``_reject_reason``.
+
+    Args:
+        files: Landing files with provenance, ``_batch_id`` and ``_ingested_at``.
+        default_charset: Charset of messages whose MSH-18 is empty.
+    """
+    unframed = F.regexp_replace(bytes_as_latin1(F.col("content")), "[\u000b\u001c]", "")
+    messages = (
+        files.select(
+            *_CONTEXT, F.posexplode(F.split(unframed, _MESSAGE_START, -1)).alias("_record_offset", "_m")
+        )
+        .withColumn("_m", F.regexp_replace(F.col("_m"), r"^[\r\n]+|[\r\n]+$", ""))
+        .where(F.col("_m") != "")
+        .withColumn("_raw", latin1_bytes(F.col("_m")))
+        .withColumn("_msh", _segment_fields(F.regexp_replace("_m", r"\r\n|\n", "\r")))
+        .withColumn("declared_charset", _field(F.col("_msh"), 18))
+        .withColumn("_charset", charset_for(F.col("declared_charset"), default_charset))
+        .withColumn("_text", F.regexp_replace(decode_as(F.col("_raw"), F.col("_charset")), r"\r\n|\n", "\r"))
+        .withColumn("_fields", _segment_fields(F.col("_text")))
+        .withColumn("_type", F.split(F.coalesce(_field(F.col("_fields"), 9), F.lit("")), r"\^", -1))
+    )
+    msh9 = F.coalesce(_field(F.col("_fields"), 9), F.lit(""))
+    msh12 = F.coalesce(_field(F.col("_fields"), 12), F.lit(""))
+    reason = (
+        F.when(~F.col("_m").startswith("MSH|"), F.lit("hl7: no MSH segment at the start (not a message)"))
+        .when(
+            F.col("_charset") == "UNKNOWN",
+            F.concat(F.lit("hl7: unsupported MSH-18 charset "), "declared_charset"),
+        )
+        .when(undecodable(F.col("_text")), F.concat(F.lit("undecodable: bytes invalid in "), "_charset"))
+        .when(msh9 == "", F.lit("hl7: MSH-9 message type missing"))
+        .when(msh12 == "", F.lit("hl7: MSH-12 version missing"))
+    )
+    return messages.select(
+        *_CONTEXT,
+        "_record_offset",
+        F.concat_ws("^", F.try_element_at("_type", F.lit(1)), F.try_element_at("_type", F.lit(2))).alias(
+            "message_type"
+        ),
+        F.try_element_at("_type", F.lit(3)).alias("message_structure"),
+        _field(F.col("_fields"), 10).alias("control_id"),
+        _field(F.col("_fields"), 12).alias("version_id"),
+        _field(F.col("_fields"), 4).alias("sending_facility"),
+        _field(F.col("_fields"), 7).alias("message_time"),
+        "declared_charset",
+        F.col("_text").alias("raw"),
+        reason.alias("_reject_reason"),
+        "_raw",
+        "_text",
+    )

@@ -1,0 +1,312 @@
+"""Ingest: landing zone → bronze, every file exactly once, every record accounted for.
+
+Each feed is a Structured Streaming query over ``<landing>/<feed>/*/*/*`` (``binaryFile`` source,
+``availableNow`` trigger, checkpoint in ``<lake>/_checkpoints/ingest/<feed>``): the checkpoint remembers
+which files were taken. Each micro-batch writes its tables with Delta idempotent writes (``txnAppId`` =
+the feed and the query's id, ``txnVersion`` = the batch id), so when a run dies half-way the restarted
+query replays the same batch and Delta skips the tables that already committed it. The ingest log is
+written last; files already in it are never taken again, even with a lost checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from healthlake import io
+from healthlake.bronze.common import accepted, quarantine_rows, with_landing_provenance
+from healthlake.bronze.csv_extracts import CSV_COLUMNS, PING_COLUMNS, parse_csv, parse_pings
+from healthlake.bronze.fhir import BUNDLE_COLUMNS, RESOURCE_COLUMNS, fhir_bundles, parse_fhir
+from healthlake.bronze.hl7v2 import MESSAGE_COLUMNS, parse_hl7v2
+from healthlake.config import is_uri
+from healthlake.errors import HealthlakeError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+    from healthlake.config import Config
+
+log = logging.getLogger(__name__)
+
+QUARANTINE = "bronze.quarantine"
+INGEST_LOG = "bronze.ingest_log"
+FHIR_BUNDLES = "bronze.fhir_bundles"
+BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length long, content binary"
+FAULT_ENV = "HEALTHLAKE_FAULT"  # test hook: "kill-after:<table>:<n>" SIGKILLs the process after a write
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A landing feed: the bronze table it fills, how its files are parsed, and the table's columns."""
+
+    name: str
+    table: str
+    parse: Callable[[DataFrame], DataFrame]
+    columns: list[str]
+
+
+def feeds(cfg: Config) -> list[Feed]:
+    """The feeds ingest reads, in order (disabled feeds left out; reference data always read)."""
+    csv_encodings = tuple(e.upper() for e in cfg.feeds.csv.encodings)
+    ph_encodings = tuple(e.upper() for e in cfg.feeds.public_health.encodings)
+    hl7_default = cfg.feeds.hl7v2.encodings[0].upper()
+    all_feeds = [
+        Feed("fhir", "bronze.fhir_resources", parse_fhir, RESOURCE_COLUMNS),
+        Feed(
+            "hl7v2",
+            "bronze.hl7v2_messages",
+            lambda f: parse_hl7v2(f, default_charset=hl7_default),
+            MESSAGE_COLUMNS,
+        ),
+        Feed("csv", "bronze.csv_records", lambda f: parse_csv(f, encodings=csv_encodings), CSV_COLUMNS),
+        Feed(
+            "public_health",
+            "bronze.csv_records",
+            lambda f: parse_csv(f, encodings=ph_encodings),
+            CSV_COLUMNS,
+        ),
+        Feed("location", "bronze.location_pings", parse_pings, PING_COLUMNS),
+        Feed("reference", "bronze.csv_records", lambda f: parse_csv(f, encodings=("UTF-8",)), CSV_COLUMNS),
+    ]
+    enabled = {name for name, s in cfg.feeds.model_dump().items() if s["enabled"]} | {"reference"}
+    return [f for f in all_feeds if f.name in enabled]
+
+
+@dataclass
+class FeedResult:
+    """What one run of ingest took from one feed."""
+
+    feed: str
+    batches: int = 0
+    files: int = 0
+    records: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+    batch_ids: list[int] = field(default_factory=list)
+
+
+def run(spark: SparkSession, cfg: Config, only: Sequence[str] | None = None) -> list[FeedResult]:
+    """Ingest every new landing file of every feed (or of the feeds named in ``only``) into bronze.
+
+    Returns what each feed took.
+
+    The feeds' streams run side by side (their batches append to the shared quarantine and log tables
+    concurrently, which Delta allows for blind appends); each stops once its files are taken.
+    """
+    landing = cfg.landing_root
+    todo = []
+    for feed in feeds(cfg):
+        if only is not None and feed.name not in only:
+            continue
+        if not is_uri(landing) and not (Path(landing) / feed.name).is_dir():
+            log.info("ingest %s: no folder %s/%s, skipped", feed.name, landing, feed.name)
+            continue
+        todo.append(feed)
+    if todo:
+        ensure_tables(spark, cfg, [f.name for f in todo])
+    running = [start_feed(spark, cfg, feed) for feed in todo]
+    results = []
+    for query, result in running:
+        query.awaitTermination()
+        result.seconds = time.monotonic() - result.seconds
+        log.info(
+            "ingest %s: %d batches, %d files, %d records, %d quarantined, %.1f s",
+            result.feed,
+            result.batches,
+            result.files,
+            result.records,
+            result.quarantined,
+            result.seconds,
+        )
+        results.append(result)
+    return results
+
+
+# Columns that hold whole records: Delta's per-file min/max statistics on them cost write time and
+# never help a query, so bronze tables keep statistics on the other columns only.
+_NO_STATS = {"raw", "record", "header", "raw_text", "raw_base64"}
+
+
+def ensure_tables(spark: SparkSession, cfg: Config, only: Sequence[str] | None = None) -> None:
+    """Create the bronze tables (empty) that do not exist yet, so concurrent feeds only ever append.
+
+    Their schemas come from running each feed's own transformations over an empty set of files.
+    """
+    empty = spark.createDataFrame([], BINARY_FILE_SCHEMA)
+    files = empty.transform(with_landing_provenance).withColumns(
+        {"_batch_id": F.lit(""), "_ingested_at": F.current_timestamp()}
+    )
+    tables: dict[str, DataFrame] = {}
+    for feed in feeds(cfg):
+        if only is not None and feed.name not in only:
+            continue
+        parsed = feed.parse(files)
+        tables.setdefault(feed.table, accepted(parsed, feed.columns))
+        tables.setdefault(QUARANTINE, quarantine_rows(parsed))
+        if feed.name == "fhir":
+            tables[FHIR_BUNDLES] = fhir_bundles(files).select(*BUNDLE_COLUMNS, *_bundle_context())
+    zero = files.select("_source_file").withColumns({"records": F.lit(0), "quarantined": F.lit(0)})
+    tables[INGEST_LOG] = _ingest_log(files, zero)
+    for name, df in tables.items():
+        stats = ",".join(f.name for f in df.schema.fields if f.name not in _NO_STATS)
+        io.create_table(
+            spark, cfg.lake_root, name, df.schema, properties={"delta.dataSkippingStatsColumns": stats}
+        )
+
+
+def _ingest_log(files: DataFrame, counts: DataFrame) -> DataFrame:
+    """One row per file: where it came from, its size and time, and the records it gave."""
+    return files.join(counts, "_source_file", "left").select(
+        "_source_file",
+        "_source_feed",
+        "_institution_id",
+        "_landing_day",
+        "_file_name",
+        "_file_size",
+        "_file_modified",
+        F.coalesce("records", F.lit(0)).cast("long").alias("records"),
+        F.coalesce("quarantined", F.lit(0)).cast("long").alias("quarantined"),
+        "_batch_id",
+        "_ingested_at",
+    )
+
+
+def start_feed(spark: SparkSession, cfg: Config, feed: Feed) -> tuple[StreamingQuery, FeedResult]:
+    """Start one feed's stream; it stops by itself once every file present at its start is ingested."""
+    result = FeedResult(feed.name, seconds=time.monotonic())
+    source = (
+        spark.readStream.format("binaryFile")
+        .schema(BINARY_FILE_SCHEMA)
+        # Late files land in old day folders: never ignore a file because it is older than the newest.
+        .option("maxFileAge", "36500d")
+    )
+    if cfg.ingest.max_files_per_trigger:
+        source = source.option("maxFilesPerTrigger", cfg.ingest.max_files_per_trigger)
+    files = source.load(f"{cfg.landing_root.rstrip('/')}/{feed.name}/*/*/*")
+    checkpoint = f"{cfg.lake_root.rstrip('/')}/_checkpoints/ingest/{feed.name}"
+    _check_checkpoint(spark, cfg, feed, checkpoint)
+
+    def process(batch: DataFrame, batch_id: int) -> None:
+        took = ingest_batch(spark, cfg, feed, batch, batch_id, _query_id(spark, checkpoint))
+        result.batches += 1
+        result.batch_ids.append(batch_id)
+        result.files += took[0]
+        result.records += took[1]
+        result.quarantined += took[2]
+
+    query = (
+        files.writeStream.foreachBatch(process)
+        .option("checkpointLocation", checkpoint)
+        .trigger(availableNow=True)
+        .queryName(f"ingest-{feed.name}")
+        .start()
+    )
+    return query, result
+
+
+def ingest_batch(
+    spark: SparkSession, cfg: Config, feed: Feed, batch: DataFrame, batch_id: int, query_id: str
+) -> tuple[int, int, int]:
+    """Parse one micro-batch of files and write it to bronze idempotently.
+
+    Returns:
+        (files, records, quarantined) taken in this batch.
+    """
+    lake = cfg.lake_root
+    txn = (f"healthlake-ingest-{feed.name}-{query_id}", batch_id)
+    tag = f"{feed.name}-{query_id[:8]}-{batch_id}"
+    files = batch.transform(with_landing_provenance).withColumns(
+        {"_batch_id": F.lit(tag), "_ingested_at": F.current_timestamp()}
+    )
+    files = files.persist()
+    parsed = feed.parse(files).persist()
+    try:
+        _write(accepted(parsed, feed.columns), lake, feed.table, txn)
+        if feed.name == "fhir":
+            _write(fhir_bundles(files).select(*BUNDLE_COLUMNS, *_bundle_context()), lake, FHIR_BUNDLES, txn)
+        _write(quarantine_rows(parsed), lake, QUARANTINE, txn)
+        counts = parsed.groupBy("_source_file").agg(
+            F.count_if(F.col("_reject_reason").isNull()).alias("records"),
+            F.count_if(F.col("_reject_reason").isNotNull()).alias("quarantined"),
+        )
+        ingest_log = _ingest_log(files, F.broadcast(counts)).persist()
+        # Totals of this batch for the progress line: one small row.
+        totals = ingest_log.agg(F.count("*"), F.sum("records"), F.sum("quarantined")).first()
+        _write(ingest_log, lake, INGEST_LOG, txn)
+        ingest_log.unpersist()
+    finally:
+        parsed.unpersist()
+        files.unpersist()
+    n_files, n_records, n_quarantined = (int(v or 0) for v in totals)
+    log.info(
+        "ingest %s: batch %d: %d files, %d records, %d quarantined",
+        feed.name,
+        batch_id,
+        n_files,
+        n_records,
+        n_quarantined,
+    )
+    return n_files, n_records, n_quarantined
+
+
+def _bundle_context() -> list[str]:
+    return ["_source_feed", "_institution_id", "_source_file", "_record_offset", "_batch_id", "_ingested_at"]
+
+
+def _write(df: DataFrame, lake: str, table: str, txn: tuple[str, int]) -> None:
+    started = time.monotonic()
+    io.append(df, lake, table, txn=txn)
+    log.debug("ingest: wrote %s (batch %d) in %.1f s", table, txn[1], time.monotonic() - started)
+    _maybe_fail(table)
+
+
+_writes: dict[str, int] = {}
+
+
+def _maybe_fail(table: str) -> None:
+    """Test hook: with ``HEALTHLAKE_FAULT=kill-after:<table>:<n>``, die like ``kill -9`` after n writes."""
+    fault = os.environ.get(FAULT_ENV, "")
+    if not fault.startswith("kill-after:"):
+        return
+    _, target, n = fault.split(":")
+    _writes[table] = _writes.get(table, 0) + 1
+    if table == target and _writes[table] >= int(n):
+        log.warning("fault injection: killing the process after write %d to %s", _writes[table], table)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _check_checkpoint(spark: SparkSession, cfg: Config, feed: Feed, checkpoint: str) -> None:
+    """Refuse to start a feed whose files bronze already holds but whose checkpoint is gone.
+
+    Without its checkpoint a stream would take every file again; the ingest log says which were taken.
+    """
+    if is_uri(checkpoint) or Path(checkpoint, "metadata").exists():
+        return
+    if io.is_table(spark, cfg.lake_root, INGEST_LOG):
+        taken = io.read_table(spark, cfg.lake_root, INGEST_LOG).where(F.col("_source_feed") == feed.name)
+        if not taken.isEmpty():
+            raise HealthlakeError(
+                f"ingest {feed.name}: bronze already holds files of this feed but its checkpoint "
+                f"{checkpoint} is missing; restore it (or rebuild bronze) instead of ingesting twice"
+            )
+
+
+def _query_id(spark: SparkSession, checkpoint: str) -> str:
+    """The streaming query's id, stored in its checkpoint: the same across restarts of that query."""
+    if is_uri(checkpoint) and not checkpoint.startswith("file:"):
+        first = spark.read.text(f"{checkpoint}/metadata").first()
+        text = first[0] if first else "{}"
+    else:
+        text = Path(checkpoint.removeprefix("file:"), "metadata").read_text(encoding="utf-8").splitlines()[0]
+    return str(json.loads(text).get("id", "unknown"))
