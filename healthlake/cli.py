@@ -94,19 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_argument(generate)
     generate.set_defaults(func=cmd_generate)
 
-    ingest = commands.add_parser("ingest", help="landing zone → bronze, each new file exactly once")
-    _conf_argument(ingest)
-    ingest.add_argument("--landing", metavar="DIR", help="landing zone to ingest (landing_root)")
-    ingest.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
-    _verbose_argument(ingest)
-    ingest.set_defaults(func=cmd_ingest)
-
-    run = commands.add_parser("run", help="run every pipeline stage in order, then status")
-    _conf_argument(run)
-    run.add_argument("--landing", metavar="DIR", help="landing zone to ingest (landing_root)")
-    run.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
-    _verbose_argument(run)
-    run.set_defaults(func=cmd_run)
+    for name, func, text in (
+        ("ingest", cmd_ingest, "landing zone → bronze, each new file exactly once"),
+        ("run", cmd_run, "run every pipeline stage in order, then status"),
+    ):
+        verb = commands.add_parser(name, help=text)
+        _conf_argument(verb)
+        verb.add_argument("--landing", metavar="DIR", help="landing zone to ingest (landing_root)")
+        verb.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+        _verbose_argument(verb)
+        verb.set_defaults(func=func)
 
     status = commands.add_parser("status", help="each table: version, rows, last operation")
     status.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")

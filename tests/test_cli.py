@@ -177,3 +177,20 @@ def test_generate_writes_landing_truth_and_prints_the_manifest(
         "contacts.parquet", "encounters.parquet", "patient_records.parquet", "persons.parquet",
         "readmissions.parquet",
     ]  # fmt: skip
+
+
+def test_ingest_with_missing_landing_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "ingest", "--landing", str(tmp_path / "none"), "--lake", str(tmp_path / "l"))
+    assert "landing root" in _one_line_error(code, err)
+
+
+def test_ingest_prints_what_each_feed_took(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    landing = tmp_path / "landing" / "hl7v2" / "H1" / "2026-01-05"
+    landing.mkdir(parents=True)
+    msh = "MSH|^~\\&|HIS|H1|HL|REG|20260105080000||ADT^A04^ADT_A01|1|P|2.5|||AL|NE|CHN|UNICODE UTF-8"
+    (landing / "a.hl7").write_bytes(f"{msh}\rPID|1||M1^^^H1^MR\r".encode() + b"MSH|broken\r")
+    code, out, _ = _run(
+        capsys, "ingest", "--landing", str(tmp_path / "landing"), "--lake", str(tmp_path / "lake")
+    )
+    assert code == 0
+    assert out.splitlines()[1].split()[:4] == ["hl7v2", "1", "1", "1"]

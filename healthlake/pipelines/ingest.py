@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from healthlake import io
-from healthlake.bronze.common import accepted, quarantine_rows, with_landing_provenance
+from healthlake.bronze.common import PROVENANCE_COLUMNS, accepted, quarantine_rows, with_landing_provenance
 from healthlake.bronze.csv_extracts import CSV_COLUMNS, PING_COLUMNS, parse_csv, parse_pings
 from healthlake.bronze.fhir import BUNDLE_COLUMNS, RESOURCE_COLUMNS, fhir_bundles, parse_fhir
 from healthlake.bronze.hl7v2 import MESSAGE_COLUMNS, parse_hl7v2
@@ -261,7 +261,7 @@ def ingest_batch(
 
 
 def _bundle_context() -> list[str]:
-    return ["_source_feed", "_institution_id", "_source_file", "_record_offset", "_batch_id", "_ingested_at"]
+    return list(PROVENANCE_COLUMNS)
 
 
 def _write(df: DataFrame, lake: str, table: str, txn: tuple[str, int]) -> None:

@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from healthlake import io
+from healthlake.bronze.common import PROVENANCE_COLUMNS
 from healthlake.config import Config, load_config
 from healthlake.pipelines import ingest
 from tests.synth.conftest import generate
@@ -93,14 +94,7 @@ def test_second_ingest_adds_nothing(spark: SparkSession, region: Ingested) -> No
 
 
 def test_every_row_has_provenance_and_a_unique_place(spark: SparkSession, region: Ingested) -> None:
-    provenance = [
-        "_source_feed",
-        "_institution_id",
-        "_source_file",
-        "_record_offset",
-        "_batch_id",
-        "_ingested_at",
-    ]
+    provenance = list(PROVENANCE_COLUMNS)
     for table in [
         "bronze.fhir_resources",
         "bronze.hl7v2_messages",
