@@ -63,6 +63,8 @@ def main() -> int:
     parser.add_argument("--records", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--landing", help="ingest this landing zone instead of generating one")
     parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--one-run-only", action="store_true", help="skip the per-feed runs (large regions)")
+    parser.add_argument("--no-synthea", action="store_true", help="skip the Synthea sample")
     args = parser.parse_args()
     spark = get_spark("bench-ingest", load_config(overrides={"spark": {"master": "local[2]"}}))
     spark.sparkContext.setLogLevel("ERROR")
@@ -78,14 +80,14 @@ def main() -> int:
         landing = work / f"r{target}" / "landing"
         generate_region(spark, settings, str(landing), str(work / f"r{target}" / "truth"))
         cases.append((f"{target:,}", landing))
-    if SYNTHEA.is_dir():
+    if SYNTHEA.is_dir() and not args.no_synthea:
         landing = work / "synthea" / "landing"
         shutil.copytree(SYNTHEA, landing / "fhir" / "SYNTHEA" / "2026-01-01")
         cases.append(("synthea-20", landing))
     _copy_text(spark, str(cases[0][1] / "*" / "*" / "*" / "*"), work / "warmup")  # JIT warm-up
     for label, landing in cases:
         totals = [0, 0.0, 0, 0.0]
-        for feed in sorted(p.name for p in landing.iterdir() if p.is_dir()):
+        for feed in [] if args.one_run_only else sorted(p.name for p in landing.iterdir() if p.is_dir()):
             src = str(landing / feed / "*" / "*" / "*")
             lines, copy_s = _copy_text(spark, src, work / "copy" / label / feed)
             records, quarantined, ingest_s = _ingest(spark, landing, work / "lake" / label / feed, feed)
@@ -96,7 +98,8 @@ def main() -> int:
                 totals[2] + lines,
                 totals[3] + copy_s,
             ]
-        rows.append(_row(label, "sum of feeds", totals[0], totals[1], totals[2], totals[3], cores))
+        if not args.one_run_only:
+            rows.append(_row(label, "sum of feeds", totals[0], totals[1], totals[2], totals[3], cores))
         # What a user runs: one `healthlake ingest` over the whole landing zone, feeds side by side.
         lines, copy_s = _copy_text(spark, str(landing / "*" / "*" / "*" / "*"), work / "copy" / label / "all")
         cfg = load_config(
