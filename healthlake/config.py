@@ -65,7 +65,8 @@ class SparkSettings(_Settings):
 
     master: str = "local[*]"
     app_name: str = "healthlake"
-    conf: dict[str, str] = Field(default_factory=dict)
+    # Local mode runs in the driver's JVM, whose 1 GiB default runs out on large ingests.
+    conf: dict[str, str] = Field(default_factory=lambda: {"spark.driver.memory": "4g"})
 
 
 class MlflowSettings(_Settings):
@@ -166,11 +167,11 @@ class IngestSettings(_Settings):
     """How ``healthlake ingest`` reads the landing zone.
 
     Attributes:
-        max_files_per_trigger: Files per micro-batch (None: all new files in one batch). Smaller batches
+        max_files_per_trigger: Files per micro-batch (None: all new files in one batch). Bounded batches
             bound memory and make progress visible; every batch commits on its own.
     """
 
-    max_files_per_trigger: int | None = Field(default=None, ge=1)
+    max_files_per_trigger: int | None = Field(default=1000, ge=1)
 
 
 class Config(_Settings):
