@@ -185,6 +185,9 @@ def spark_conf(app_name: str, cfg: Config) -> dict[str, str]:
         # bytes into U+FFFD (which ingest detects and quarantines) rather than failing the whole job.
         "spark.sql.legacy.javaCharsets": "true",
         "spark.sql.legacy.codingErrorAction": "true",
+        # Landing zones are many small files (5-100 kB): Spark's 4 MB per-file open-cost estimate would
+        # give each file nearly a task of its own; 64 kB packs them into fewer, fuller tasks.
+        "spark.sql.files.openCostInBytes": "65536",
     }
     jars = delta_jars()
     if jars:

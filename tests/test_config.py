@@ -83,6 +83,18 @@ def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.feeds.fhir.enabled is False
 
 
+def test_environment_null_clears_a_key_and_ingest_takes_one_batch_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HEALTHLAKE_INGEST__MAX_FILES_PER_TRIGGER", "4")
+    with pytest.raises(ConfigError, match="set only one of ingest.max_bytes_per_trigger") as err:
+        load_config()
+    assert "\n" not in str(err.value)
+    monkeypatch.setenv("HEALTHLAKE_INGEST__MAX_BYTES_PER_TRIGGER", "null")
+    cfg = load_config()
+    assert (cfg.ingest.max_files_per_trigger, cfg.ingest.max_bytes_per_trigger) == (4, None)
+
+
 def test_overrides_beat_environment_and_none_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEALTHLAKE_LAKE_ROOT", "/from/env")
     monkeypatch.setenv("HEALTHLAKE_SYNTH__PEOPLE", "500")

@@ -53,6 +53,11 @@ def bytes_as_latin1(content: Column) -> Column:
     return F.regexp_replace(F.decode(content, LATIN1), f"^{UTF8_BOM_LATIN1}", "")
 
 
+def utf8_text(content: Column) -> Column:
+    """Decode UTF-8 bytes, dropping a byte-order mark."""
+    return F.regexp_replace(F.decode(content, "UTF-8"), "^\ufeff", "")
+
+
 def latin1_bytes(text: Column) -> Column:
     """The exact bytes behind a ISO-8859-1 view."""
     return F.encode(text, LATIN1)
@@ -85,15 +90,24 @@ def quarantine_rows(df: DataFrame) -> DataFrame:
     """The rejected records of a parsed batch, in the shape of ``bronze.quarantine``.
 
     ``df`` must carry the provenance columns, ``_landing_day``, ``_reject_reason``, the record's exact
-    bytes in ``_raw`` and its best-effort text in ``_text``.
+    bytes in ``_raw`` and its best-effort text in ``raw``.
     """
     return df.where(F.col("_reject_reason").isNotNull()).select(
         *PROVENANCE_COLUMNS,
         "_landing_day",
         F.col("_reject_reason").alias("reason"),
-        F.coalesce(F.col("_text"), F.decode(F.col("_raw"), LATIN1)).alias("raw_text"),
+        F.coalesce(F.col("raw"), F.decode(F.col("_raw"), LATIN1)).alias("raw_text"),
         F.base64(F.col("_raw")).alias("raw_base64"),
     )
+
+
+def raw_bytes_of_rejects(df: DataFrame) -> DataFrame:
+    """Keep the exact bytes ``_raw`` of rejected records only (accepted ones keep their text in ``raw``).
+
+    A parsed batch is cached once and read three times; without this every record's content would be
+    cached twice (as text and as bytes) although only quarantined records need their bytes.
+    """
+    return df.withColumn("_raw", F.when(F.col("_reject_reason").isNotNull(), F.col("_raw")))
 
 
 def accepted(df: DataFrame, columns: list[str]) -> DataFrame:

@@ -18,6 +18,7 @@ from healthlake.bronze.common import (
     is_valid_utf8,
     latin1_bytes,
     undecodable,
+    utf8_text,
 )
 
 CSV_COLUMNS = ["extract", "header", "record", "raw"]
@@ -40,6 +41,11 @@ def _fields(line: Column) -> Column:
     return F.when(F.instr(line, '"') > 0, quoted).otherwise(F.split(line, ",", -1))
 
 
+def _line_text(line: Column) -> Column:
+    """A line's text: as is when its file was decoded whole, else its bytes decoded with ``_charset``."""
+    return F.when(F.col("_decoded"), line).otherwise(decode_as(latin1_bytes(line), F.col("_charset")))
+
+
 def _extract_name(file_name: Column) -> Column:
     """The extract a file holds: its name less extension and date suffix (``visits_20260105_s0001``)."""
     stem = F.regexp_replace(file_name, r"\.[^.]*$", "")
@@ -56,30 +62,65 @@ def parse_csv(files: DataFrame, *, encodings: tuple[str, ...] = ("UTF-8", "GBK")
     utf8 = encodings[0].upper().replace("UTF8", "UTF-8") == "UTF-8"
     fallback = encodings[1].upper() if len(encodings) > 1 else encodings[0].upper()
     lines = F.split(bytes_as_latin1(F.col("content")), "\r?\n", -1)
-    # Only lines with non-ASCII bytes tell charsets apart; the file's charset is UTF-8 unless most of
-    # those lines are not valid UTF-8.
+    # A file that is valid UTF-8 as a whole is UTF-8 (one check, the common case). Otherwise only lines
+    # with non-ASCII bytes tell charsets apart: the file is UTF-8 unless most of them are not valid UTF-8.
     telling = F.filter(lines, lambda ln: F.octet_length(ln) != F.length(ln))  # has a byte >= 0x80
     n_utf8 = F.size(F.filter(telling, lambda ln: is_valid_utf8(latin1_bytes(ln))))
-    charset = F.when(F.lit(utf8) & (n_utf8 * 2 >= F.size(telling)), F.lit("UTF-8")).otherwise(F.lit(fallback))
+    if len(encodings) == 1:
+        charset = F.lit(encodings[0].upper())
+    elif utf8:
+        charset = (
+            F.when(is_valid_utf8(F.col("content")), F.lit("UTF-8"))
+            .when(n_utf8 * 2 >= F.size(telling), F.lit("UTF-8"))
+            .otherwise(F.lit(fallback))
+        )
+    else:
+        charset = F.lit(encodings[0].upper())
+    # A UTF-8 file that decodes cleanly is decoded once as a whole and split into lines; any other file
+    # is split on its bytes (seen as ISO-8859-1) and each line decoded with the file's charset.
+    decoded = (F.col("_charset") == "UTF-8") & is_valid_utf8(F.col("content"))
     # The header is taken from each file's own first line (no join): every row knows its file's columns.
     rows = (
         files.select(
             *_CONTEXT,
+            "content",
             _extract_name(F.col("_file_name")).alias("extract"),
             charset.alias("_charset"),
-            lines.alias("_lines"),
         )
-        .withColumn(
-            "header", decode_as(latin1_bytes(F.try_element_at("_lines", F.lit(1))), F.col("_charset"))
+        .withColumn("_decoded", decoded)
+        .select(
+            *_CONTEXT,
+            "extract",
+            "_charset",
+            "_decoded",
+            F.when(F.col("_decoded"), F.split(utf8_text(F.col("content")), "\r?\n", -1))
+            .otherwise(lines)
+            .alias("_lines"),
         )
+        .withColumn("header", _line_text(F.try_element_at("_lines", F.lit(1))))
         .withColumn("_names", _fields(F.col("header")))
         .withColumn("_duplicate_names", F.size(F.array_distinct("_names")) != F.size("_names"))
-        .select("*", F.posexplode("_lines").alias("_record_offset", "_line"))
+        .select(
+            *_CONTEXT,
+            "extract",
+            "_charset",
+            "_decoded",
+            "header",
+            "_names",
+            "_duplicate_names",
+            F.posexplode("_lines").alias("_record_offset", "_line"),
+        )
         .where((F.col("_record_offset") > 0) & (F.trim(F.col("_line")) != ""))
-        .withColumn("_raw", latin1_bytes(F.col("_line")))
-        .withColumn("_text", decode_as(F.col("_raw"), F.col("_charset")))
+        .withColumn("_text", _line_text(F.col("_line")))
+        .withColumn(
+            "_raw",
+            F.when(F.col("_decoded"), F.encode(F.col("_line"), "UTF-8")).otherwise(
+                latin1_bytes(F.col("_line"))
+            ),
+        )
+        .withColumn("_values", _fields(F.col("_text")))  # split once, used three times below
     )
-    values = _fields(F.col("_text"))
+    values = F.col("_values")
     reason = (
         F.when(undecodable(F.col("_text")), F.concat(F.lit("undecodable: bytes invalid in "), "_charset"))
         .when(
@@ -97,7 +138,6 @@ def parse_csv(files: DataFrame, *, encodings: tuple[str, ...] = ("UTF-8", "GBK")
         F.col("_text").alias("raw"),
         reason.alias("_reject_reason"),
         "_raw",
-        "_text",
     )
 
 
@@ -118,5 +158,4 @@ def parse_pings(files: DataFrame) -> DataFrame:
         "raw",
         reason.alias("_reject_reason"),
         "_raw",
-        "_text",
     )

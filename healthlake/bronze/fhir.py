@@ -73,7 +73,7 @@ def parse_fhir(files: DataFrame) -> DataFrame:
 
     Returns:
         One row per resource (or rejected record): ``RESOURCE_COLUMNS``, provenance, ``_reject_reason``,
-        the exact bytes ``_raw`` and decoded text ``_text``.
+        the exact bytes ``_raw`` (the decoded text is ``raw``).
     """
     lines = (
         files.where(~_is_document())
@@ -90,7 +90,7 @@ def parse_fhir(files: DataFrame) -> DataFrame:
             F.col("_text").alias("raw"),
             _reason(is_valid_utf8(F.col("_raw")), F.col("_parsed")).alias("_reject_reason"),
             "_raw",
-            "_text",
+            F.lit(False).alias("_bundle_entry"),
         )
     )
     docs = _documents(files)
@@ -104,7 +104,7 @@ def parse_fhir(files: DataFrame) -> DataFrame:
         F.col("_text").alias("raw"),
         "_reject_reason",
         "_raw",
-        "_text",
+        F.lit(False).alias("_bundle_entry"),
     )
     entries = (
         docs.where(F.col("_reject_reason").isNull() & (F.col("_doc")["resourceType"] == "Bundle"))
@@ -128,10 +128,15 @@ def parse_fhir(files: DataFrame) -> DataFrame:
             .otherwise(_reason(F.lit(True), F.col("_parsed")))
             .alias("_reject_reason"),
             F.encode(F.to_json(F.col("_entry")), "UTF-8").alias("_raw"),
-            "_text",
+            F.lit(True).alias("_bundle_entry"),
         )
     )
     return lines.unionByName(single).unionByName(entries)
+
+
+def _document_text() -> F.Column:
+    """A whole file's text (UTF-8, byte-order mark dropped)."""
+    return F.decode(latin1_bytes(bytes_as_latin1(F.col("content"))), "UTF-8")
 
 
 def _documents(files: DataFrame) -> DataFrame:
@@ -139,23 +144,37 @@ def _documents(files: DataFrame) -> DataFrame:
     return (
         files.where(_is_document())
         .withColumn("_raw", F.col("content"))
-        .withColumn("_text", F.decode(latin1_bytes(bytes_as_latin1(F.col("content"))), "UTF-8"))
+        .withColumn("_text", _document_text())
         .withColumn("_doc", F.from_json(F.col("_text"), DOCUMENT_SCHEMA, _CORRUPT))
         .withColumn("_reject_reason", _reason(is_valid_utf8(F.col("content")), F.col("_doc")))
     )
 
 
-def fhir_bundles(files: DataFrame) -> DataFrame:
-    """One row per Bundle file, with its exact text: what an institution sent, byte for byte."""
-    return (
-        _documents(files)
-        .where(F.col("_reject_reason").isNull() & (F.col("_doc")["resourceType"] == "Bundle"))
-        .select(
-            F.col("_doc")["id"].alias("bundle_id"),
-            F.col("_doc")["type"].alias("bundle_type"),
-            F.size(F.col("_doc")["entry"]).alias("entries"),
-            F.col("_text").alias("raw"),
-            *_CONTEXT,
-            F.lit(0).alias("_record_offset"),
+def fhir_bundles(parsed: DataFrame, files: DataFrame) -> DataFrame:
+    """One row per Bundle file with entries, with its exact text: what an institution sent, byte for byte.
+
+    Bundle id, type and entry count come from the already parsed entries (``parse_fhir``'s output), so
+    the Bundle's JSON is not parsed a second time.
+
+    Args:
+        parsed: ``parse_fhir(files)``.
+        files: The same landing files.
+    """
+    per_file = (
+        parsed.where(F.col("_bundle_entry"))
+        .groupBy("_source_file")
+        .agg(
+            F.first("bundle_id").alias("bundle_id"),
+            F.first("bundle_type").alias("bundle_type"),
+            F.count("*").alias("entries"),
         )
+    )
+    # One row per Bundle file of the batch: small next to the files themselves.
+    return files.join(F.broadcast(per_file), "_source_file").select(
+        "bundle_id",
+        "bundle_type",
+        F.col("entries").cast("int").alias("entries"),
+        _document_text().alias("raw"),
+        *_CONTEXT,
+        F.lit(0).alias("_record_offset"),
     )

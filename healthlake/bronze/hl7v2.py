@@ -114,5 +114,4 @@ def parse_hl7v2(files: DataFrame, *, default_charset: str = "UTF-8") -> DataFram
         F.col("_text").alias("raw"),
         reason.alias("_reject_reason"),
         "_raw",
-        "_text",
     )

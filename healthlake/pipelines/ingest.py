@@ -24,7 +24,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from healthlake import io
-from healthlake.bronze.common import PROVENANCE_COLUMNS, accepted, quarantine_rows, with_landing_provenance
+from healthlake.bronze.common import (
+    PROVENANCE_COLUMNS,
+    accepted,
+    quarantine_rows,
+    raw_bytes_of_rejects,
+    with_landing_provenance,
+)
 from healthlake.bronze.csv_extracts import CSV_COLUMNS, PING_COLUMNS, parse_csv, parse_pings
 from healthlake.bronze.fhir import BUNDLE_COLUMNS, RESOURCE_COLUMNS, fhir_bundles, parse_fhir
 from healthlake.bronze.hl7v2 import MESSAGE_COLUMNS, parse_hl7v2
@@ -155,7 +161,7 @@ def ensure_tables(spark: SparkSession, cfg: Config, only: Sequence[str] | None =
         tables.setdefault(feed.table, accepted(parsed, feed.columns))
         tables.setdefault(QUARANTINE, quarantine_rows(parsed))
         if feed.name == "fhir":
-            tables[FHIR_BUNDLES] = fhir_bundles(files).select(*BUNDLE_COLUMNS, *_bundle_context())
+            tables[FHIR_BUNDLES] = fhir_bundles(parsed, files).select(*BUNDLE_COLUMNS, *_bundle_context())
     zero = files.select("_source_file").withColumns({"records": F.lit(0), "quarantined": F.lit(0)})
     tables[INGEST_LOG] = _ingest_log(files, zero)
     for name, df in tables.items():
@@ -191,6 +197,8 @@ def start_feed(spark: SparkSession, cfg: Config, feed: Feed) -> tuple[StreamingQ
         # Late files land in old day folders: never ignore a file because it is older than the newest.
         .option("maxFileAge", "36500d")
     )
+    if cfg.ingest.max_bytes_per_trigger:
+        source = source.option("maxBytesPerTrigger", cfg.ingest.max_bytes_per_trigger)
     if cfg.ingest.max_files_per_trigger:
         source = source.option("maxFilesPerTrigger", cfg.ingest.max_files_per_trigger)
     files = source.load(f"{cfg.landing_root.rstrip('/')}/{feed.name}/*/*/*")
@@ -230,25 +238,27 @@ def ingest_batch(
         {"_batch_id": F.lit(tag), "_ingested_at": F.current_timestamp()}
     )
     files = files.persist()
-    parsed = feed.parse(files).persist()
+    parsed = feed.parse(files).transform(raw_bytes_of_rejects).persist()
+    counts = parsed.groupBy("_source_file").agg(
+        F.count_if(F.col("_reject_reason").isNull()).alias("records"),
+        F.count_if(F.col("_reject_reason").isNotNull()).alias("quarantined"),
+    )
+    ingest_log = _ingest_log(files, F.broadcast(counts)).persist()
     try:
+        # Totals of this batch: one small row. Computing them first also fills the caches in one pass.
+        totals = ingest_log.agg(F.count("*"), F.sum("records"), F.sum("quarantined")).first()
+        n_files, n_records, n_quarantined = (int(v or 0) for v in totals)
         _write(accepted(parsed, feed.columns), lake, feed.table, txn)
         if feed.name == "fhir":
-            _write(fhir_bundles(files).select(*BUNDLE_COLUMNS, *_bundle_context()), lake, FHIR_BUNDLES, txn)
-        _write(quarantine_rows(parsed), lake, QUARANTINE, txn)
-        counts = parsed.groupBy("_source_file").agg(
-            F.count_if(F.col("_reject_reason").isNull()).alias("records"),
-            F.count_if(F.col("_reject_reason").isNotNull()).alias("quarantined"),
-        )
-        ingest_log = _ingest_log(files, F.broadcast(counts)).persist()
-        # Totals of this batch for the progress line: one small row.
-        totals = ingest_log.agg(F.count("*"), F.sum("records"), F.sum("quarantined")).first()
+            bundles = fhir_bundles(parsed, files).select(*BUNDLE_COLUMNS, *_bundle_context())
+            _write(bundles, lake, FHIR_BUNDLES, txn)
+        if n_quarantined:  # an empty append would still cost a Delta commit
+            _write(quarantine_rows(parsed), lake, QUARANTINE, txn)
         _write(ingest_log, lake, INGEST_LOG, txn)
-        ingest_log.unpersist()
     finally:
+        ingest_log.unpersist()
         parsed.unpersist()
         files.unpersist()
-    n_files, n_records, n_quarantined = (int(v or 0) for v in totals)
     log.info(
         "ingest %s: batch %d: %d files, %d records, %d quarantined",
         feed.name,

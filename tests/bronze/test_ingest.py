@@ -221,7 +221,13 @@ def _exactly_once(spark: SparkSession, lake: Path, landing: Path, expected: dict
         # Killed mid-batch: the feed's table committed, its quarantine and log rows not yet.
         ("kill-after:bronze.hl7v2_messages:1", {}),
         # Killed between files: one file per batch, dead after the second batch's log was written.
-        ("kill-after:bronze.ingest_log:2", {"HEALTHLAKE_INGEST__MAX_FILES_PER_TRIGGER": "4"}),
+        (
+            "kill-after:bronze.ingest_log:2",
+            {
+                "HEALTHLAKE_INGEST__MAX_FILES_PER_TRIGGER": "4",
+                "HEALTHLAKE_INGEST__MAX_BYTES_PER_TRIGGER": "null",
+            },
+        ),
     ],
 )
 def test_a_killed_ingest_rerun_takes_every_file_exactly_once(

@@ -125,7 +125,8 @@ def test_fhir_ndjson_bundles_and_single_resources(spark: SparkSession) -> None:
         r for r in rows if r["_source_file"].endswith("Patient.ndjson") and r["_reject_reason"] is None
     )
     assert (version["version_id"], version["last_updated"]) == ("2", "2026-01-05")
-    (kept,) = fhir_bundles(landing_files(spark, files)).collect()
+    landed = landing_files(spark, files)
+    (kept,) = fhir_bundles(parse_fhir(landed), landed).collect()
     assert (kept["bundle_id"], kept["entries"], json.loads(kept["raw"])) == ("b1", 3, bundle)
 
 
