@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         _verbose_argument(verb)
         verb.set_defaults(func=func)
 
+    conform = commands.add_parser("conform", help="bronze → silver (+ quarantine, vault), new rows only")
+    _conf_argument(conform)
+    conform.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    _verbose_argument(conform)
+    conform.set_defaults(func=cmd_conform)
+
     status = commands.add_parser("status", help="each table: version, rows, last operation")
     status.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
     _conf_argument(status)
@@ -155,6 +161,37 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_conform(args: argparse.Namespace) -> int:
+    """``healthlake conform``: conform new bronze rows into silver and print what each bronze table gave."""
+    cfg = load_config(args.conf, {"lake_root": args.lake}, overrides_source=COMMAND_LINE)
+    if not is_uri(cfg.lake_root) and not Path(cfg.lake_root).is_dir():
+        raise UsageError(f"lake root {cfg.lake_root} does not exist (run ingest first or pass --lake)")
+    from healthlake.pipelines import conform
+    from healthlake.privacy.tokens import load_key
+    from healthlake.spark import get_spark
+
+    load_key()  # a missing key is a one-line error before the JVM starts
+    results = conform.run(get_spark("conform", cfg), cfg)
+    output(
+        format_table(
+            ("bronze table", "versions", "rows", "conformed", "quarantined", "duplicates", "seconds"),
+            [
+                (
+                    r.bronze_table,
+                    f"{r.start_version}-{r.end_version}",
+                    r.bronze_rows,
+                    r.conformed,
+                    r.quarantined,
+                    r.duplicates,
+                    f"{r.seconds:.1f}",
+                )
+                for r in results
+            ],
+        )
+    )
+    return EXIT_OK
+
+
 def _pipeline_config(args: argparse.Namespace) -> Config:
     """Config for a pipeline verb, with a one-line error for a landing zone that does not exist."""
     cfg = load_config(
@@ -173,8 +210,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from healthlake import io
     from healthlake.pipelines import STAGES
+    from healthlake.privacy.tokens import load_key
     from healthlake.spark import get_spark
 
+    load_key()  # conform needs it: say so before hours of ingest, not after
     spark = get_spark("run", cfg)
     if not STAGES:
         logger.info("no pipeline stages registered yet")

@@ -33,7 +33,9 @@ ENV_PREFIX = "HEALTHLAKE_"
 """Prefix of environment variables that set configuration keys."""
 ENV_NESTING = "__"
 """Separator between key levels in an environment variable name."""
-NON_CONFIG_ENV_VARS = frozenset({"HEALTHLAKE_IVY_DIR", "HEALTHLAKE_FAULT"})
+NON_CONFIG_ENV_VARS = frozenset(
+    {"HEALTHLAKE_IVY_DIR", "HEALTHLAKE_FAULT", "HEALTHLAKE_HMAC_KEY", "HEALTHLAKE_HMAC_KEY_FILE"}
+)
 """``HEALTHLAKE_*`` variables that are not configuration keys (read by other modules)."""
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -231,6 +231,47 @@ def upsert(
     logger.debug("merged into %s on %s", name, ", ".join(keys))
 
 
+def insert_new(df: DataFrame, lake_root: str, name: str, keys: Sequence[str]) -> None:
+    """Insert the rows whose ``keys`` the table does not hold yet (a MERGE without updates).
+
+    The table must exist; ``df`` must hold at most one row per key.
+    """
+    path = _existing(df.sparkSession, lake_root, name)
+    condition = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+    DeltaTable.forPath(df.sparkSession, path).alias("t").merge(
+        df.alias("s"), condition
+    ).whenNotMatchedInsertAll().execute()
+    logger.debug("inserted new keys into %s", name)
+
+
+def latest_version(spark: SparkSession, lake_root: str, name: str) -> int:
+    """The newest committed version of a table.
+
+    Raises:
+        LakeError: When the table does not exist.
+    """
+    path = _existing(spark, lake_root, name)
+    (row,) = DeltaTable.forPath(spark, path).history(1).select("version").collect()
+    return int(row[0])
+
+
+def read_changes(spark: SparkSession, lake_root: str, name: str, start: int, end: int) -> DataFrame:
+    """The rows a table's versions ``start..end`` (inclusive) changed, from its change data feed.
+
+    The table needs ``delta.enableChangeDataFeed`` since version ``start``. Rows carry ``_change_type``
+    (``insert``, ``update_preimage``, ``update_postimage``, ``delete``), ``_commit_version`` and
+    ``_commit_timestamp``.
+    """
+    path = _existing(spark, lake_root, name)
+    return (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", start)
+        .option("endingVersion", end)
+        .load(path)
+    )
+
+
 def history(spark: SparkSession, lake_root: str, name: str, limit: int | None = None) -> DataFrame:
     """The commit history of a table, newest first (``DESCRIBE HISTORY``).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import pytest
 from pyspark.sql import SparkSession
 
 from healthlake.spark import get_test_spark
+
+# A key for tests only (conform tokenises identifiers with it); real keys come from the environment.
+TEST_HMAC_KEY = "healthlake-tests-only-key-0123456789"
+os.environ.setdefault("HEALTHLAKE_HMAC_KEY", TEST_HMAC_KEY)
 
 
 @pytest.fixture(scope="session")

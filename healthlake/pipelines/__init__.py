@@ -29,8 +29,15 @@ def _ingest(spark: SparkSession, cfg: Config) -> object:
     return ingest.run(spark, cfg)
 
 
+def _conform(spark: SparkSession, cfg: Config) -> object:
+    from healthlake.pipelines import conform
+
+    return conform.run(spark, cfg)
+
+
 STAGES: list[Stage] = [
     Stage("ingest", _ingest),  # landing → bronze
-    # Next, in order: conform (bronze → silver), link (EMPI), publish (silver → gold, research, omop).
+    Stage("conform", _conform),  # bronze → silver
+    # Next, in order: link (EMPI), publish (silver → gold, research, omop).
 ]
 """The stages ``healthlake run`` executes, in order."""

@@ -1,0 +1,3 @@
+"""Privacy: keyed tokens for direct identifiers and the identity vault."""
+
+from __future__ import annotations

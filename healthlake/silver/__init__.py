@@ -1,0 +1,3 @@
+"""Silver: one conformed clinical model from every feed."""
+
+from __future__ import annotations
