@@ -204,6 +204,24 @@ class IngestSettings(_Settings):
         return self
 
 
+class ConformSettings(_Settings):
+    """How ``healthlake conform`` maps codes and units.
+
+    Attributes:
+        code_maps_dir: Folder of the code maps (``lab_codes.csv``, ``units.csv``,
+            ``observation_ranges.csv``); a relative path is taken from the checkout, else the working dir.
+    """
+
+    code_maps_dir: str = "conf/code_maps"
+
+    def code_maps_path(self) -> Path:
+        """The code-map folder as a path."""
+        path = Path(self.code_maps_dir).expanduser()
+        if not path.is_absolute() and REPO_ROOT is not None and (REPO_ROOT / path).is_dir():
+            return REPO_ROOT / path
+        return path
+
+
 class Config(_Settings):
     """The whole healthlake configuration.
 
@@ -216,6 +234,7 @@ class Config(_Settings):
         feeds: Per-feed settings.
         synth: Synthetic generator settings.
         ingest: Landing → bronze settings.
+        conform: Bronze → silver settings.
     """
 
     lake_root: str = DEFAULT_LAKE_ROOT
@@ -226,6 +245,7 @@ class Config(_Settings):
     feeds: FeedsSettings = FeedsSettings()
     synth: SynthSettings = SynthSettings()
     ingest: IngestSettings = IngestSettings()
+    conform: ConformSettings = ConformSettings()
 
     @property
     def mlflow_tracking_uri(self) -> str:

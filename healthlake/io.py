@@ -244,6 +244,12 @@ def insert_new(df: DataFrame, lake_root: str, name: str, keys: Sequence[str]) ->
     logger.debug("inserted new keys into %s", name)
 
 
+def holds_no_files(spark: SparkSession, lake_root: str, name: str) -> bool:
+    """True when the table's current version has no data files (read from Delta's log, no data scan)."""
+    path = _existing(spark, lake_root, name)
+    return DeltaTable.forPath(spark, path).detail().first()["numFiles"] == 0
+
+
 def latest_version(spark: SparkSession, lake_root: str, name: str) -> int:
     """The newest committed version of a table.
 

@@ -73,7 +73,10 @@ TEST_CONF: dict[str, str] = {
     "spark.sql.adaptive.enabled": "false",
     "spark.ui.enabled": "false",
     "spark.databricks.delta.snapshotPartitions": "2",
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    # C1 only starts faster; its default 48 MB code cache overflows on silver's large generated plans.
+    "spark.driver.extraJavaOptions": (
+        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=512m"
+    ),
 }
 """Settings for a small, fast test session (see ``get_test_spark``)."""
 

@@ -67,11 +67,11 @@ def test_run_without_stages_registers_and_prints_status(
     assert lake.is_dir()
     assert out.strip() == f"no tables in lake {lake}"
 
-    io.append(spark.range(2), str(lake), "bronze.hl7v2_messages")
+    io.append(spark.range(2), str(lake), "bronze.fhir_bundles")
     code, out, _ = _run(capsys, "run", "--landing", str(landing), "--lake", str(lake))
     assert code == 0
-    assert "bronze  hl7v2_messages" in out
-    assert spark.table("bronze.hl7v2_messages").count() == 2
+    assert "bronze  fhir_bundles" in out
+    assert spark.table("bronze.fhir_bundles").count() == 2
 
 
 def test_run_with_missing_landing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

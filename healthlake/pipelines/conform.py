@@ -30,11 +30,22 @@ from pyspark.sql import functions as F
 from healthlake import io
 from healthlake.errors import HealthlakeError
 from healthlake.privacy.tokens import load_key
-from healthlake.silver import diagnosis, encounter, patient_record
+from healthlake.silver import diagnosis, encounter, events, observation, patient_record
 from healthlake.silver.common import with_bundle_references
+from healthlake.silver.observation import CodeMaps
 from healthlake.silver.pseudonymise import drop_clear, tokenize_columns, vault_rows
 from healthlake.silver.quality import FAILED_RULES, Rule, rule_counts, with_failed_rules
-from healthlake.silver.rules import diagnosis_rules, encounter_rules, patient_record_rules
+from healthlake.silver.rules import (
+    chronic_followup_rules,
+    diagnosis_rules,
+    encounter_rules,
+    immunization_rules,
+    location_event_rules,
+    medication_rules,
+    nat_test_rules,
+    observation_rules,
+    patient_record_rules,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -54,13 +65,19 @@ PROVENANCE = ("_source_feed", *POINTER, "_ingested_at")
 NOT_IN_MODEL = "record_type_in_silver_model"
 CDF = {"delta.enableChangeDataFeed": "true"}
 
-BRONZE_INPUTS = ("bronze.fhir_resources", "bronze.hl7v2_messages", "bronze.csv_records")
+BRONZE_INPUTS = (
+    "bronze.fhir_resources",
+    "bronze.hl7v2_messages",
+    "bronze.csv_records",
+    "bronze.location_pings",
+)
 
 # Which bronze rows each input offers to silver (the rest are counted as not in the model).
 _TYPE_COLUMN = {
     "bronze.fhir_resources": "resource_type",
     "bronze.hl7v2_messages": "message_type",
     "bronze.csv_records": "extract",
+    "bronze.location_pings": "_source_feed",
 }
 
 
@@ -77,6 +94,31 @@ class Entity:
     rules: Callable[[], list[Rule]]
     standardize: Callable[[DataFrame], DataFrame] | None = None
     identifiers: dict[str, str] = field(default_factory=dict)
+    after_tokens: Callable[[DataFrame], DataFrame] | None = None
+    insert_only: bool = False  # immutable events: new keys are inserted, stored ones never change
+
+
+def entities(cfg: Config) -> tuple[Entity, ...]:
+    """The silver tables conform writes, with their code maps loaded from the configuration."""
+    maps = CodeMaps.load(cfg.conform.code_maps_path())
+    observation_entity = Entity(
+        "silver.observation",
+        {
+            "bronze.fhir_resources": observation.from_fhir,
+            "bronze.hl7v2_messages": observation.from_hl7v2,
+            "bronze.csv_records": observation.from_csv,
+        },
+        observation_rules,
+        lambda df: observation.standardize_observations(df, maps),
+    )
+    return (*ENTITIES, observation_entity)
+
+
+def _location_key(df: DataFrame) -> DataFrame:
+    # A ping has no id: its key is the phone's token and the time (the clear phone never leaves).
+    return df.withColumn(
+        "source_record_id", F.concat_ws("|", "phone_token", F.col("event_time").cast("string"))
+    )
 
 
 ENTITIES = (
@@ -115,6 +157,27 @@ ENTITIES = (
         },
         diagnosis_rules,
     ),
+    Entity("silver.nat_test", {"bronze.csv_records": events.nat_tests_from_csv}, nat_test_rules),
+    Entity(
+        "silver.immunization",
+        {
+            "bronze.csv_records": events.immunizations_from_csv,
+            "bronze.fhir_resources": events.immunizations_from_fhir,
+        },
+        immunization_rules,
+    ),
+    Entity("silver.medication", {"bronze.fhir_resources": events.medications_from_fhir}, medication_rules),
+    Entity(
+        "silver.chronic_followup", {"bronze.csv_records": events.followups_from_csv}, chronic_followup_rules
+    ),
+    Entity(
+        "silver.location_event",
+        {"bronze.location_pings": events.location_events_from_pings},
+        location_event_rules,
+        identifiers={"phone": "phone"},
+        after_tokens=_location_key,
+        insert_only=True,
+    ),
 )
 
 
@@ -139,6 +202,7 @@ class ConformResult:
 def run(spark: SparkSession, cfg: Config) -> list[ConformResult]:
     """Conform every bronze row not conformed yet; returns what each bronze table gave."""
     key = load_key()  # fail before any work when the key is missing
+    tables = entities(cfg)
     results = []
     for bronze in BRONZE_INPUTS:
         if not io.is_table(spark, cfg.lake_root, bronze):
@@ -149,12 +213,18 @@ def run(spark: SparkSession, cfg: Config) -> list[ConformResult]:
         if end < start:
             log.info("conform: %s has nothing new (version %d)", bronze, end)
             continue
-        results.append(conform_versions(spark, cfg, key, bronze, start, end))
+        results.append(conform_versions(spark, cfg, key, bronze, start, end, tables))
     return results
 
 
 def conform_versions(
-    spark: SparkSession, cfg: Config, key: bytes, bronze: str, start: int, end: int
+    spark: SparkSession,
+    cfg: Config,
+    key: bytes,
+    bronze: str,
+    start: int,
+    end: int,
+    tables: Sequence[Entity] = ENTITIES,
 ) -> ConformResult:
     """Conform the rows that versions ``start..end`` of ``bronze`` appended."""
     started = time.monotonic()
@@ -173,27 +243,33 @@ def conform_versions(
         outcomes = []
         quarantine_parts = []
         metric_parts = []
-        for entity in ENTITIES:
+        for entity in tables:
             parse = entity.parsers.get(bronze)
             if parse is None:
                 continue
             checked, vault = _prepare(changes.transform(parse), entity, key)
             checked = checked.persist()
             cached.append(checked)
+            if checked.isEmpty():  # this batch holds nothing for this table: skip its reads and MERGEs
+                continue
             _ensure(spark, lake, entity.table, _silver_rows(checked).schema, CDF)
             classified = _classify(spark, lake, entity.table, checked).persist()
             cached.append(classified)
-            if vault is not None:
+            latest = classified.where(F.col("_outcome") == "conformed").where(F.col("_rank") == 1)
+            # A MERGE costs seconds even when it has nothing to do; checking first costs a fraction.
+            if vault is not None and not vault.isEmpty():
                 _ensure(spark, lake, VAULT, vault.schema)
                 io.insert_new(vault, lake, VAULT, ["token"])
-            latest = classified.where(F.col("_outcome") == "conformed").where(F.col("_rank") == 1)
-            io.upsert(
-                _silver_rows(latest),
-                lake,
-                entity.table,
-                list(KEYS),
-                update_condition=_NEWER,
-            )
+            if latest.isEmpty():
+                pass
+            elif io.holds_no_files(spark, lake, entity.table):
+                # Nothing to match yet: a plain append is the same result without MERGE's joins. A crash
+                # after it leaves rows, so the re-run takes the MERGE path and adds nothing twice.
+                io.append(_silver_rows(latest), lake, entity.table)
+            elif entity.insert_only:
+                io.insert_new(_silver_rows(latest), lake, entity.table, list(KEYS))
+            else:
+                io.upsert(_silver_rows(latest), lake, entity.table, list(KEYS), update_condition=_NEWER)
             quarantine_parts.append(_quarantine_rows(classified, entity.table))
             metric_parts.append(_metrics(checked, entity, bronze, txn))
             outcomes.append(classified.select(*POINTER, "_outcome"))
@@ -205,9 +281,10 @@ def conform_versions(
             "_source_feed",
             F.col("_institution_id").alias("institution_id"),
             F.col(_TYPE_COLUMN[bronze]).alias("_type"),
-        ).join(
-            reduce(DataFrame.unionByName, outcomes).select(*POINTER).distinct(), list(POINTER), "left_anti"
         )
+        if outcomes:
+            taken = reduce(DataFrame.unionByName, outcomes).select(*POINTER).distinct()
+            unmapped = unmapped.join(taken, list(POINTER), "left_anti")
         quarantine_parts.append(
             unmapped.select(
                 *POINTER,
@@ -249,10 +326,12 @@ def conform_versions(
             )
         quarantine = reduce(DataFrame.unionByName, quarantine_parts)
         _ensure(spark, lake, QUARANTINE, quarantine.schema)
-        io.append(quarantine, lake, QUARANTINE, txn=txn)
-        metrics = reduce(DataFrame.unionByName, metric_parts)
-        _ensure(spark, lake, DQ_METRICS, metrics.schema)
-        io.append(metrics, lake, DQ_METRICS, txn=txn)
+        if not quarantine.isEmpty():
+            io.append(quarantine, lake, QUARANTINE, txn=txn)
+        if metric_parts:
+            metrics = reduce(DataFrame.unionByName, metric_parts)
+            _ensure(spark, lake, DQ_METRICS, metrics.schema)
+            io.append(metrics, lake, DQ_METRICS, txn=txn)
         result.seconds = time.monotonic() - started
         log_row = spark.createDataFrame(
             [
@@ -308,6 +387,8 @@ def _prepare(parsed: DataFrame, entity: Entity, key: bytes) -> tuple[DataFrame, 
         parsed = tokenize_columns(parsed, key, entity.identifiers)
         vault = vault_rows(parsed, entity.identifiers)
         parsed = drop_clear(parsed, entity.identifiers)
+    if entity.after_tokens is not None:
+        parsed = parsed.transform(entity.after_tokens)
     content = [c for c in parsed.columns if c not in PROVENANCE]
     checked = with_failed_rules(parsed, entity.rules()).withColumn(
         "_row_hash", F.sha2(F.to_json(F.struct(*content)), 256)
@@ -415,4 +496,4 @@ def _last_version(spark: SparkSession, cfg: Config, bronze: str) -> int:
 
 def conformed_tables() -> Sequence[str]:
     """The silver tables conform writes."""
-    return [e.table for e in ENTITIES]
+    return [*(e.table for e in ENTITIES), "silver.observation"]  # observation: see entities()

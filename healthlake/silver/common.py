@@ -70,6 +70,18 @@ def hl7_repetition_with(field: Column, component: int, value: str) -> Column:
     )
 
 
+def hl7_patient_number(message: Column) -> Column:
+    """The institution's patient number: the ``PID-3`` repetition typed ``MR`` (else the first one)."""
+    ids = hl7_field(hl7_segment(message, "PID"), 3)
+    mrn = F.try_element_at(hl7_repetition_with(ids, 5, "MR"), F.lit(1))
+    return hl7_unescape(F.coalesce(mrn, hl7_component(ids, 1)))
+
+
+def hl7_visit_number(message: Column) -> Column:
+    """The visit (encounter) number, ``PV1-19``."""
+    return hl7_component(hl7_field(hl7_segment(message, "PV1"), 19), 1)
+
+
 def hl7_time(value: Column) -> Column:
     """An HL7 TS (``yyyyMMddHHmm[ss][+hhmm]``) as a timestamp; without an offset it is China time."""
     v = F.regexp_replace(value, r"\.\d+", "")  # fractional seconds

@@ -18,10 +18,10 @@ from healthlake.silver.common import (
     fhir_time,
     hl7_component,
     hl7_field,
-    hl7_repetition_with,
-    hl7_segment,
+    hl7_patient_number,
     hl7_time,
     hl7_unescape,
+    hl7_visit_number,
     local_time,
 )
 
@@ -121,9 +121,7 @@ def from_fhir(resources: DataFrame) -> DataFrame:
 def from_hl7v2(messages: DataFrame) -> DataFrame:
     """Diagnoses from the ``DG1`` segments of ADT messages; key: visit number and DG1 set id."""
     dg1 = F.col("_dg1")
-    pid = hl7_segment(F.col("raw"), "PID")
-    ids = hl7_field(pid, 3)
-    visit = hl7_component(hl7_field(hl7_segment(F.col("raw"), "PV1"), 19), 1)
+    visit = hl7_visit_number(F.col("raw"))
     trigger = F.regexp_extract(F.col("message_type"), r"\^(\w+)", 1)
     priority = hl7_field(dg1, 15)
     return (
@@ -140,11 +138,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
             F.concat_ws(
                 "-", visit, F.lit("DG1"), F.coalesce(hl7_field(dg1, 1), (F.col("_n") + 1).cast("string"))
             ).alias("source_record_id"),
-            hl7_unescape(
-                F.coalesce(
-                    F.try_element_at(hl7_repetition_with(ids, 5, "MR"), F.lit(1)), hl7_component(ids, 1)
-                )
-            ).alias("source_patient_id"),
+            hl7_patient_number(F.col("raw")).alias("source_patient_id"),
             visit.alias("source_encounter_id"),
             code_system(hl7_component(hl7_field(dg1, 3), 3)).alias("code_system"),
             hl7_component(hl7_field(dg1, 3), 1).alias("code"),

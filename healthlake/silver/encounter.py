@@ -19,10 +19,9 @@ from healthlake.silver.common import (
     fhir_time,
     hl7_component,
     hl7_field,
-    hl7_repetition_with,
+    hl7_patient_number,
     hl7_segment,
     hl7_time,
-    hl7_unescape,
     local_time,
 )
 
@@ -78,11 +77,12 @@ def from_fhir(resources: DataFrame) -> DataFrame:
     )
 
 
+# A04 registers an outpatient or emergency visit, which the report of it closes: finished.
 _ADT_STATUS = {
     "A01": "in-progress",
     "A02": "in-progress",
     "A03": "finished",
-    "A04": "arrived",
+    "A04": "finished",
     "A11": "cancelled",
 }
 
@@ -99,8 +99,6 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
     status = F.coalesce(
         status, F.when(discharge.isNotNull(), F.lit("finished")).otherwise(F.lit("in-progress"))
     )
-    pid = hl7_segment(F.col("raw"), "PID")
-    ids = hl7_field(pid, 3)
     return (
         messages.where(F.col("message_type").startswith("ADT^"))
         .withColumn("_pv1", hl7_segment(F.col("raw"), "PV1"))
@@ -108,11 +106,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
         .select(
             F.col("_institution_id").alias("institution_id"),
             hl7_component(hl7_field(pv1, 19), 1).alias("source_record_id"),
-            hl7_unescape(
-                F.coalesce(
-                    F.try_element_at(hl7_repetition_with(ids, 5, "MR"), F.lit(1)), hl7_component(ids, 1)
-                )
-            ).alias("source_patient_id"),
+            hl7_patient_number(F.col("raw")).alias("source_patient_id"),
             encounter_class(hl7_field(pv1, 2)).alias("encounter_class"),
             status.alias("status"),
             (trigger == "A11").alias("is_cancelled"),

@@ -1,6 +1,6 @@
 """``silver.patient_record``: one row per source patient record (an institution's own patient number).
 
-Sources: FHIR ``Patient`` resources; the ``PID`` segment of every HL7 v2 message; CSV health records, the
+Sources: FHIR ``Patient`` resources; the ``PID`` segment of HL7 v2 ADT messages; CSV health records, the
 population registry, nucleic-acid tests and vaccinations (public-health bodies have no separate patient
 file: each row names its person). Identifiers are validated here and then replaced by tokens
 (``healthlake.privacy``); the clear values go to ``vault.identity`` only.
@@ -113,7 +113,11 @@ def from_fhir(resources: DataFrame) -> DataFrame:
 
 
 def from_hl7v2(messages: DataFrame) -> DataFrame:
-    """Patient records from the ``PID`` segment of ``bronze.hl7v2_messages`` change rows."""
+    """Patient records from the ``PID`` segment of ADT messages in ``bronze.hl7v2_messages`` change rows.
+
+    Only ADT messages (admit, register, update, …) state demographics; the ``PID`` of a result message
+    (ORU) identifies the patient and may be sparse, so it must not overwrite the record.
+    """
     pid = F.col("_pid")
     ids = hl7_field(pid, 3)
     mrn = hl7_repetition_with(ids, 5, "MR")
@@ -124,7 +128,8 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
     family_is_cjk = family.rlike(r"^\p{IsHan}")
     street = hl7_component(hl7_field(pid, 11), 1)
     return (
-        messages.withColumn("_pid", hl7_segment(F.col("raw"), "PID"))
+        messages.where(F.col("message_type").startswith("ADT^"))
+        .withColumn("_pid", hl7_segment(F.col("raw"), "PID"))
         .where(F.col("_pid").isNotNull())
         .select(
             F.col("_institution_id").alias("institution_id"),

@@ -85,3 +85,121 @@ def diagnosis_rules() -> list[Rule]:
             "an ICD-10 code has the form of one (letter, two characters, up to four more)",
         ),
     ]
+
+
+def observation_rules() -> list[Rule]:
+    """Rules for ``silver.observation``."""
+    return [
+        _present("institution_id", "observation"),
+        _present("source_record_id", "observation"),
+        _present("source_patient_id", "observation"),
+        Rule("value_present", "completeness", F.col("value_original").isNotNull(), "a numeric value"),
+        Rule(
+            "observation_time_present",
+            "completeness",
+            F.col("observation_time").isNotNull(),
+            "when it was measured",
+        ),
+        Rule(
+            "code_mapped_to_loinc",
+            "validity",
+            F.col("loinc").isNotNull(),
+            "the code is LOINC or a local code the code map (conf/code_maps/lab_codes.csv) knows",
+        ),
+        Rule(
+            "unit_known",
+            "validity",
+            F.col("unit_known"),
+            "the unit is one conf/code_maps/units.csv lists for the LOINC code (when it lists the code)",
+        ),
+        Rule(
+            "value_plausible",
+            "validity",
+            F.col("value_in_range"),
+            "the value, in the canonical unit, lies in conf/code_maps/observation_ranges.csv's range",
+        ),
+    ]
+
+
+def nat_test_rules() -> list[Rule]:
+    """Rules for ``silver.nat_test``."""
+    return [
+        _present("institution_id", "nat_test"),
+        _present("source_record_id", "nat_test"),
+        _present("source_patient_id", "nat_test"),
+        _present("sample_time", "nat_test"),
+        Rule("result_known", "validity", F.col("result").isNotNull(), "positive, negative or inconclusive"),
+        Rule(
+            "report_after_sample",
+            "consistency",
+            F.col("report_time").isNull() | (F.col("report_time") >= F.col("sample_time")),
+            "a result is reported after its sample was taken",
+        ),
+    ]
+
+
+def immunization_rules() -> list[Rule]:
+    """Rules for ``silver.immunization``."""
+    return [
+        _present("institution_id", "immunization"),
+        _present("source_record_id", "immunization"),
+        _present("source_patient_id", "immunization"),
+        _present("vaccine_code", "immunization"),
+        _present("vaccinated_at", "immunization"),
+        Rule(
+            "dose_number_valid",
+            "validity",
+            F.col("dose_number").isNull() | F.col("dose_number").between(1, 20),
+            "a dose number between 1 and 20 when given",
+        ),
+    ]
+
+
+def medication_rules() -> list[Rule]:
+    """Rules for ``silver.medication``."""
+    return [
+        _present("institution_id", "medication"),
+        _present("source_record_id", "medication"),
+        _present("source_patient_id", "medication"),
+        _present("medication_code", "medication"),
+        _present("authored_at", "medication"),
+    ]
+
+
+def chronic_followup_rules() -> list[Rule]:
+    """Rules for ``silver.chronic_followup``."""
+    return [
+        _present("institution_id", "chronic_followup"),
+        _present("source_record_id", "chronic_followup"),
+        _present("source_patient_id", "chronic_followup"),
+        _present("followup_time", "chronic_followup"),
+        Rule(
+            "disease_known",
+            "validity",
+            F.col("disease_icd10_category").isNotNull(),
+            "the disease is one under regular management (hypertension, type 2 diabetes)",
+        ),
+    ]
+
+
+def location_event_rules() -> list[Rule]:
+    """Rules for ``silver.location_event``."""
+    return [
+        _present("institution_id", "location_event"),
+        Rule(
+            "phone_present", "completeness", F.col("phone_token").isNotNull(), "the phone the ping came from"
+        ),
+        _present("event_time", "location_event"),
+        Rule(
+            "coordinates_valid",
+            "validity",
+            F.col("lat").between(-90, 90) & F.col("lon").between(-180, 180),
+            "latitude and longitude on the globe",
+        ),
+        Rule(
+            "accuracy_valid",
+            "validity",
+            F.col("accuracy_m").isNull() | (F.col("accuracy_m") >= 0),
+            "a non-negative accuracy when given",
+        ),
+    ]

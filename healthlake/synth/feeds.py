@@ -707,7 +707,7 @@ class FeedEmitter:
                 system, code, display, value, unit = self._measure(inst, obs)
                 cs = "LN" if system == LOINC_SYSTEM else "99LOC"
                 segs.append(
-                    f"OBX|{i}|NM|{code}^{hl7_escape(display)}^{cs}||{value}|{unit}||||F|||{hl7_time(obs.time)}"
+                    f"OBX|{i}|NM|{code}^{hl7_escape(display)}^{cs}||{value}|{unit}|||||F|||{hl7_time(obs.time)}"
                 )
             self._hl7(inst, t, segs)
 

@@ -1,0 +1,117 @@
+"""Benchmark ``healthlake conform``: bronze rows/s per bronze table next to a same-run plain copy.
+
+For each target size a region is generated and ingested (or ``--lake`` names an ingested lake, which is
+copied first so it stays untouched), then conform runs once over all bronze tables. Baseline in the same
+run: each bronze table's rows read and written unchanged as a new Delta table. The 20 Synthea bundles in
+``../shared/testdata`` are timed the same way.
+
+    HEALTHLAKE_HMAC_KEY=... python benchmarks/conform.py --records 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from healthlake import io  # noqa: E402
+from healthlake.config import load_config  # noqa: E402
+from healthlake.pipelines import conform, ingest  # noqa: E402
+from healthlake.spark import get_spark  # noqa: E402
+from healthlake.synth import generate_region  # noqa: E402
+
+RECORDS_PER_PERSON_DAY = 1.9
+SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "fhir" / "synthea-r4-bundles"
+
+
+def _copy_table(spark, lake: str, name: str, dest: Path) -> float:
+    started = time.perf_counter()
+    io.read_table(spark, lake, name).write.format("delta").mode("overwrite").save(str(dest))
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, nargs="*", default=[1_000_000])
+    parser.add_argument("--lake", help="conform a copy of this ingested lake instead of generating one")
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--no-synthea", action="store_true", help="skip the Synthea sample")
+    args = parser.parse_args()
+    os.environ.setdefault("HEALTHLAKE_HMAC_KEY", "benchmark-only-key-0123456789abcdef")
+    spark = get_spark("bench-conform", load_config(overrides={"spark": {"master": "local[2]"}}))
+    spark.sparkContext.setLogLevel("ERROR")
+    cores = spark.sparkContext.defaultParallelism
+    work = Path(tempfile.mkdtemp(prefix="hl-bench-conform-"))
+    cases: list[tuple[str, Path]] = []
+    if args.lake:
+        shutil.copytree(args.lake, work / "given" / "lake")
+        cases.append(("given", work / "given" / "lake"))
+    for target in args.records:
+        people = max(100, round(target / (RECORDS_PER_PERSON_DAY * args.days)))
+        settings = load_config(overrides={"synth": {"people": people, "days": args.days}}).synth
+        base = work / f"r{target}"
+        generate_region(spark, settings, str(base / "landing"), str(base / "truth"))
+        cfg = load_config(overrides={"landing_root": str(base / "landing"), "lake_root": str(base / "lake")})
+        ingest.run(spark, cfg)
+        cases.append((f"{target:,}", base / "lake"))
+    if SYNTHEA.is_dir() and not args.no_synthea:
+        landing = work / "synthea" / "landing"
+        shutil.copytree(SYNTHEA, landing / "fhir" / "SYNTHEA" / "2026-01-01")
+        cfg = load_config(
+            overrides={"landing_root": str(landing), "lake_root": str(work / "synthea" / "lake")}
+        )
+        ingest.run(spark, cfg)
+        cases.append(("synthea-20", work / "synthea" / "lake"))
+    rows = []
+    for label, lake in cases:
+        cfg = load_config(overrides={"lake_root": str(lake)})
+        for name in conform.BRONZE_INPUTS:  # warm-up copy, then the baseline
+            if io.is_table(spark, str(lake), name):
+                _copy_table(spark, str(lake), name, work / "warm" / label / name)
+        copies = {
+            name: _copy_table(spark, str(lake), name, work / "copy" / label / name)
+            for name in conform.BRONZE_INPUTS
+            if io.is_table(spark, str(lake), name)
+        }
+        started = time.perf_counter()
+        results = conform.run(spark, cfg)
+        total_s = time.perf_counter() - started
+        for r in results:
+            rows.append((label, r.bronze_table, r.bronze_rows, r.seconds, copies[r.bronze_table], r))
+        n = sum(r.bronze_rows for r in results)
+        rows.append((label, "one run", n, total_s, sum(copies.values()), None))
+    header = (
+        "region",
+        "bronze table",
+        "rows",
+        "conform s",
+        "rows/s",
+        "rows/s/core",
+        "copy s",
+        "speed",
+        "in silver",
+        "quar.",
+        "dup.",
+    )
+    out = ["{:>11} {:>22} {:>9} {:>9} {:>8} {:>11} {:>7} {:>6} {:>9} {:>6} {:>6}".format(*header)]
+    for label, name, n, seconds, copy_s, r in rows:
+        out.append(
+            f"{label:>11} {name:>22} {n:>9} {seconds:>9.1f} {n / seconds:>8.0f} {n / seconds / cores:>11.0f} "
+            f"{copy_s:>7.1f} {copy_s / seconds:>6.2f} "
+            + (f"{r.conformed:>9} {r.quarantined:>6} {r.duplicates:>6}" if r else "")
+        )
+    out.append(f"machine: {cores} cores (local[{cores}]), Spark {spark.version}")
+    out.append("speed = copy seconds / conform seconds (copy: the bronze table read and written unchanged)")
+    sys.stdout.write("\n".join(out) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

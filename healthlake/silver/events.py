@@ -1,0 +1,185 @@
+"""Silver tables of public-health and follow-up events: ``nat_test``, ``immunization``, ``medication``,
+``chronic_followup`` and ``location_event``.
+
+Sources: CSV ``nat_tests`` (CDC labs), CSV ``vaccinations`` and FHIR ``Immunization``, FHIR
+``MedicationRequest``, CSV ``followups`` (grassroots chronic-disease follow-ups; their measurements go to
+``silver.observation``), and ``bronze.location_pings`` (telecom operator; the phone is tokenised).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from healthlake.silver.common import bronze_provenance, csv_value, fhir_reference_id, fhir_time, local_time
+
+# Chronic diseases under regular management (national basic public health service) → ICD-10 category.
+FOLLOWUP_DISEASES = {"原发性高血压": "I10", "高血压": "I10", "2型糖尿病": "E11", "糖尿病": "E11"}
+
+
+def _nat_result(value: Column) -> Column:
+    v = F.lower(F.trim(value))
+    return (
+        F.when(v.isin("阳性", "positive", "pos", "+", "detected"), F.lit("positive"))
+        .when(v.isin("阴性", "negative", "neg", "-", "not detected"), F.lit("negative"))
+        .when(v.isin("无效", "invalid", "inconclusive", "可疑"), F.lit("inconclusive"))
+    )
+
+
+def nat_tests_from_csv(records: DataFrame) -> DataFrame:
+    """Nucleic-acid tests from CSV ``nat_tests`` rows."""
+    report = local_time(csv_value("report_time"))
+    return records.where(F.col("extract") == "nat_tests").select(
+        F.col("_institution_id").alias("institution_id"),
+        csv_value("test_id").alias("source_record_id"),
+        csv_value("person_no").alias("source_patient_id"),
+        csv_value("sample_type").alias("sample_type"),
+        local_time(csv_value("sample_time")).alias("sample_time"),
+        report.alias("report_time"),
+        csv_value("result").alias("result_original"),
+        _nat_result(csv_value("result")).alias("result"),
+        csv_value("ct_value").try_cast("double").alias("ct_value"),
+        F.coalesce(report, F.col("_ingested_at")).alias("_event_time"),
+        *bronze_provenance("bronze.csv_records"),
+    )
+
+
+def immunizations_from_csv(records: DataFrame) -> DataFrame:
+    """Vaccinations from CSV ``vaccinations`` rows (vaccination sites)."""
+    when = local_time(csv_value("vaccinated_at"))
+    return records.where(F.col("extract") == "vaccinations").select(
+        F.col("_institution_id").alias("institution_id"),
+        csv_value("vaccination_id").alias("source_record_id"),
+        csv_value("person_no").alias("source_patient_id"),
+        F.lit(None).cast("string").alias("source_encounter_id"),
+        F.lit("local").alias("vaccine_code_system"),
+        csv_value("vaccine_code").alias("vaccine_code"),
+        csv_value("vaccine_name").alias("vaccine_name"),
+        csv_value("dose_number").try_cast("int").alias("dose_number"),
+        csv_value("lot_no").alias("lot_number"),
+        when.alias("vaccinated_at"),
+        F.lit(False).alias("is_cancelled"),
+        F.coalesce(when, F.col("_ingested_at")).alias("_event_time"),
+        *bronze_provenance("bronze.csv_records"),
+    )
+
+
+FHIR_IMMUNIZATION_SCHEMA = (
+    "id string, status string, meta struct<lastUpdated: string>, "
+    "vaccineCode struct<text: string, coding: array<struct<system: string, code: string, display: string>>>, "
+    "patient struct<reference: string>, encounter struct<reference: string>, occurrenceDateTime string, "
+    "lotNumber string, protocolApplied array<struct<doseNumberPositiveInt: int>>"
+)
+
+
+def immunizations_from_fhir(resources: DataFrame) -> DataFrame:
+    """Vaccinations from FHIR ``Immunization`` resources."""
+    i = F.col("_i")
+    coding = F.try_element_at(i["vaccineCode"]["coding"], F.lit(1))
+    system = coding["system"]
+    when = fhir_time(i["occurrenceDateTime"])
+    return (
+        resources.where(F.col("resource_type") == "Immunization")
+        .withColumn("_i", F.from_json("raw", FHIR_IMMUNIZATION_SCHEMA))
+        .select(
+            F.col("_institution_id").alias("institution_id"),
+            i["id"].alias("source_record_id"),
+            fhir_reference_id(i["patient"]["reference"]).alias("source_patient_id"),
+            fhir_reference_id(i["encounter"]["reference"]).alias("source_encounter_id"),
+            F.when(system == "http://hl7.org/fhir/sid/cvx", F.lit("CVX"))
+            .otherwise(system)
+            .alias("vaccine_code_system"),
+            coding["code"].alias("vaccine_code"),
+            F.coalesce(coding["display"], i["vaccineCode"]["text"]).alias("vaccine_name"),
+            F.try_element_at(i["protocolApplied"], F.lit(1))["doseNumberPositiveInt"].alias("dose_number"),
+            i["lotNumber"].alias("lot_number"),
+            when.alias("vaccinated_at"),
+            i["status"].isin("entered-in-error", "not-done").alias("is_cancelled"),
+            F.coalesce(fhir_time(i["meta"]["lastUpdated"]), when, F.col("_ingested_at")).alias("_event_time"),
+            *bronze_provenance("bronze.fhir_resources"),
+        )
+    )
+
+
+FHIR_MEDICATION_REQUEST_SCHEMA = (
+    "id string, status string, intent string, meta struct<lastUpdated: string>, "
+    "medicationCodeableConcept struct<text: string, "
+    "coding: array<struct<system: string, code: string, display: string>>>, "
+    "subject struct<reference: string>, encounter struct<reference: string>, authoredOn string, "
+    "dosageInstruction array<struct<text: string>>"
+)
+_DRUG_SYSTEMS = {"http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm", "urn:healthlake:code:drug": "local"}
+
+
+def medications_from_fhir(resources: DataFrame) -> DataFrame:
+    """Prescriptions from FHIR ``MedicationRequest`` resources (coded medications)."""
+    m = F.col("_m")
+    coding = F.try_element_at(m["medicationCodeableConcept"]["coding"], F.lit(1))
+    system = coding["system"]
+    for uri, name in _DRUG_SYSTEMS.items():
+        system = F.when(coding["system"] == uri, F.lit(name)).otherwise(system)
+    authored = fhir_time(m["authoredOn"])
+    return (
+        resources.where(F.col("resource_type") == "MedicationRequest")
+        .withColumn("_m", F.from_json("raw", FHIR_MEDICATION_REQUEST_SCHEMA))
+        .select(
+            F.col("_institution_id").alias("institution_id"),
+            m["id"].alias("source_record_id"),
+            fhir_reference_id(m["subject"]["reference"]).alias("source_patient_id"),
+            fhir_reference_id(m["encounter"]["reference"]).alias("source_encounter_id"),
+            system.alias("medication_code_system"),
+            coding["code"].alias("medication_code"),
+            F.coalesce(coding["display"], m["medicationCodeableConcept"]["text"]).alias("medication_name"),
+            F.try_element_at(m["dosageInstruction"], F.lit(1))["text"].alias("dosage_text"),
+            authored.alias("authored_at"),
+            m["status"].alias("status"),
+            (F.coalesce(m["status"], F.lit("")) == "entered-in-error").alias("is_cancelled"),
+            F.coalesce(fhir_time(m["meta"]["lastUpdated"]), authored, F.col("_ingested_at")).alias(
+                "_event_time"
+            ),
+            *bronze_provenance("bronze.fhir_resources"),
+        )
+    )
+
+
+def followups_from_csv(records: DataFrame) -> DataFrame:
+    """Chronic-disease follow-ups from CSV ``followups`` rows (their measurements: ``silver.observation``)."""
+    when = local_time(csv_value("followup_date"))
+    disease = csv_value("disease")
+    category = F.create_map(*[F.lit(x) for kv in FOLLOWUP_DISEASES.items() for x in kv])[disease]
+    return records.where(F.col("extract") == "followups").select(
+        F.col("_institution_id").alias("institution_id"),
+        csv_value("followup_id").alias("source_record_id"),
+        csv_value("patient_no").alias("source_patient_id"),
+        when.alias("followup_time"),
+        disease.alias("disease"),
+        category.alias("disease_icd10_category"),
+        F.try_to_date(csv_value("next_followup_date")).alias("next_followup_date"),
+        F.coalesce(when, F.col("_ingested_at")).alias("_event_time"),
+        *bronze_provenance("bronze.csv_records"),
+    )
+
+
+def location_events_from_pings(pings: DataFrame) -> DataFrame:
+    """Location events from ``bronze.location_pings``; key: phone and time (a ping has no id of its own).
+
+    The source record id is built from the phone *token* later (``phone`` is tokenised like every direct
+    identifier); here it is the clear ``phone|ts`` and is replaced before anything is written.
+    """
+    ts = local_time(F.trim("ts"))
+    return pings.select(
+        F.col("_institution_id").alias("institution_id"),
+        F.concat_ws("|", F.trim("phone"), F.trim("ts")).alias("source_record_id"),
+        F.regexp_replace(F.trim("phone"), r"\D", "").alias("phone"),
+        ts.alias("event_time"),
+        F.col("lat").try_cast("double").alias("lat"),
+        F.col("lon").try_cast("double").alias("lon"),
+        F.col("accuracy_m").try_cast("double").alias("accuracy_m"),
+        F.coalesce(ts, F.col("_ingested_at")).alias("_event_time"),
+        F.col("_source_feed"),
+        F.lit("bronze.location_pings").alias("_bronze_table"),
+        F.col("_commit_version").alias("_bronze_version"),
+        F.col("_source_file"),
+        F.col("_record_offset"),
+        F.col("_ingested_at"),
+    )

@@ -1,0 +1,107 @@
+"""Conform a generated region with every defect switched on: reconciliation, privacy, truth, re-runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from healthlake import io
+from healthlake.config import Config, load_config
+from healthlake.pipelines import conform, ingest
+from tests.synth.conftest import generate
+
+SILVER_TABLES = (*conform.conformed_tables(), "silver.quarantine", "silver.dq_metrics", "silver.conform_log")
+
+
+@dataclass
+class Conformed:
+    cfg: Config
+    truth: Path
+    results: list[conform.ConformResult]
+
+
+@pytest.fixture(scope="module")
+def region(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Conformed:
+    root = tmp_path_factory.mktemp("conform_region")
+    # Default rates (every defect on) with more malformed records, duplicates, updates and cancellations.
+    rates = {"malformed": 0.02, "duplicate": 0.03, "update": 0.05, "cancel": 0.03}
+    gen = generate(spark, root, people=300, days=2, seed=5, persons_per_shard=300, rates=rates)
+    cfg = load_config(overrides={"landing_root": str(gen.landing), "lake_root": str(root / "lake")})
+    ingest.run(spark, cfg)
+    return Conformed(cfg, gen.truth, conform.run(spark, cfg))
+
+
+def test_every_bronze_row_is_conformed_quarantined_or_a_counted_duplicate(
+    spark: SparkSession, region: Conformed
+) -> None:
+    assert {r.bronze_table for r in region.results} == set(conform.BRONZE_INPUTS)
+    for r in region.results:
+        assert r.bronze_rows == io.read_table(spark, region.cfg.lake_root, r.bronze_table).count()
+        assert r.bronze_rows == r.conformed + r.quarantined + r.duplicates
+        assert r.conformed > 0
+    # Exact re-sends of CSV rows are counted, not stored twice.
+    assert sum(r.duplicates for r in region.results) > 0
+
+
+def test_no_direct_identifier_of_the_truth_reaches_silver(spark: SparkSession, region: Conformed) -> None:
+    persons = pd.read_parquet(region.truth / "persons.parquet")
+    clear = {
+        str(v)
+        for column in ("national_id", "name", "phone", "address")
+        for v in persons[column].dropna()
+        if str(v)
+    }
+    truth = spark.createDataFrame([(v,) for v in sorted(clear)], "value string")
+    for name in SILVER_TABLES:
+        if not io.is_table(spark, region.cfg.lake_root, name):
+            continue
+        df = io.read_table(spark, region.cfg.lake_root, name)
+        strings = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+        # Every string value, plus every ID-number-shaped run inside longer text (a JSON record, a detail).
+        values = df.select(
+            F.explode(
+                F.concat(
+                    F.array(*[F.col(c) for c in strings]),
+                    *[F.regexp_extract_all(F.col(c), F.lit(r"(\d{17}[\dXx])"), 1) for c in strings],
+                )
+            ).alias("value")
+        )
+        leaks = values.join(truth, "value", "left_semi")
+        assert leaks.isEmpty(), f"{name}: {leaks.limit(3).collect()}"
+
+
+def test_encounters_match_the_truth(spark: SparkSession, region: Conformed) -> None:
+    truth = pd.read_parquet(region.truth / "encounters.parquet")
+    expected = set(zip(truth.institution_id, truth.source_encounter_id, strict=True))
+    rows = io.read_table(spark, region.cfg.lake_root, "silver.encounter").collect()
+    found = {(r.institution_id, r.source_record_id) for r in rows}
+    assert found <= expected  # nothing invented
+    # The only losses: encounters whose every message was malformed (bronze quarantine) or failed a rule.
+    lake = region.cfg.lake_root
+    bronze_bad = io.read_table(spark, lake, "bronze.quarantine").where(F.col("_source_feed") != "location")
+    silver_bad = io.read_table(spark, lake, "silver.quarantine").where(
+        F.col("silver_table") == "silver.encounter"
+    )
+    assert len(expected - found) <= bronze_bad.count() + silver_bad.count()
+    assert len(expected) >= 10 and len(found) >= 0.8 * len(expected)
+    cancelled = {
+        (i, e)
+        for i, e, c in zip(truth.institution_id, truth.source_encounter_id, truth.cancelled, strict=True)
+        if c
+    }
+    flagged = {(r.institution_id, r.source_record_id) for r in rows if r.is_cancelled}
+    assert flagged <= cancelled
+    assert len(flagged & found) >= 0.9 * len(cancelled & found)
+
+
+def test_a_second_conform_changes_nothing(spark: SparkSession, region: Conformed) -> None:
+    lake = region.cfg.lake_root
+    tables = [t for t in SILVER_TABLES if io.is_table(spark, lake, t)]
+    versions = {t: io.latest_version(spark, lake, t) for t in tables}
+    assert conform.run(spark, region.cfg) == []
+    assert {t: io.latest_version(spark, lake, t) for t in tables} == versions
