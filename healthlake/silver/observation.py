@@ -213,7 +213,11 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
     obx = F.col("_obx")
     visit = hl7_visit_number(F.col("raw"))
     order = F.coalesce(hl7_component(hl7_field(hl7_segment(F.col("raw"), "OBR"), 2), 1), visit)
-    value = F.regexp_replace(hl7_field(obx, 5), r"^\s+|\s+$", "")
+    # NM is a number; SN (structured numeric) is comparator^number, e.g. ">^182" or "^182".
+    raw_value = F.when(
+        hl7_field(obx, 2) == "SN", F.try_element_at(F.split(hl7_field(obx, 5), r"\^"), F.lit(2))
+    ).otherwise(hl7_field(obx, 5))
+    value = F.regexp_replace(raw_value, r"^\s+|\s+$", "")
     return (
         messages.where(F.col("message_type").startswith("ORU^"))
         .select(
