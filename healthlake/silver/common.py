@@ -33,10 +33,18 @@ def hl7_segment(message: Column, name: str) -> Column:
     return F.when(body != "", F.split(F.concat(F.lit(name), body), r"\|", -1))
 
 
-def hl7_segments(message: Column, name: str) -> Column:
-    """Every ``name`` segment (e.g. each ``DG1``), each as its field array as in ``hl7_segment``."""
-    bodies = F.regexp_extract_all(message, F.lit(rf"(?:^|\r)({name}\|[^\r]*)"), 1)
-    return F.transform(bodies, lambda s: F.split(s, r"\|", -1))
+def each_hl7_segment(messages: DataFrame, name: str, alias: str) -> DataFrame:
+    """One row per ``name`` segment of each message (every ``DG1``, every ``OBX``): its position in
+    ``_n`` (0-based) and its field array in ``alias`` (indexed as in ``hl7_segment``)."""
+    bodies = F.regexp_extract_all(F.col("raw"), F.lit(rf"(?:^|\r)({name}\|[^\r]*)"), 1)
+    return messages.select("*", F.posexplode(bodies).alias("_n", "_segment_text")).withColumn(
+        alias, F.split("_segment_text", r"\|", -1)
+    )
+
+
+def hl7_trigger() -> Column:
+    """The trigger event of a message (``A01`` of ``ADT^A01``), from bronze's ``message_type``."""
+    return F.regexp_extract(F.col("message_type"), r"\^(\w+)", 1)
 
 
 def hl7_field(fields: Column, n: int) -> Column:

@@ -14,12 +14,14 @@ from healthlake.silver.codes import icd10_category, icd10_code
 from healthlake.silver.common import (
     bronze_provenance,
     csv_value,
+    each_hl7_segment,
     fhir_reference_id,
     fhir_time,
     hl7_component,
     hl7_field,
     hl7_patient_number,
     hl7_time,
+    hl7_trigger,
     hl7_unescape,
     hl7_visit_number,
     local_time,
@@ -122,17 +124,11 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
     """Diagnoses from the ``DG1`` segments of ADT messages; key: visit number and DG1 set id."""
     dg1 = F.col("_dg1")
     visit = hl7_visit_number(F.col("raw"))
-    trigger = F.regexp_extract(F.col("message_type"), r"\^(\w+)", 1)
+    trigger = hl7_trigger()
     priority = hl7_field(dg1, 15)
     return (
         messages.where(F.col("message_type").startswith("ADT^"))
-        .select(
-            "*",
-            F.posexplode(F.regexp_extract_all(F.col("raw"), F.lit(r"(?:^|\r)(DG1\|[^\r]*)"), 1)).alias(
-                "_n", "_dg1_text"
-            ),
-        )
-        .withColumn("_dg1", F.split("_dg1_text", r"\|", -1))
+        .transform(lambda df: each_hl7_segment(df, "DG1", "_dg1"))
         .select(
             F.col("_institution_id").alias("institution_id"),
             F.concat_ws(

@@ -22,6 +22,7 @@ from healthlake.silver.common import (
     hl7_patient_number,
     hl7_segment,
     hl7_time,
+    hl7_trigger,
     local_time,
 )
 
@@ -90,7 +91,7 @@ _ADT_STATUS = {
 def from_hl7v2(messages: DataFrame) -> DataFrame:
     """Encounters from ADT messages of ``bronze.hl7v2_messages`` change rows (``PV1``)."""
     pv1 = F.col("_pv1")
-    trigger = F.regexp_extract(F.col("message_type"), r"\^(\w+)", 1)
+    trigger = hl7_trigger()
     status = F.lit(None).cast("string")
     for event, value in _ADT_STATUS.items():
         status = F.when(trigger == event, F.lit(value)).otherwise(status)

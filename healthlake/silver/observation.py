@@ -20,6 +20,7 @@ from healthlake.errors import ConfigError
 from healthlake.silver.common import (
     bronze_provenance,
     csv_value,
+    each_hl7_segment,
     fhir_reference_id,
     fhir_time,
     hl7_component,
@@ -220,13 +221,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
     value = F.regexp_replace(raw_value, r"^\s+|\s+$", "")
     return (
         messages.where(F.col("message_type").startswith("ORU^"))
-        .select(
-            "*",
-            F.posexplode(F.regexp_extract_all(F.col("raw"), F.lit(r"(?:^|\r)(OBX\|[^\r]*)"), 1)).alias(
-                "_n", "_t"
-            ),
-        )
-        .withColumn("_obx", F.split("_t", r"\|", -1))
+        .transform(lambda df: each_hl7_segment(df, "OBX", "_obx"))
         .where(hl7_field(obx, 2).isin("NM", "SN"))
         .select(
             F.col("_institution_id").alias("institution_id"),
