@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from healthlake import io  # noqa: E402
 from healthlake.config import load_config  # noqa: E402
 from healthlake.pipelines import conform, ingest  # noqa: E402
+from healthlake.silver.common import with_bundle_references  # noqa: E402
 from healthlake.spark import get_spark  # noqa: E402
 from healthlake.synth import generate_region  # noqa: E402
 
@@ -34,6 +36,33 @@ def _copy_table(spark, lake: str, name: str, dest: Path) -> float:
     started = time.perf_counter()
     io.read_table(spark, lake, name).write.format("delta").mode("overwrite").save(str(dest))
     return time.perf_counter() - started
+
+
+def _parse_only(spark, cfg, out: Path, repeats: int = 3) -> list[tuple[str, int, float, float]]:
+    """Time the FHIR parsers alone on a lake's ``bronze.fhir_resources``: parse, write Parquet (no MERGE).
+
+    The figure to set beside another FHIR flattener (``benchmarks/fhir_flattener_pathling.py``): same
+    bundles, same three flat tables, no tokens, rules, duplicates or Delta commits. Returns
+    ``(table, rows, cold seconds, warm seconds = median of repeats)``.
+    """
+    tables = {e.table: e for e in conform.entities(cfg)}
+    figures = []
+    for name in ("silver.encounter", "silver.diagnosis", "silver.observation"):
+        entity = tables[name]
+        runs = []
+        for i in range(repeats + 1):
+            started = time.perf_counter()
+            bronze = io.read_table(spark, cfg.lake_root, "bronze.fhir_resources")
+            parsed = bronze.transform(with_bundle_references).transform(
+                entity.parsers["bronze.fhir_resources"]
+            )
+            if entity.standardize is not None:
+                parsed = parsed.transform(entity.standardize)
+            parsed.write.mode("overwrite").parquet(str(out / f"{name}-{i}"))
+            runs.append(time.perf_counter() - started)
+        rows = spark.read.parquet(str(out / f"{name}-0")).count()
+        figures.append((name, rows, runs[0], statistics.median(runs[1:])))
+    return figures
 
 
 def main() -> int:
@@ -106,6 +135,15 @@ def main() -> int:
             f"{copy_s:>7.1f} {copy_s / seconds:>6.2f} "
             + (f"{r.conformed:>9} {r.quarantined:>6} {r.duplicates:>6}" if r else "")
         )
+    for label, lake in cases:
+        if label != "synthea-20":
+            continue
+        cfg = load_config(overrides={"lake_root": str(lake)})
+        out.append("FHIR parsers alone on the Synthea bundles (bronze -> Parquet, no MERGE):")
+        for name, n, cold, warm in _parse_only(spark, cfg, work / "parse-only"):
+            out.append(
+                f"  {name:>20} {n:>6} rows  cold {cold:5.2f} s  warm {warm:5.2f} s ({n / warm:,.0f} rows/s)"
+            )
     out.append(f"machine: {cores} cores (local[{cores}]), Spark {spark.version}")
     out.append("speed = copy seconds / conform seconds (copy: the bronze table read and written unchanged)")
     sys.stdout.write("\n".join(out) + "\n")

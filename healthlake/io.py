@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from healthlake import faults
 from healthlake.config import is_uri
 from healthlake.errors import LakeError
 
@@ -181,6 +182,7 @@ def append(
         writer = writer.option("mergeSchema", "true")
     writer.save(path)
     logger.debug("appended to %s", name)
+    faults.after_write(name)
 
 
 def upsert(
@@ -229,6 +231,7 @@ def upsert(
         .execute()
     )
     logger.debug("merged into %s on %s", name, ", ".join(keys))
+    faults.after_write(name)
 
 
 def insert_new(df: DataFrame, lake_root: str, name: str, keys: Sequence[str]) -> None:
@@ -242,6 +245,7 @@ def insert_new(df: DataFrame, lake_root: str, name: str, keys: Sequence[str]) ->
         df.alias("s"), condition
     ).whenNotMatchedInsertAll().execute()
     logger.debug("inserted new keys into %s", name)
+    faults.after_write(name)
 
 
 def holds_no_files(spark: SparkSession, lake_root: str, name: str) -> bool:

@@ -24,8 +24,18 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from healthlake import io
 from healthlake.errors import HealthlakeError
@@ -64,6 +74,8 @@ POINTER = ("_bronze_table", "_bronze_version", "_source_file", "_record_offset")
 PROVENANCE = ("_source_feed", *POINTER, "_ingested_at")
 NOT_IN_MODEL = "record_type_in_silver_model"
 CDF = {"delta.enableChangeDataFeed": "true"}
+PLANNED, FINISHED = "planned", "finished"
+"""``silver.conform_log`` statuses: a range recorded before its work starts, and once it is done."""
 
 BRONZE_INPUTS = (
     "bronze.fhir_resources",
@@ -200,21 +212,70 @@ class ConformResult:
 
 
 def run(spark: SparkSession, cfg: Config) -> list[ConformResult]:
-    """Conform every bronze row not conformed yet; returns what each bronze table gave."""
+    """Conform every bronze row not conformed yet; returns what each bronze range gave."""
     key = load_key()  # fail before any work when the key is missing
     tables = entities(cfg)
-    results = []
+    return [
+        conform_versions(spark, cfg, key, bronze, start, end, tables)
+        for bronze, start, end in plan_ranges(spark, cfg)
+    ]
+
+
+def plan_ranges(spark: SparkSession, cfg: Config) -> list[tuple[str, int, int]]:
+    """The bronze version ranges to conform now, recorded in ``silver.conform_log`` before any work.
+
+    Ranges that crashed runs planned but did not finish come first, exactly as planned, even when bronze
+    has grown since: quarantine and metrics rows are appended once per range (``txnVersion`` = its end),
+    so a re-run over a longer range would append the crashed part twice. Then, per bronze table,
+    whatever is newer is planned as a new range.
+    """
+    lake = cfg.lake_root
+    unfinished: list[tuple[str, int, int]] = []
+    last_end: dict[str, int] = {}
+    if io.is_table(spark, lake, CONFORM_LOG):
+        logged = io.read_table(spark, lake, CONFORM_LOG)
+        planned = logged.where(F.col("status") == PLANNED)
+        finished = logged.where(F.col("status") == FINISHED)
+        ends = ["bronze_table", "end_version"]
+        # Small results: one row per bronze table, and the few ranges crashed runs left unfinished.
+        unfinished = sorted(
+            (r[0], int(r[1]), int(r[2]))
+            for r in planned.join(finished.select(*ends), ends, "left_anti")
+            .select("bronze_table", "start_version", "end_version")
+            .collect()
+        )
+        last_end = {
+            r[0]: int(r[1]) for r in logged.groupBy("bronze_table").agg(F.max("end_version")).collect()
+        }
+    for bronze, start, end in unfinished:
+        log.warning("conform: finishing %s versions %d-%d of an interrupted run", bronze, start, end)
+    new = []
     for bronze in BRONZE_INPUTS:
-        if not io.is_table(spark, cfg.lake_root, bronze):
+        if not io.is_table(spark, lake, bronze):
             log.info("conform: %s does not exist yet, skipped", bronze)
             continue
-        start = _last_version(spark, cfg, bronze) + 1
-        end = io.latest_version(spark, cfg.lake_root, bronze)
-        if end < start:
-            log.info("conform: %s has nothing new (version %d)", bronze, end)
-            continue
-        results.append(conform_versions(spark, cfg, key, bronze, start, end, tables))
-    return results
+        latest = io.latest_version(spark, lake, bronze)
+        done = last_end.get(bronze, -1)
+        if latest > done:
+            new.append((bronze, done + 1, latest))
+        else:
+            log.info("conform: %s has nothing new (version %d)", bronze, latest)
+    if new:
+        _append_log(spark, lake, [(bronze, start, end, PLANNED) for bronze, start, end in new])
+    return unfinished + new
+
+
+def _append_log(
+    spark: SparkSession, lake: str, rows: list[tuple], txn: tuple[str, int] | None = None
+) -> None:
+    """Append ``(bronze_table, start, end, status[, counts…, seconds])`` rows to ``silver.conform_log``."""
+    width = len(_LOG_SCHEMA.fields) - 1  # all but logged_at
+    padded = [tuple(row) + (None,) * (width - len(row)) for row in rows]
+    df = spark.createDataFrame(padded, StructType(_LOG_SCHEMA.fields[:-1])).withColumn(
+        "logged_at", F.current_timestamp()
+    )
+    _ensure(spark, lake, CONFORM_LOG, _LOG_SCHEMA)
+    io.append(df, lake, CONFORM_LOG, txn=txn)
 
 
 def conform_versions(
@@ -247,98 +308,94 @@ def conform_versions(
             parse = entity.parsers.get(bronze)
             if parse is None:
                 continue
-            checked, vault = _prepare(changes.transform(parse), entity, key)
-            checked = checked.persist()
+            checked = _prepare(changes.transform(parse), entity, key).persist()
             cached.append(checked)
-            if checked.isEmpty():  # this batch holds nothing for this table: skip its reads and MERGEs
-                continue
-            _ensure(spark, lake, entity.table, _silver_rows(checked).schema, CDF)
+            _ensure(spark, lake, entity.table, _silver_rows(checked, entity).schema, CDF)
             classified = _classify(spark, lake, entity.table, checked).persist()
             cached.append(classified)
+            # One action fills both caches and says which writes this table needs: each skipped write
+            # (an empty MERGE, append or check) saves seconds of fixed cost.
+            entity_started = time.monotonic()
+            counts = _outcome_counts(classified)
+            log.debug(
+                "conform %s -> %s: %s (%.1f s)",
+                bronze,
+                entity.table,
+                counts,
+                time.monotonic() - entity_started,
+            )
+            if not counts:
+                continue
+            if entity.identifiers:
+                _write_vault(spark, lake, vault_rows(classified, entity.identifiers))
             latest = classified.where(F.col("_outcome") == "conformed").where(F.col("_rank") == 1)
-            # A MERGE costs seconds even when it has nothing to do; checking first costs a fraction.
-            if vault is not None and not vault.isEmpty():
-                _ensure(spark, lake, VAULT, vault.schema)
-                io.insert_new(vault, lake, VAULT, ["token"])
-            if latest.isEmpty():
+            if not counts.get("conformed"):
                 pass
             elif io.holds_no_files(spark, lake, entity.table):
                 # Nothing to match yet: a plain append is the same result without MERGE's joins. A crash
                 # after it leaves rows, so the re-run takes the MERGE path and adds nothing twice.
-                io.append(_silver_rows(latest), lake, entity.table)
+                io.append(_silver_rows(latest, entity), lake, entity.table)
             elif entity.insert_only:
-                io.insert_new(_silver_rows(latest), lake, entity.table, list(KEYS))
+                io.insert_new(_silver_rows(latest, entity), lake, entity.table, list(KEYS))
             else:
-                io.upsert(_silver_rows(latest), lake, entity.table, list(KEYS), update_condition=_NEWER)
-            quarantine_parts.append(_quarantine_rows(classified, entity.table))
+                io.upsert(
+                    _silver_rows(latest, entity), lake, entity.table, list(KEYS), update_condition=_NEWER
+                )
+            if counts.get("quarantined"):
+                quarantine_parts.append(_quarantine_rows(classified, entity))
             metric_parts.append(_metrics(checked, entity, bronze, txn))
-            outcomes.append(classified.select(*POINTER, "_outcome"))
-        unmapped = changes.select(
-            F.lit(bronze).alias("_bronze_table"),
-            F.col("_commit_version").alias("_bronze_version"),
-            "_source_file",
-            "_record_offset",
-            "_source_feed",
-            F.col("_institution_id").alias("institution_id"),
-            F.col(_TYPE_COLUMN[bronze]).alias("_type"),
-        )
-        if outcomes:
-            taken = reduce(DataFrame.unionByName, outcomes).select(*POINTER).distinct()
-            unmapped = unmapped.join(taken, list(POINTER), "left_anti")
-        quarantine_parts.append(
-            unmapped.select(
-                *POINTER,
-                "_source_feed",
-                "institution_id",
-                F.lit(None).cast("string").alias("silver_table"),
-                F.lit(None).cast("string").alias("source_record_id"),
-                F.array(F.lit(NOT_IN_MODEL)).alias("failed_rules"),
-                F.concat(F.lit("not in the silver model: "), F.coalesce("_type", F.lit("?"))).alias("detail"),
-                F.lit(None).cast("string").alias("record"),
+            outcomes.append(
+                classified.select(
+                    *_row_key(F.col("_bronze_version"), F.col("_source_file"), F.col("_record_offset")),
+                    _outcome_code("_outcome").alias("_code"),
+                )
             )
+        # Per bronze row, its best outcome over every silver table it fed: one grouping of all of them,
+        # with the bronze rows themselves as code 0, i.e. taken by no table (not in the silver model).
+        # Grouped on fixed-width keys (the file name hashed): shuffling the paths costs several times more.
+        bronze_keys = changes.select(
+            *_row_key(F.col("_commit_version"), F.col("_source_file"), F.col("_record_offset")),
+            F.lit(0).alias("_code"),
         )
         per_row = (
-            reduce(
-                DataFrame.unionByName,
-                [*outcomes, unmapped.select(*POINTER, F.lit("quarantined").alias("_outcome"))],
-            )
-            .groupBy(*POINTER)
-            .agg(
-                F.when(F.max(F.col("_outcome") == "conformed"), "conformed")
-                .when(F.max(F.col("_outcome") == "quarantined"), "quarantined")
-                .otherwise("duplicate")
-                .alias("_outcome")
-            )
+            reduce(DataFrame.unionByName, [*outcomes, bronze_keys])
+            .groupBy(*_ROW_KEY)
+            .agg(F.max("_code").alias("_code"))
+            .persist()
         )
+        cached.append(per_row)
         tally = {
-            row["_outcome"]: row["n"]
-            for row in per_row.groupBy("_outcome").agg(F.count("*").alias("n")).collect()
+            row["_code"]: row["n"] for row in per_row.groupBy("_code").agg(F.count("*").alias("n")).collect()
         }
         result.bronze_rows = changes.count()
-        result.conformed = tally.get("conformed", 0)
-        result.quarantined = tally.get("quarantined", 0)
-        result.duplicates = tally.get("duplicate", 0)
+        result.conformed = tally.get(_CODES["conformed"], 0)
+        result.quarantined = tally.get(_CODES["quarantined"], 0) + tally.get(0, 0)
+        result.duplicates = tally.get(_CODES["duplicate"], 0)
         if result.bronze_rows != result.conformed + result.quarantined + result.duplicates:
             raise ReconciliationError(
                 f"conform {bronze} versions {start}-{end}: {result.bronze_rows} bronze rows but "
                 f"{result.conformed} conformed + {result.quarantined} quarantined + {result.duplicates} "
                 "duplicates; nothing was marked as processed, fix and re-run"
             )
-        quarantine = reduce(DataFrame.unionByName, quarantine_parts)
-        _ensure(spark, lake, QUARANTINE, quarantine.schema)
-        if not quarantine.isEmpty():
-            io.append(quarantine, lake, QUARANTINE, txn=txn)
+        if tally.get(0):
+            quarantine_parts.append(_unmapped_rows(changes, per_row, bronze))
+        _ensure(spark, lake, QUARANTINE, _QUARANTINE_SCHEMA)
+        if quarantine_parts:
+            io.append(reduce(DataFrame.unionByName, quarantine_parts), lake, QUARANTINE, txn=txn)
         if metric_parts:
             metrics = reduce(DataFrame.unionByName, metric_parts)
             _ensure(spark, lake, DQ_METRICS, metrics.schema)
             io.append(metrics, lake, DQ_METRICS, txn=txn)
         result.seconds = time.monotonic() - started
-        log_row = spark.createDataFrame(
+        _append_log(
+            spark,
+            lake,
             [
                 (
                     bronze,
                     start,
                     end,
+                    FINISHED,
                     result.bronze_rows,
                     result.conformed,
                     result.quarantined,
@@ -346,11 +403,8 @@ def conform_versions(
                     result.seconds,
                 )
             ],
-            "bronze_table string, start_version long, end_version long, bronze_rows long, conformed long, "
-            "quarantined long, duplicates long, seconds double",
-        ).withColumn("finished_at", F.current_timestamp())
-        _ensure(spark, lake, CONFORM_LOG, log_row.schema)
-        io.append(log_row, lake, CONFORM_LOG, txn=txn)
+            txn=txn,
+        )
     finally:
         for df in cached:
             df.unpersist()
@@ -378,22 +432,50 @@ _NEWER = (
 )
 
 
-def _prepare(parsed: DataFrame, entity: Entity, key: bytes) -> tuple[DataFrame, DataFrame | None]:
-    """Standardise, tokenise and check one entity's parsed rows; returns (checked rows, vault rows)."""
+def _prepare(parsed: DataFrame, entity: Entity, key: bytes) -> DataFrame:
+    """Standardise, tokenise and check one entity's parsed rows.
+
+    The clear identifier columns stay (for the vault rows) until ``_silver_rows`` / ``_quarantine_rows``
+    drop them; the row hash covers the tokens, not the clear values.
+    """
     if entity.standardize is not None:
         parsed = parsed.transform(entity.standardize)
-    vault = None
     if entity.identifiers:
         parsed = tokenize_columns(parsed, key, entity.identifiers)
-        vault = vault_rows(parsed, entity.identifiers)
-        parsed = drop_clear(parsed, entity.identifiers)
     if entity.after_tokens is not None:
         parsed = parsed.transform(entity.after_tokens)
-    content = [c for c in parsed.columns if c not in PROVENANCE]
-    checked = with_failed_rules(parsed, entity.rules()).withColumn(
+    content = [c for c in parsed.columns if c not in PROVENANCE and c not in entity.identifiers]
+    return with_failed_rules(parsed, entity.rules()).withColumn(
         "_row_hash", F.sha2(F.to_json(F.struct(*content)), 256)
     )
-    return checked, vault
+
+
+_CODES = {"conformed": 3, "quarantined": 2, "duplicate": 1}
+"""A bronze row's outcome is the best over the silver rows it gave; 0 is "taken by no silver table"."""
+
+
+def _outcome_code(outcome: str) -> Column:
+    conformed, quarantined, duplicate = (F.col(outcome) == name for name in _CODES)
+    return (
+        F.when(conformed, _CODES["conformed"])
+        .when(quarantined, _CODES["quarantined"])
+        .when(duplicate, _CODES["duplicate"])
+        .otherwise(0)
+    )
+
+
+def _outcome_counts(classified: DataFrame) -> dict[str, int]:
+    """Rows per outcome (an empty dict: the batch holds nothing for this table)."""
+    return {row[0]: row[1] for row in classified.groupBy("_outcome").count().collect()}
+
+
+def _write_vault(spark: SparkSession, lake: str, rows: DataFrame) -> None:
+    """Add the (token, kind, clear value) rows the vault does not hold yet."""
+    _ensure(spark, lake, VAULT, rows.schema)
+    if io.holds_no_files(spark, lake, VAULT):
+        io.append(rows, lake, VAULT)
+    else:
+        io.insert_new(rows, lake, VAULT, ["token"])
 
 
 def _classify(spark: SparkSession, lake: str, table: str, checked: DataFrame) -> DataFrame:
@@ -432,25 +514,91 @@ def _classify(spark: SparkSession, lake: str, table: str, checked: DataFrame) ->
     return ranked.withColumn("_outcome", outcome).drop("_stored_hash", "_stored_pointer", "_nth_copy")
 
 
-def _silver_rows(df: DataFrame) -> DataFrame:
-    """The columns a silver table stores (no working columns)."""
+def _silver_rows(df: DataFrame, entity: Entity) -> DataFrame:
+    """The columns a silver table stores: no working columns, no clear identifiers."""
     drop = [c for c in (FAILED_RULES, "_rank", "_outcome") if c in df.columns]
-    return df.drop(*drop).withColumn("_conformed_at", F.current_timestamp())
+    return drop_clear(df.drop(*drop), entity.identifiers).withColumn("_conformed_at", F.current_timestamp())
 
 
-def _quarantine_rows(classified: DataFrame, table: str) -> DataFrame:
-    """Rows that failed a rule, with all the rules they failed and a pointer to their bronze row."""
-    content = [c for c in classified.columns if c not in (FAILED_RULES, "_rank", "_outcome", "_row_hash")]
+def _quarantine_rows(classified: DataFrame, entity: Entity) -> DataFrame:
+    """Rows that failed a rule, with all the rules they failed and a pointer to their bronze row.
+
+    The record is kept as JSON with tokens only: the clear identifiers never leave the vault.
+    """
+    working = (FAILED_RULES, "_rank", "_outcome", "_row_hash", *entity.identifiers)
+    content = [c for c in classified.columns if c not in working]
     return classified.where(F.col("_outcome") == "quarantined").select(
         *POINTER,
         "_source_feed",
         "institution_id",
-        F.lit(table).alias("silver_table"),
+        F.lit(entity.table).alias("silver_table"),
         "source_record_id",
         F.col(FAILED_RULES).alias("failed_rules"),
         F.lit(None).cast("string").alias("detail"),
         F.to_json(F.struct(*content)).alias("record"),
     )
+
+
+_ROW_KEY = ("_k_version", "_k_file", "_k_offset")
+
+
+def _row_key(version: Column, source_file: Column, offset: Column) -> list[Column]:
+    """A bronze row's place as three numbers: the file name as a 64-bit hash (files per run: thousands)."""
+    return [version.alias("_k_version"), F.xxhash64(source_file).alias("_k_file"), offset.alias("_k_offset")]
+
+
+def _unmapped_rows(changes: DataFrame, per_row: DataFrame, bronze: str) -> DataFrame:
+    """Bronze rows no silver table took (a resource or message type outside the model)."""
+    keyed = changes.select(
+        "*", *_row_key(F.col("_commit_version"), F.col("_source_file"), F.col("_record_offset"))
+    )
+    return keyed.join(per_row.where(F.col("_code") == 0), list(_ROW_KEY), "left_semi").select(
+        F.lit(bronze).alias("_bronze_table"),
+        F.col("_commit_version").alias("_bronze_version"),
+        "_source_file",
+        "_record_offset",
+        "_source_feed",
+        F.col("_institution_id").alias("institution_id"),
+        F.lit(None).cast("string").alias("silver_table"),
+        F.lit(None).cast("string").alias("source_record_id"),
+        F.array(F.lit(NOT_IN_MODEL)).alias("failed_rules"),
+        F.concat(F.lit("not in the silver model: "), F.coalesce(_TYPE_COLUMN[bronze], F.lit("?"))).alias(
+            "detail"
+        ),
+        F.lit(None).cast("string").alias("record"),
+    )
+
+
+_LOG_SCHEMA = StructType(
+    [
+        StructField("bronze_table", StringType()),
+        StructField("start_version", LongType()),
+        StructField("end_version", LongType()),
+        StructField("status", StringType()),
+        *(
+            StructField(name, LongType())
+            for name in ("bronze_rows", "conformed", "quarantined", "duplicates")
+        ),
+        StructField("seconds", DoubleType()),
+        StructField("logged_at", TimestampType()),
+    ]
+)
+
+_QUARANTINE_SCHEMA = StructType(
+    [
+        StructField("_bronze_table", StringType()),
+        StructField("_bronze_version", LongType()),
+        StructField("_source_file", StringType()),
+        StructField("_record_offset", IntegerType()),
+        *(
+            StructField(name, StringType())
+            for name in ("_source_feed", "institution_id", "silver_table", "source_record_id")
+        ),
+        StructField("failed_rules", ArrayType(StringType())),
+        StructField("detail", StringType()),
+        StructField("record", StringType()),
+    ]
+)
 
 
 def _metrics(checked: DataFrame, entity: Entity, bronze: str, txn: tuple[str, int]) -> DataFrame:
@@ -479,19 +627,6 @@ def _ensure(
     spark: SparkSession, lake: str, name: str, schema, properties: dict[str, str] | None = None
 ) -> None:
     io.create_table(spark, lake, name, schema, properties=properties)
-
-
-def _last_version(spark: SparkSession, cfg: Config, bronze: str) -> int:
-    """The bronze version the last conform run finished at (-1: none yet)."""
-    if not io.is_table(spark, cfg.lake_root, CONFORM_LOG):
-        return -1
-    row = (
-        io.read_table(spark, cfg.lake_root, CONFORM_LOG)
-        .where(F.col("bronze_table") == bronze)
-        .agg(F.max("end_version"))
-        .first()
-    )
-    return -1 if row is None or row[0] is None else int(row[0])
 
 
 def conformed_tables() -> Sequence[str]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +47,6 @@ QUARANTINE = "bronze.quarantine"
 INGEST_LOG = "bronze.ingest_log"
 FHIR_BUNDLES = "bronze.fhir_bundles"
 BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length long, content binary"
-FAULT_ENV = "HEALTHLAKE_FAULT"  # test hook: "kill-after:<table>:<n>" SIGKILLs the process after a write
 
 
 @dataclass(frozen=True)
@@ -283,22 +280,6 @@ def _write(df: DataFrame, lake: str, table: str, txn: tuple[str, int]) -> None:
     started = time.monotonic()
     io.append(df, lake, table, txn=txn)
     log.debug("ingest: wrote %s (batch %d) in %.1f s", table, txn[1], time.monotonic() - started)
-    _maybe_fail(table)
-
-
-_writes: dict[str, int] = {}
-
-
-def _maybe_fail(table: str) -> None:
-    """Test hook: with ``HEALTHLAKE_FAULT=kill-after:<table>:<n>``, die like ``kill -9`` after n writes."""
-    fault = os.environ.get(FAULT_ENV, "")
-    if not fault.startswith("kill-after:"):
-        return
-    _, target, n = fault.split(":")
-    _writes[table] = _writes.get(table, 0) + 1
-    if table == target and _writes[table] >= int(n):
-        log.warning("fault injection: killing the process after write %d to %s", _writes[table], table)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _check_checkpoint(spark: SparkSession, cfg: Config, feed: Feed, checkpoint: str) -> None:

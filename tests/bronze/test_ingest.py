@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +18,7 @@ from healthlake import io
 from healthlake.bronze.common import PROVENANCE_COLUMNS
 from healthlake.config import Config, load_config
 from healthlake.pipelines import ingest
+from tests.jobs import run_job
 from tests.synth.conftest import generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,25 +169,7 @@ def test_real_world_samples_are_all_accounted_for(spark: SparkSession, tmp_path:
 
 
 def _ingest_subprocess(landing: Path, lake: Path, **env: str) -> int:
-    """Run ``jobs/ingest.py`` in its own process (own JVM), as a scheduler would; return its exit code."""
-    fast = "{spark.ui.enabled: 'false', spark.sql.shuffle.partitions: '2', spark.driver.extraJavaOptions: "
-    fast += "'-XX:TieredStopAtLevel=1 -XX:+UseSerialGC'}"
-    full_env = {**os.environ, "HEALTHLAKE_SPARK__MASTER": "local[2]", "HEALTHLAKE_SPARK__CONF": fast, **env}
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "jobs" / "ingest.py"), "--landing", str(landing), "--lake", str(lake)],
-        env=full_env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _, err = proc.communicate(timeout=300)
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # a killed driver must not leave its JVM behind
-            os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(err.decode(errors="replace")[-2000:])
-    return proc.returncode
+    return run_job("ingest", ["--landing", str(landing), "--lake", str(lake)], **env)
 
 
 @pytest.fixture(scope="module")
