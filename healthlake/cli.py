@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if verbose:
             raise
         sys.stderr.write(
-            f"{PROG}: failed: {type(exc).__name__}: {_first_line(exc)} (-v shows the traceback)\n"
+            f"{PROG}: failed: {type(exc).__name__}: {_first_line(exc)}{_hint(exc)} (-v shows the traceback)\n"
         )
         return EXIT_FAILURE
 
@@ -359,6 +359,19 @@ def _utc_text(value: dt.datetime) -> str:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0].strip() if lines else ""
+
+
+_OUT_OF_MEMORY = ("UNABLE_TO_ACQUIRE_MEMORY", "SparkOutOfMemoryError", "java.lang.OutOfMemoryError")
+
+
+def _hint(exc: BaseException) -> str:
+    """What to change for failures whose cause a user can fix (Spark's message alone does not say)."""
+    if any(marker in str(exc) for marker in _OUT_OF_MEMORY):
+        return (
+            " — Spark ran out of memory: raise spark.driver.memory (or spark.executor.memory) in the config, "
+            "or lower ingest.max_bytes_per_trigger; re-running resumes where it stopped"
+        )
+    return ""
 
 
 def _error(exc: BaseException) -> int:

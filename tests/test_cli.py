@@ -194,3 +194,12 @@ def test_ingest_prints_what_each_feed_took(tmp_path: Path, capsys: pytest.Captur
     )
     assert code == 0
     assert out.splitlines()[1].split()[:4] == ["hl7v2", "1", "1", "1"]
+
+
+def test_an_out_of_memory_failure_says_what_to_change() -> None:
+    oom = RuntimeError(
+        "[STREAM_FAILED] … SparkOutOfMemoryError: [UNABLE_TO_ACQUIRE_MEMORY] Unable to acquire"
+    )
+    assert "spark.driver.memory" in cli._hint(oom)
+    assert "max_bytes_per_trigger" in cli._hint(oom)
+    assert cli._hint(RuntimeError("[PATH_NOT_FOUND] Path does not exist")) == ""
