@@ -42,6 +42,16 @@ def each_hl7_segment(messages: DataFrame, name: str, alias: str) -> DataFrame:
     )
 
 
+def hl7_segment_record_id(parent: Column, name: str, fields: Column) -> Column:
+    """The id of one repeated segment of an ``each_hl7_segment`` row: ``<parent>-<name>-<set id>``.
+
+    The set id is field 1 (``DG1-1``, ``OBX-1``); a sender that leaves it empty gets the segment's
+    1-based position instead, so the id stays stable when the same message is re-sent.
+    """
+    set_id = F.coalesce(hl7_field(fields, 1), (F.col("_n") + 1).cast("string"))
+    return F.concat_ws("-", parent, F.lit(name), set_id)
+
+
 def hl7_trigger() -> Column:
     """The trigger event of a message (``A01`` of ``ADT^A01``), from bronze's ``message_type``."""
     return F.regexp_extract(F.col("message_type"), r"\^(\w+)", 1)

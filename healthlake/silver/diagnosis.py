@@ -20,6 +20,7 @@ from healthlake.silver.common import (
     hl7_component,
     hl7_field,
     hl7_patient_number,
+    hl7_segment_record_id,
     hl7_time,
     hl7_trigger,
     hl7_unescape,
@@ -131,9 +132,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
         .transform(lambda df: each_hl7_segment(df, "DG1", "_dg1"))
         .select(
             F.col("_institution_id").alias("institution_id"),
-            F.concat_ws(
-                "-", visit, F.lit("DG1"), F.coalesce(hl7_field(dg1, 1), (F.col("_n") + 1).cast("string"))
-            ).alias("source_record_id"),
+            hl7_segment_record_id(visit, "DG1", dg1).alias("source_record_id"),
             hl7_patient_number(F.col("raw")).alias("source_patient_id"),
             visit.alias("source_encounter_id"),
             code_system(hl7_component(hl7_field(dg1, 3), 3)).alias("code_system"),

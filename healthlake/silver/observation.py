@@ -27,6 +27,7 @@ from healthlake.silver.common import (
     hl7_field,
     hl7_patient_number,
     hl7_segment,
+    hl7_segment_record_id,
     hl7_time,
     hl7_visit_number,
     local_time,
@@ -225,9 +226,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
         .where(hl7_field(obx, 2).isin("NM", "SN"))
         .select(
             F.col("_institution_id").alias("institution_id"),
-            F.concat_ws(
-                "-", order, F.lit("OBX"), F.coalesce(hl7_field(obx, 1), (F.col("_n") + 1).cast("string"))
-            ).alias("source_record_id"),
+            hl7_segment_record_id(order, "OBX", obx).alias("source_record_id"),
             hl7_patient_number(F.col("raw")).alias("source_patient_id"),
             visit.alias("source_encounter_id"),
             _system(hl7_component(hl7_field(obx, 3), 3)).alias("code_system"),
