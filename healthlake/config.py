@@ -192,10 +192,13 @@ class IngestSettings(_Settings):
             the fixed cost per batch (planning, four Delta commits) less often.
         max_files_per_trigger: Files per micro-batch instead (set ``max_bytes_per_trigger`` to None).
             Both None: all new files in one batch.
+        concurrent_feeds: How many feeds' streams run at once. Each holds one cached batch, so this
+            times ``max_bytes_per_trigger`` (times the parse's growth) bounds ingest's memory.
     """
 
     max_bytes_per_trigger: int | None = Field(default=256 * 1024 * 1024, ge=1)
     max_files_per_trigger: int | None = Field(default=None, ge=1)
+    concurrent_feeds: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
     def _one_limit(self) -> IngestSettings:

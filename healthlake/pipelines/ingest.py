@@ -97,6 +97,7 @@ class FeedResult:
     quarantined: int = 0
     seconds: float = 0.0
     batch_ids: list[int] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)  # time.monotonic() at the stream's start
 
 
 def run(spark: SparkSession, cfg: Config, only: Sequence[str] | None = None) -> list[FeedResult]:
@@ -104,8 +105,9 @@ def run(spark: SparkSession, cfg: Config, only: Sequence[str] | None = None) -> 
 
     Returns what each feed took.
 
-    The feeds' streams run side by side (their batches append to the shared quarantine and log tables
-    concurrently, which Delta allows for blind appends); each stops once its files are taken.
+    The feeds' streams run side by side, ``ingest.concurrent_feeds`` at a time (their batches append to
+    the shared quarantine and log tables concurrently, which Delta allows for blind appends); each stops
+    once its files are taken.
     """
     landing = cfg.landing_root
     todo = []
@@ -118,22 +120,44 @@ def run(spark: SparkSession, cfg: Config, only: Sequence[str] | None = None) -> 
         todo.append(feed)
     if todo:
         ensure_tables(spark, cfg, [f.name for f in todo])
-    running = [start_feed(spark, cfg, feed) for feed in todo]
     results = []
-    for query, result in running:
-        query.awaitTermination()
-        result.seconds = time.monotonic() - result.seconds
-        log.info(
-            "ingest %s: %d batches, %d files, %d records, %d quarantined, %.1f s",
-            result.feed,
-            result.batches,
-            result.files,
-            result.records,
-            result.quarantined,
-            result.seconds,
-        )
-        results.append(result)
-    return results
+    waiting = list(todo)
+    running: list[tuple[StreamingQuery, FeedResult]] = []
+    # At most `concurrent_feeds` streams at once: each caches a batch, and on a few cores more streams
+    # only take turns on the same cores.
+    while waiting or running:
+        while waiting and len(running) < cfg.ingest.concurrent_feeds:
+            running.append(start_feed(spark, cfg, waiting.pop(0)))
+        # awaitAnyTermination would also return for queries that ended earlier; poll our own instead.
+        done = [(q, r) for q, r in running if not q.isActive]
+        if not done:
+            running[0][0].awaitTermination(0.2)
+            continue
+        for query, result in done:
+            running.remove((query, result))
+            try:
+                query.awaitTermination()  # raises the stream's error, if it failed
+            except Exception:
+                for other, _ in running:  # a re-run resumes every feed from its checkpoint
+                    other.stop()
+                raise
+            results.append(_finished(result))
+    order = [f.name for f in todo]
+    return sorted(results, key=lambda r: order.index(r.feed))
+
+
+def _finished(result: FeedResult) -> FeedResult:
+    result.seconds = time.monotonic() - result.started
+    log.info(
+        "ingest %s: %d batches, %d files, %d records, %d quarantined, %.1f s",
+        result.feed,
+        result.batches,
+        result.files,
+        result.records,
+        result.quarantined,
+        result.seconds,
+    )
+    return result
 
 
 # Columns that hold whole records: Delta's per-file min/max statistics on them cost write time and
@@ -192,7 +216,7 @@ def _ingest_log(files: DataFrame, counts: DataFrame) -> DataFrame:
 
 def start_feed(spark: SparkSession, cfg: Config, feed: Feed) -> tuple[StreamingQuery, FeedResult]:
     """Start one feed's stream; it stops by itself once every file present at its start is ingested."""
-    result = FeedResult(feed.name, seconds=time.monotonic())
+    result = FeedResult(feed.name)
     source = (
         spark.readStream.format("binaryFile")
         .schema(BINARY_FILE_SCHEMA)

@@ -85,8 +85,14 @@ def test_second_ingest_adds_nothing(spark: SparkSession, region: Ingested) -> No
         "bronze.fhir_bundles",
     ]
     before = {t: io.read_table(spark, region.lake, t).count() for t in tables}
-    results = ingest.run(spark, region.cfg)
+    one_at_a_time = region.cfg.model_copy(
+        update={"ingest": region.cfg.ingest.model_copy(update={"concurrent_feeds": 1})}
+    )
+    results = ingest.run(spark, one_at_a_time)
     assert all(r.files == 0 and r.records == 0 and r.batches == 0 for r in results)
+    assert [r.feed for r in results] == [f.name for f in ingest.feeds(region.cfg)]
+    # One stream at a time: each starts after the one before it has finished.
+    assert all(a.started + a.seconds <= b.started for a, b in zip(results, results[1:], strict=False))
     assert {t: io.read_table(spark, region.lake, t).count() for t in tables} == before
 
 
