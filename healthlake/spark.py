@@ -12,7 +12,7 @@ the Delta jars to ``spark-submit`` yourself: ``--jars "$(python -m healthlake.sp
 Run as a module::
 
     python -m healthlake.spark --warm   # download Delta into the cache, check one Delta write
-    python -m healthlake.spark --jars   # print the cached Delta jars, comma-separated, for --jars
+    python -m healthlake.spark --jars   # print the cached Delta (and Splink) jars, comma-separated
 """
 
 from __future__ import annotations
@@ -192,11 +192,23 @@ def spark_conf(app_name: str, cfg: Config) -> dict[str, str]:
         # give each file nearly a task of its own; 64 kB packs them into fewer, fuller tasks.
         "spark.sql.files.openCostInBytes": "65536",
     }
-    jars = delta_jars()
+    jars = [*delta_jars(), *linkage_jars()]
     if jars:
         own = [j for j in cfg.spark.conf.get("spark.jars", "").split(",") if j]
         conf["spark.jars"] = ",".join([*own, *(str(j) for j in jars)])
     return {**conf, **{k: v for k, v in cfg.spark.conf.items() if not (jars and k == "spark.jars")}}
+
+
+def linkage_jars() -> list[Path]:
+    """Splink's similarity functions (``jaro_winkler``, ``damerau_levenshtein``) for the EMPI, if installed.
+
+    They ship inside the ``splink`` wheel and must be on the classpath when the session starts.
+    """
+    try:
+        from splink.backends.spark import similarity_jar_location
+    except ImportError:
+        return []
+    return [Path(similarity_jar_location())]
 
 
 def warehouse_dir(lake_root: str) -> str:
@@ -321,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if not jars:
         sys.stderr.write(f"healthlake: error: no Delta jars in {ivy_dir()}; run make setup first\n")
         return 2
-    output(",".join(str(j) for j in jars))
+    output(",".join(str(j) for j in [*jars, *linkage_jars()]))
     return 0
 
 
