@@ -179,6 +179,7 @@ class SourcePatient:
     given: str
     national_id: str | None
     phone: str | None
+    defects: tuple[str, ...] = ()  # identity keying errors of this record (truth for linkage QA)
 
     @property
     def name(self) -> str:
@@ -244,25 +245,37 @@ class FeedEmitter:
         family, given = person.surname, person.given
         national_id: str | None = person.national_id
         clean = inst.kind == "population_registry"  # the registry is the authoritative source
+        defects: list[str] = []
         if not clean:
             for defect in ("name_typo", "homophone", "id_transposed", "id_missing"):
                 self.eligible[defect] += 1
             if rng.random() < r.name_typo:
                 self.defects["name_typo"] += 1
+                defects.append("name_typo")
                 keyed = typo_variant(family, given, rng, GIVEN_NAME_CHARS)
                 family, given = (keyed[: len(family)], keyed[len(family) :])
             if rng.random() < r.homophone:
                 self.defects["homophone"] += 1
+                defects.append("homophone")
                 keyed = homophone_variant(family + given, rng)
                 family, given = keyed[: len(family)], keyed[len(family) :]
             if rng.random() < r.id_missing:
                 self.defects["id_missing"] += 1
+                defects.append("id_missing")
                 national_id = None
             elif rng.random() < r.id_transposed:
                 self.defects["id_transposed"] += 1
+                defects.append("id_transposed")
                 national_id = transpose_digits(person.national_id, rng)
         sp = SourcePatient(
-            inst.institution_id, prefix + number, person, family, given, national_id, person.phone
+            inst.institution_id,
+            prefix + number,
+            person,
+            family,
+            given,
+            national_id,
+            person.phone,
+            tuple(defects),
         )
         self.patients[key] = sp
         return sp

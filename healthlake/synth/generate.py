@@ -77,6 +77,7 @@ def _truth_schemas() -> dict[str, Any]:
                 ("person_id", pa.string()),
                 ("keyed_name", pa.string()),
                 ("keyed_national_id", pa.string()),
+                ("defects", pa.list_(pa.string())),
             ]
         ),
         "encounters": pa.schema(
@@ -148,6 +149,7 @@ def _truth_rows(persons: list[Person], events: ShardEvents, emitter: FeedEmitter
             "person_id": sp.person.person_id,
             "keyed_name": sp.name,
             "keyed_national_id": sp.national_id,
+            "defects": list(sp.defects),
         }
         for sp in emitter.patients.values()
     ]

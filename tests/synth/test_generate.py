@@ -61,6 +61,12 @@ def test_identity_defects_are_in_the_records_as_declared(region: Generated) -> N
     renamed = (records["keyed_name"] != records["name"]).sum()
     expected = defects["name_typo"]["count"] + defects["homophone"]["count"]
     assert 0.8 * expected <= renamed <= expected
+    # Each record names its own defects, and they add up to the manifest's counts.
+    per_record = records["defects"].explode().value_counts()
+    identity = ("name_typo", "homophone", "id_transposed", "id_missing")
+    assert {d: int(per_record.get(d, 0)) for d in identity} == {d: defects[d]["count"] for d in identity}
+    flagged = records[records["defects"].map(lambda d: "id_missing" in d)]
+    assert flagged["keyed_national_id"].isna().all()
 
 
 def test_every_resident_id_is_valid_unless_corrupted(region: Generated) -> None:
