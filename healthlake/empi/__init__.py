@@ -1,6 +1,14 @@
 """Master patient index: link source patient records into persons (Splink on Spark, pinyin-aware)."""
 
+from healthlake.empi.identities import IDENTITY_COLUMNS, patient_identities
 from healthlake.empi.linkage import LinkResult, link_persons
 from healthlake.empi.names import ROLES, standardize_person_columns
 
-__all__ = ["ROLES", "LinkResult", "link_persons", "standardize_person_columns"]
+__all__ = [
+    "IDENTITY_COLUMNS",
+    "ROLES",
+    "LinkResult",
+    "link_persons",
+    "patient_identities",
+    "standardize_person_columns",
+]

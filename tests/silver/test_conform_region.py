@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from healthlake import io
 from healthlake.config import Config, load_config
+from healthlake.empi import IDENTITY_COLUMNS, patient_identities
 from healthlake.pipelines import conform, ingest
 from tests.synth.conftest import generate
 
@@ -105,3 +106,24 @@ def test_a_second_conform_changes_nothing(spark: SparkSession, region: Conformed
     versions = {t: io.latest_version(spark, lake, t) for t in tables}
     assert conform.run(spark, region.cfg) == []
     assert {t: io.latest_version(spark, lake, t) for t in tables} == versions
+
+
+def test_the_empi_view_gives_each_source_patient_its_keyed_identity(
+    spark: SparkSession, region: Conformed
+) -> None:
+    lake = region.cfg.lake_root
+    identities = patient_identities(
+        io.read_table(spark, lake, "silver.patient_record"), io.read_table(spark, lake, "vault.identity")
+    )
+    truth = spark.createDataFrame(
+        pd.read_parquet(region.truth / "patient_records.parquet")[
+            ["institution_id", "source_patient_id", "keyed_name", "keyed_national_id"]
+        ]
+    )
+    # One row per source patient, every one of them known to the truth, with the identity as keyed.
+    assert identities.count() == identities.select("institution_id", "source_patient_id").distinct().count()
+    joined = identities.join(truth, ["institution_id", "source_patient_id"], "left")
+    assert joined.where(F.col("keyed_name").isNull()).isEmpty()
+    assert joined.where(F.col("full_name") != F.col("keyed_name")).isEmpty()
+    assert joined.where(~F.col("id_number").eqNullSafe(F.col("keyed_national_id"))).isEmpty()
+    assert set(IDENTITY_COLUMNS.values()) <= set(identities.columns)

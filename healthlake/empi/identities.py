@@ -1,0 +1,64 @@
+"""The EMPI's view of silver patient records: tokens joined back to their clear values in the vault.
+
+Only the EMPI reads ``vault.identity``: fuzzy matching cannot work on keyed tokens. What it writes outside
+the vault holds tokens and person ids only.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+# patient_record token column → vault kind → clear column of the linkage view.
+TOKEN_KINDS = {
+    "resident_id_token": ("resident_id", "id_number"),
+    "name_token": ("name", "full_name"),
+    "phone_token": ("phone", "phone"),
+    "address_token": ("address", "address_line"),
+}
+
+IDENTITY_COLUMNS = {
+    "record_id": "record_id",
+    "full_name": "full_name",
+    "birth_date": "birth_date",
+    "sex": "sex",
+    "id_number": "id_number",
+    "phone": "phone",
+    "address_line": "address_line",
+    "area": "area_code",
+}
+"""The ``link_persons`` role mapping for the frame ``patient_identities`` returns."""
+
+
+def patient_identities(patient_record: DataFrame, vault: DataFrame) -> DataFrame:
+    """One row per source patient (institution, patient number) with its clear identifiers.
+
+    Args:
+        patient_record: ``silver.patient_record``.
+        vault: ``vault.identity`` (token, kind, value).
+
+    Returns:
+        ``record_id`` (``<institution_id>|<source_patient_id>``), ``institution_id``, ``source_patient_id``,
+        the clear ``full_name``, ``id_number``, ``phone``, ``address_line`` and ``sex``, ``birth_date``,
+        ``area_code``. When several records of one patient exist (registry, health record, NAT test …),
+        the one with the most identifiers filled wins, then the latest event.
+    """
+    records = patient_record
+    for token, (kind, clear) in TOKEN_KINDS.items():
+        values = vault.where(F.col("kind") == kind).select(
+            F.col("token").alias(token), F.col("value").alias(clear)
+        )
+        records = records.join(values.dropDuplicates([token]), token, "left")
+    filled = sum(
+        F.col(c).isNotNull().cast("int") for c in ("full_name", "id_number", "phone", "address_line")
+    )
+    best = F.max_by(
+        F.struct("full_name", "id_number", "phone", "address_line", "sex", "birth_date", "area_code"),
+        F.struct(filled, F.col("_event_time") if "_event_time" in records.columns else F.lit(None)),
+    )
+    key = ["institution_id", "source_patient_id"]
+    return (
+        records.groupBy(*key)
+        .agg(best.alias("best"))
+        .select(F.concat_ws("|", *key).alias("record_id"), *key, "best.*")
+    )
