@@ -54,7 +54,7 @@ def patient_identities(patient_record: DataFrame, vault: DataFrame) -> DataFrame
     )
     best = F.max_by(
         F.struct("full_name", "id_number", "phone", "address_line", "sex", "birth_date", "area_code"),
-        F.struct(filled, F.col("_event_time") if "_event_time" in records.columns else F.lit(None)),
+        F.struct(filled, F.col("_event_time")),
     )
     key = ["institution_id", "source_patient_id"]
     return (

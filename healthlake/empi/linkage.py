@@ -176,10 +176,11 @@ def link_persons(
     linker.training.estimate_probability_two_random_records_match(deterministic or blocking[:1], recall=0.8)
     linker.training.estimate_u_using_random_sampling(max_pairs=max_u_pairs)
     # Two EM sessions, each blocked on what the other estimates, so every comparison gets its m values.
-    for rule in (("birth_date",), ("name_key",)) if {"birth_date", "name_key"} <= cols else ():
-        linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
-    if not {"birth_date", "name_key"} <= cols:
-        linker.training.estimate_parameters_using_expectation_maximisation(blocking[0])
+    sessions = (
+        [block_on("birth_date"), block_on("name_key")] if {"birth_date", "name_key"} <= cols else blocking[:1]
+    )
+    for rule in sessions:
+        linker.training.estimate_parameters_using_expectation_maximisation(rule)
     predictions = linker.inference.predict(threshold_match_probability=min_pair_probability)
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         predictions, threshold_match_probability=match_probability
