@@ -1,15 +1,16 @@
 """A conform killed twice (kill -9) and re-run ends where a run that never crashed ends.
 
-The first kill falls between two silver writes of a bronze range; then a second day arrives in bronze, so
-the re-run must finish the interrupted range with its original end before it takes the new day. The
-second kill falls after that range's quarantine and metrics appends and before its log row: the last
-re-run must not append them twice.
+The first kill falls between two silver writes of a bronze range; then a second day of that feed arrives
+in bronze, so the re-run must finish the interrupted range with its original end before it takes the new
+day. The second kill falls after that range's quarantine and metrics appends and before its log row: the
+last re-run must not append them twice.
 """
 
 from __future__ import annotations
 
 import shutil
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -39,9 +40,10 @@ def test_a_killed_conform_rerun_ends_where_a_clean_run_ends(spark: SparkSession,
     gen = generate(spark, tmp_path / "region", people=300, days=2, seed=11, rates=rates)
     for feed in ("csv", "public_health", "location", "reference"):  # FHIR and HL7 suffice, and are quicker
         shutil.rmtree(gen.landing / feed)
-    # Hold the second day back: landing/<feed>/<institution>/<date>/ folders of the last date.
-    last_day = max(d.name for d in gen.landing.glob("*/*/*") if d.is_dir())
-    held = list(gen.landing.glob(f"*/*/{last_day}"))
+    # Hold HL7's second day back (landing/hl7v2/<institution>/<date>/ folders of its last date): the
+    # interrupted range is HL7's. FHIR comes in one range, finished before the first kill.
+    last_day = max(d.name for d in gen.landing.glob("hl7v2/*/*") if d.is_dir())
+    held = list(gen.landing.glob(f"hl7v2/*/{last_day}"))
     for d in held:
         shutil.move(d, tmp_path / "later" / d.relative_to(gen.landing))
     lake = tmp_path / "lake"
@@ -52,19 +54,22 @@ def test_a_killed_conform_rerun_ends_where_a_clean_run_ends(spark: SparkSession,
     _crash(lake, "kill-after:silver.patient_record:2")
     finished = _table(spark, lake, conform.CONFORM_LOG).where(F.col("status") == conform.FINISHED)
     assert [r.bronze_table for r in finished.collect()] == ["bronze.fhir_resources"]
-    for d in held:  # the second day arrives
+    for d in held:  # HL7's second day arrives
         shutil.move(tmp_path / "later" / d.relative_to(gen.landing), d)
     ingest.run(spark, cfg)
+    # The same bronze (it changes no more from here), to be conformed in one run that never crashes.
+    clean = tmp_path / "clean"
+    shutil.copytree(lake / "bronze", clean / "bronze")
     # Killed again: after the interrupted HL7 range's metrics (its first metrics write), before its log.
-    _crash(lake, "kill-after:silver.dq_metrics:1")
+    # The killed job runs in its own process, its own lake: this process conforms the clean lake meanwhile.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        crashed = pool.submit(_crash, lake, "kill-after:silver.dq_metrics:1")
+        conform.run(spark, load_config(overrides={"lake_root": str(clean)}))
+        crashed.result()
     rerun = conform.run(spark, cfg)
     hl7 = [(r.start_version, r.end_version) for r in rerun if r.bronze_table == "bronze.hl7v2_messages"]
     assert len(hl7) == 2 and hl7[0][1] + 1 == hl7[1][0], "the interrupted range keeps its planned end"
 
-    # The same bronze, conformed in one run that never crashed.
-    clean = tmp_path / "clean"
-    shutil.copytree(lake / "bronze", clean / "bronze")
-    conform.run(spark, load_config(overrides={"lake_root": str(clean)}))
     for name in (*conform.conformed_tables(), conform.VAULT, conform.QUARANTINE):
         assert io.is_table(spark, str(lake), name) == io.is_table(spark, str(clean), name), name
         if not io.is_table(spark, str(clean), name):  # e.g. nat_test: only the CSV feeds carry it
