@@ -111,6 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_argument(conform)
     conform.set_defaults(func=cmd_conform)
 
+    link = commands.add_parser("link", help="EMPI: link source patient records to persons (silver.person*)")
+    _conf_argument(link)
+    link.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    link.add_argument("--full", action="store_true", help="retrain the model and link every record again")
+    link.add_argument(
+        "--accept",
+        action="append",
+        default=[],
+        metavar="REVIEW_ID",
+        help="a silver.empi_review pair is one person",
+    )
+    link.add_argument(
+        "--reject",
+        action="append",
+        default=[],
+        metavar="REVIEW_ID",
+        help="a silver.empi_review pair is two persons",
+    )
+    _verbose_argument(link)
+    link.set_defaults(func=cmd_link)
+
     status = commands.add_parser("status", help="each table: version, rows, last operation")
     status.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
     _conf_argument(status)
@@ -186,6 +207,36 @@ def cmd_conform(args: argparse.Namespace) -> int:
                     f"{r.seconds:.1f}",
                 )
                 for r in results
+            ],
+        )
+    )
+    return EXIT_OK
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """``healthlake link``: apply review decisions, link new and changed patient records, print a summary."""
+    cfg = load_config(args.conf, {"lake_root": args.lake}, overrides_source=COMMAND_LINE)
+    if not is_uri(cfg.lake_root) and not Path(cfg.lake_root).is_dir():
+        raise UsageError(f"lake root {cfg.lake_root} does not exist (run conform first or pass --lake)")
+    from healthlake.pipelines import link
+    from healthlake.spark import get_spark
+
+    result = link.run(get_spark("link", cfg), cfg, full=args.full, accept=args.accept, reject=args.reject)
+    output(
+        format_table(
+            ("mode", "records", "linked", "persons", "created", "merged", "split", "to review", "seconds"),
+            [
+                (
+                    result.mode,
+                    result.records,
+                    result.linked,
+                    result.persons,
+                    result.created,
+                    result.merged,
+                    result.split,
+                    result.review,
+                    f"{result.seconds:.1f}",
+                )
             ],
         )
     )

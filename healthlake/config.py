@@ -228,6 +228,29 @@ class ConformSettings(_Settings):
         return path
 
 
+class EmpiSettings(_Settings):
+    """How ``healthlake link`` links source patient records into persons.
+
+    Attributes:
+        match_probability: Scored pairs at or above it are linked.
+        review_probability: Pairs from it up to ``match_probability`` that end in two persons go to
+            ``silver.empi_review`` for a person to decide.
+        max_u_pairs: Random record pairs sampled to estimate u values when the model is trained.
+        checkpoint_dir: Where linking writes intermediate tables; null means ``<lake_root>/_tmp/empi``.
+    """
+
+    match_probability: float = Field(default=0.9, gt=0.0, le=1.0)
+    review_probability: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_u_pairs: int = Field(default=1_000_000, ge=1000)
+    checkpoint_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _review_below_match(self) -> EmpiSettings:
+        if self.review_probability > self.match_probability:
+            raise ValueError("empi.review_probability must not exceed empi.match_probability")
+        return self
+
+
 class Config(_Settings):
     """The whole healthlake configuration.
 
@@ -241,6 +264,7 @@ class Config(_Settings):
         synth: Synthetic generator settings.
         ingest: Landing → bronze settings.
         conform: Bronze → silver settings.
+        empi: Linking settings (the master patient index).
     """
 
     lake_root: str = DEFAULT_LAKE_ROOT
@@ -252,6 +276,7 @@ class Config(_Settings):
     synth: SynthSettings = SynthSettings()
     ingest: IngestSettings = IngestSettings()
     conform: ConformSettings = ConformSettings()
+    empi: EmpiSettings = EmpiSettings()
 
     @property
     def mlflow_tracking_uri(self) -> str:

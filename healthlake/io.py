@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -245,6 +245,16 @@ def insert_new(df: DataFrame, lake_root: str, name: str, keys: Sequence[str]) ->
         df.alias("s"), condition
     ).whenNotMatchedInsertAll().execute()
     logger.debug("inserted new keys into %s", name)
+    faults.after_write(name)
+
+
+def update(
+    spark: SparkSession, lake_root: str, name: str, condition: Column, values: Mapping[str, Column]
+) -> None:
+    """Set columns of the rows matching ``condition`` (a Delta UPDATE; idempotent for fixed values)."""
+    path = _existing(spark, lake_root, name)
+    DeltaTable.forPath(spark, path).update(condition=condition, set=dict(values))
+    logger.debug("updated %s", name)
     faults.after_write(name)
 
 

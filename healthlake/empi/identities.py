@@ -17,6 +17,9 @@ TOKEN_KINDS = {
     "address_token": ("address", "address_line"),
 }
 
+STRONG_IDENTIFIERS = ("resident_id_token", "insurance_no_token")
+"""Tokens that link two records deterministically when equal (a resident ID only when it checks out)."""
+
 IDENTITY_COLUMNS = {
     "record_id": "record_id",
     "full_name": "full_name",
@@ -40,8 +43,10 @@ def patient_identities(patient_record: DataFrame, vault: DataFrame) -> DataFrame
     Returns:
         ``record_id`` (``<institution_id>|<source_patient_id>``), ``institution_id``, ``source_patient_id``,
         the clear ``full_name``, ``id_number``, ``phone``, ``address_line`` and ``sex``, ``birth_date``,
-        ``area_code``. When several records of one patient exist (registry, health record, NAT test …),
-        the one with the most identifiers filled wins, then the latest event.
+        ``area_code``, the tokens, ``insurance_no_token``, ``resident_id_valid``,
+        ``birth_date_matches_id``, ``_event_time`` and ``identity_hash`` (a hash of the tokens and coded
+        values, to notice a changed record). When several records of one patient exist (registry,
+        health record, NAT test …), the one with the most identifiers filled wins, then the latest event.
     """
     records = patient_record
     for token, (kind, clear) in TOKEN_KINDS.items():
@@ -52,13 +57,30 @@ def patient_identities(patient_record: DataFrame, vault: DataFrame) -> DataFrame
     filled = sum(
         F.col(c).isNotNull().cast("int") for c in ("full_name", "id_number", "phone", "address_line")
     )
-    best = F.max_by(
-        F.struct("full_name", "id_number", "phone", "address_line", "sex", "birth_date", "area_code"),
-        F.struct(filled, F.col("_event_time")),
-    )
+    carried = [
+        "full_name",
+        "id_number",
+        "phone",
+        "address_line",
+        "sex",
+        "birth_date",
+        "area_code",
+        *TOKEN_KINDS,
+        "insurance_no_token",
+        "resident_id_valid",
+        "birth_date_matches_id",
+        "_event_time",
+    ]
+    best = F.max_by(F.struct(*carried), F.struct(filled, F.col("_event_time")))
     key = ["institution_id", "source_patient_id"]
+    # What the EMPI saw of a record, as keyed tokens and coded values (no clear value): a change of it
+    # makes the next incremental run link the record again.
+    signature = F.sha2(
+        F.to_json(F.struct(*TOKEN_KINDS, "insurance_no_token", "sex", "birth_date", "area_code")), 256
+    )
     return (
         records.groupBy(*key)
         .agg(best.alias("best"))
         .select(F.concat_ws("|", *key).alias("record_id"), *key, "best.*")
+        .withColumn("identity_hash", signature)
     )

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
 
 from healthlake.empi.names import standardize_person_columns
 
@@ -124,6 +125,165 @@ def _blocking(cols: set[str]) -> list[Any]:
     return [block_on(*rule) for rule in wanted if set(rule) <= cols]
 
 
+def _checkpoint(spark: SparkSession, checkpoint_dir: str | None) -> None:
+    # Splink writes each step as Parquet under the checkpoint folder: a lineage kept in memory
+    # instead grows with every clustering iteration until the planner overflows its stack.
+    if checkpoint_dir is None and spark.sparkContext.getCheckpointDir() is None:
+        checkpoint_dir = tempfile.mkdtemp(prefix="healthlake-empi-")
+    if checkpoint_dir is not None:
+        spark.sparkContext.setCheckpointDir(checkpoint_dir)
+
+
+def train_model(
+    prepared: DataFrame, *, max_u_pairs: float = 1e6, seed: int = 5, checkpoint_dir: str | None = None
+) -> dict[str, Any]:
+    """Estimate a Fellegi–Sunter model (Splink settings with m and u values) from prepared records.
+
+    Args:
+        prepared: ``standardize_person_columns`` output.
+        max_u_pairs: Random pairs sampled to estimate u values.
+        seed: Seed of that sample, so that the same records give the same model.
+        checkpoint_dir: See ``link_persons``.
+
+    Returns:
+        The model as Splink's JSON-ready dict (``score_pairs`` takes it back).
+    """
+    from splink import Linker, SettingsCreator, block_on
+    from splink.backends.spark import SparkAPI
+
+    spark = prepared.sparkSession
+    _checkpoint(spark, checkpoint_dir)
+    cols = set(prepared.columns)
+    comparisons, blocking = _comparisons(cols), _blocking(cols)
+    if not comparisons or not blocking:
+        raise ValueError("map at least a name, a birth date or an ID number to link persons")
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        comparisons=comparisons,
+        blocking_rules_to_generate_predictions=blocking,
+    )
+    db_api = SparkAPI(spark_session=spark)
+    linker = Linker(db_api.register(prepared), settings, log_level=logging.WARNING)
+    deterministic = [block_on(*r) for r in (("id_number",), ("name_key", "birth_date")) if set(r) <= cols]
+    linker.training.estimate_probability_two_random_records_match(deterministic or blocking[:1], recall=0.8)
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_u_pairs, seed=seed)
+    # Two EM sessions, each blocked on what the other estimates, so every comparison gets its m values.
+    sessions = (
+        [block_on("birth_date"), block_on("name_key")] if {"birth_date", "name_key"} <= cols else blocking[:1]
+    )
+    trained = 0
+    for rule in sessions:
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(rule)
+            trained += 1
+        except ValueError as exc:
+            # Splink refuses an m value that underflows (a level almost never seen among the matches of
+            # a small table); the other session's estimates still stand.
+            if "below the minimum allowed" not in str(exc):
+                raise
+            log.warning("empi: one EM session gave no estimates (%s); the others stand", _first_line(exc))
+    if not trained:
+        raise ValueError("EM estimated no m values: too few records that share a name or a birth date")
+    return linker.misc.save_model_to_json()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _tf_columns(model: dict[str, Any]) -> list[str]:
+    return sorted(
+        {
+            level["tf_adjustment_column"]
+            for comparison in model["comparisons"]
+            for level in comparison["comparison_levels"]
+            if level.get("tf_adjustment_column")
+        }
+    )
+
+
+def term_frequencies(population: DataFrame, column: str) -> DataFrame:
+    """Splink's term-frequency table of one column: each value's share of the non-null values."""
+    counts = population.where(F.col(column).isNotNull()).groupBy(column).count()
+    total = F.sum("count").over(Window.partitionBy())
+    # One small window over the distinct values only: no scalar action, no driver round trip.
+    return counts.select(column, (F.col("count") / total).alias(f"tf_{column}"))
+
+
+def score_pairs(
+    model: dict[str, Any],
+    new: DataFrame,
+    existing: DataFrame | None = None,
+    *,
+    population: DataFrame | None = None,
+    min_pair_probability: float = 0.01,
+    checkpoint_dir: str | None = None,
+) -> DataFrame:
+    """Score candidate pairs among ``new`` records, and between them and ``existing`` ones, with a model.
+
+    The pairs among ``existing`` records are not scored: that is what makes a day's linking incremental.
+
+    Args:
+        model: ``train_model`` output.
+        new: Prepared records (``standardize_person_columns``) to link.
+        existing: Prepared records linked before, or None.
+        population: Prepared records whose value frequencies weigh a match (a match on 王伟 counts
+            less than one on a rare name); default ``new`` and ``existing`` together.
+        min_pair_probability: Pairs below it are not returned.
+        checkpoint_dir: See ``link_persons``.
+
+    Returns:
+        ``unique_id_l`` (always a new record), ``unique_id_r``, ``match_weight``, ``match_probability``.
+    """
+    from splink import Linker
+    from splink.backends.spark import SparkAPI
+
+    spark = new.sparkSession
+    _checkpoint(spark, checkpoint_dir)
+    if population is None:
+        population = new if existing is None else new.unionByName(existing)
+    db_api = SparkAPI(spark_session=spark)
+    left = db_api.register(new)
+    linker = Linker(left, model, log_level=logging.WARNING)
+    for column in _tf_columns(model):
+        lookup = db_api.register(term_frequencies(population, column))
+        linker.table_management.register_term_frequency_lookup(lookup, column)
+    wanted = ("unique_id_l", "unique_id_r", "match_weight", "match_probability")
+    within = linker.inference.predict_within(
+        left, threshold_match_probability=min_pair_probability, warning_mode="never"
+    )
+    pairs = within.as_spark_dataframe().select(*wanted)
+    if existing is not None:
+        between = linker.inference.predict_between(
+            left,
+            db_api.register(existing),
+            threshold_match_probability=min_pair_probability,
+            warning_mode="never",
+        )
+        pairs = pairs.unionByName(between.as_spark_dataframe().select(*wanted))
+    return pairs
+
+
+def cluster_pairs(nodes: DataFrame, edges: DataFrame) -> DataFrame:
+    """Connected components: ``unique_id`` of every node and its ``cluster_id``.
+
+    Args:
+        nodes: ``unique_id`` of every record (or person) to cluster, linked or not.
+        edges: ``unique_id_l``, ``unique_id_r`` of the links to follow (all of them count).
+    """
+    from splink.backends.spark import SparkAPI
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    spark = nodes.sparkSession
+    _checkpoint(spark, None)
+    db_api = SparkAPI(spark_session=spark)
+    clusters = cluster_pairwise_predictions_at_threshold(
+        nodes.select("unique_id"), edges.select("unique_id_l", "unique_id_r"), db_api, "unique_id"
+    )
+    return clusters.as_spark_dataframe().select("unique_id", "cluster_id")
+
+
 def link_persons(
     df: DataFrame,
     columns: Mapping[str, str],
@@ -147,51 +307,9 @@ def link_persons(
     Returns:
         The clusters, the scored pairs and the trained model.
     """
-    from splink import Linker, SettingsCreator, block_on
-    from splink.backends.spark import SparkAPI
-
-    spark: SparkSession = df.sparkSession
-    prepared = standardize_person_columns(df, columns)
-    cols = set(prepared.columns)
-    comparisons = _comparisons(cols)
-    blocking = _blocking(cols)
-    if not comparisons or not blocking:
-        raise ValueError("map at least a name, a birth date or an ID number to link persons")
-    # Splink writes each step as Parquet under the checkpoint folder: a lineage kept in memory
-    # instead grows with every clustering iteration until the planner overflows its stack.
-    if checkpoint_dir is None and spark.sparkContext.getCheckpointDir() is None:
-        checkpoint_dir = tempfile.mkdtemp(prefix="healthlake-empi-")
-    if checkpoint_dir is not None:
-        spark.sparkContext.setCheckpointDir(checkpoint_dir)
-    db_api = SparkAPI(spark_session=spark)
-    settings = SettingsCreator(
-        link_type="dedupe_only",
-        unique_id_column_name="unique_id",
-        comparisons=comparisons,
-        blocking_rules_to_generate_predictions=blocking,
-    )
-    prepared = prepared.persist()
-    linker = Linker(db_api.register(prepared), settings, log_level=logging.WARNING)
-    deterministic = [block_on(*r) for r in (("id_number",), ("name_key", "birth_date")) if set(r) <= cols]
-    linker.training.estimate_probability_two_random_records_match(deterministic or blocking[:1], recall=0.8)
-    linker.training.estimate_u_using_random_sampling(max_pairs=max_u_pairs)
-    # Two EM sessions, each blocked on what the other estimates, so every comparison gets its m values.
-    sessions = (
-        [block_on("birth_date"), block_on("name_key")] if {"birth_date", "name_key"} <= cols else blocking[:1]
-    )
-    for rule in sessions:
-        linker.training.estimate_parameters_using_expectation_maximisation(rule)
-    predictions = linker.inference.predict(threshold_match_probability=min_pair_probability)
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        predictions, threshold_match_probability=match_probability
-    )
-    pairs = predictions.as_spark_dataframe().select(
-        "unique_id_l", "unique_id_r", "match_weight", "match_probability"
-    )
-    result = LinkResult(
-        clusters=clusters.as_spark_dataframe().select("unique_id", "cluster_id"),
-        pairs=pairs,
-        model=linker.misc.save_model_to_json(),
-    )
-    log.info("empi: linked with %d comparisons and %d blocking rules", len(comparisons), len(blocking))
-    return result
+    prepared = standardize_person_columns(df, columns).persist()
+    model = train_model(prepared, max_u_pairs=max_u_pairs, checkpoint_dir=checkpoint_dir)
+    pairs = score_pairs(model, prepared, min_pair_probability=min_pair_probability)
+    clusters = cluster_pairs(prepared, pairs.where(F.col("match_probability") >= match_probability))
+    log.info("empi: linked with %d comparisons", len(model["comparisons"]))
+    return LinkResult(clusters=clusters, pairs=pairs, model=model)

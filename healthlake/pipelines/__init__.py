@@ -35,9 +35,19 @@ def _conform(spark: SparkSession, cfg: Config) -> object:
     return conform.run(spark, cfg)
 
 
+def _link(spark: SparkSession, cfg: Config) -> object:
+    from healthlake import io
+    from healthlake.pipelines import link
+
+    if not io.is_table(spark, cfg.lake_root, link.PATIENT_RECORD):
+        return None  # no patient records conformed yet: nothing to link
+    return link.run(spark, cfg)
+
+
 STAGES: list[Stage] = [
     Stage("ingest", _ingest),  # landing → bronze
     Stage("conform", _conform),  # bronze → silver
-    # Next, in order: link (EMPI), publish (silver → gold, research, omop).
+    Stage("link", _link),  # silver.patient_record + vault → silver.person* (EMPI)
+    # Next: publish (silver → gold, research, omop).
 ]
 """The stages ``healthlake run`` executes, in order."""

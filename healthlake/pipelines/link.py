@@ -1,0 +1,588 @@
+"""``healthlake link``: the EMPI stage. silver.patient_record + vault.identity → silver.person*.
+
+Writes ``silver.person_xref`` (each source patient's person), ``silver.person`` (golden records),
+``silver.empi_review`` (uncertain pairs and their decisions), ``silver.empi_audit`` (persons created,
+merged, split) and ``silver.empi_model`` (the Fellegi–Sunter model). Only tokens and ids leave the vault.
+
+A run links the *fresh* records: new source patients, those whose identity changed, and those named in
+a review decision not applied yet. The first run (or ``full=True``) trains the model and links all. Later
+runs score fresh records against each other and against the linked ones, so yesterday's pairs are never
+scored again and yesterday's persons keep their ids.
+
+Exactly once: ``silver.person_xref`` is written last and is the state the next run starts from; every
+earlier write is an idempotent MERGE keyed by what it holds (or by that starting version), so a re-run after
+a crash repeats the same work and adds nothing twice. New person ids derive from their records' keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from healthlake import io
+from healthlake.empi.identities import IDENTITY_COLUMNS, patient_identities
+from healthlake.empi.linkage import cluster_pairs, score_pairs, train_model
+from healthlake.empi.names import standardize_person_columns
+from healthlake.empi.persons import (
+    ACTIVE,
+    CREATED,
+    MERGED,
+    NO_MATCH,
+    PERSON_NODE,
+    PROBABILISTIC,
+    RETIRED,
+    REVIEW_ACCEPT,
+    SPLIT,
+    assign_person_ids,
+    deterministic_edges,
+    golden_records,
+    strongest_link,
+)
+from healthlake.errors import HealthlakeError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from healthlake.config import Config
+
+log = logging.getLogger(__name__)
+
+PATIENT_RECORD, VAULT = "silver.patient_record", "vault.identity"
+XREF, PERSON, REVIEW, AUDIT, MODEL = (
+    "silver.person_xref",
+    "silver.person",
+    "silver.empi_review",
+    "silver.empi_audit",
+    "silver.empi_model",
+)
+KEY = ("institution_id", "source_patient_id")
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+"""``silver.empi_review.status`` values."""
+
+XREF_COLUMNS = (*KEY, "person_id", "link_rule", "match_probability", "identity_hash", "linked_at")
+PERSON_COLUMNS = (
+    "person_id",
+    "status",
+    "merged_into",
+    "resident_id_token",
+    "name_token",
+    "phone_token",
+    "address_token",
+    "insurance_no_token",
+    "sex",
+    "birth_date",
+    "area_code",
+    "record_count",
+    "institution_count",
+    "first_seen",
+    "last_seen",
+    "created_version",
+    "updated_at",
+)
+REVIEW_SCHEMA = (
+    "review_id string, institution_id_l string, source_patient_id_l string, institution_id_r string, "
+    "source_patient_id_r string, person_id_l string, person_id_r string, match_probability double, "
+    "match_weight double, status string, created_at timestamp, decided_at timestamp, applied_version long"
+)
+
+
+class LinkError(HealthlakeError):
+    """The EMPI cannot run: its input is missing, or a review decision names an unknown pair."""
+
+
+@dataclass
+class LinkResult:
+    """What one ``healthlake link`` run did.
+
+    Attributes:
+        mode: ``full`` (model trained, every record linked), ``incremental`` or ``nothing`` (no record
+            changed and no decision waited).
+        records: Source patients known after the run.
+        linked: Records linked by this run (the fresh ones).
+        persons: Active persons after the run.
+        created: Persons created by this run.
+        merged: Persons retired into another by this run.
+        split: Persons that records left for another person.
+        review: Pairs added to ``silver.empi_review``.
+        seconds: Wall time of the run.
+    """
+
+    mode: str
+    records: int = 0
+    linked: int = 0
+    persons: int = 0
+    created: int = 0
+    merged: int = 0
+    split: int = 0
+    review: int = 0
+    seconds: float = 0.0
+
+
+def run(
+    spark: SparkSession,
+    cfg: Config,
+    *,
+    full: bool = False,
+    accept: Sequence[str] = (),
+    reject: Sequence[str] = (),
+) -> LinkResult:
+    """Link the fresh source patient records of the lake into persons.
+
+    Args:
+        spark: Session.
+        cfg: Configuration (``lake_root`` and ``empi``).
+        full: Retrain the model and link every record again (persons still keep their ids).
+        accept: Review ids (``silver.empi_review``) whose two records are one person.
+        reject: Review ids whose two records are two persons.
+
+    Returns:
+        What the run did.
+
+    Raises:
+        LinkError: When silver has no patient records yet, or a review id is unknown.
+    """
+    started = time.monotonic()
+    lake = cfg.lake_root
+    for table in (PATIENT_RECORD, VAULT):
+        if not io.is_table(spark, lake, table):
+            raise LinkError(f"{table} is not in the lake {lake}: run `healthlake conform` first")
+    if accept or reject:
+        record_decisions(spark, lake, accept=accept, reject=reject)
+    from_version = io.latest_version(spark, lake, XREF) if io.is_table(spark, lake, XREF) else -1
+    # Every table this run also writes is read at a fixed version, and what derives from it is frozen
+    # (localCheckpoint) before the first write: a Delta write refreshes cached reads of its table, which
+    # would otherwise recompute this run's frames from the state it just wrote.
+    previous = _pinned(spark, lake, XREF)
+    decisions = _pinned(spark, lake, REVIEW)
+    persons_before = _pinned(spark, lake, PERSON)
+    model_row = _latest_model(spark, lake)
+    train = full or previous is None or model_row is None
+
+    identities = patient_identities(
+        io.read_table(spark, lake, PATIENT_RECORD), io.read_table(spark, lake, VAULT)
+    )
+    identities = _frozen(_with_state(identities, previous, decisions, everything=train))
+    fresh_count = identities.where("fresh").count()
+    _progress(started, "identities", fresh_count)
+    if fresh_count == 0:
+        log.info("link: no new or changed record and no decision to apply")
+        return LinkResult("nothing", records=identities.count(), seconds=time.monotonic() - started)
+
+    prepared = (
+        standardize_person_columns(identities, IDENTITY_COLUMNS)
+        .join(identities.select(F.col("record_id").alias("unique_id"), "fresh"), "unique_id")
+        .persist()
+    )
+    if train:
+        model = train_model(
+            prepared.drop("fresh"), max_u_pairs=cfg.empi.max_u_pairs, checkpoint_dir=_tmp(cfg)
+        )
+        _progress(started, "model trained", fresh_count)
+    else:
+        model = json.loads(model_row)
+    existing = None if train else prepared.where(~F.col("fresh")).drop("fresh")
+    pairs = score_pairs(
+        model,
+        prepared.where("fresh").drop("fresh"),
+        existing,
+        population=prepared.drop("fresh"),
+        min_pair_probability=cfg.empi.review_probability,
+        checkpoint_dir=_tmp(cfg),
+    ).persist()
+    _progress(started, "pairs scored", pairs.count())
+
+    nodes = identities.select("record_id", "node", "fresh", "previous_person_id")
+    edges = _frozen(_edges(identities, pairs, nodes, decisions, cfg.empi.match_probability))
+    graph_nodes = (
+        identities.where("fresh")
+        .select(F.col("node").alias("unique_id"))
+        .unionByName(edges.select(F.col("unique_id_l").alias("unique_id")))
+        .unionByName(edges.select(F.col("unique_id_r").alias("unique_id")))
+        .distinct()
+    )
+    clusters = cluster_pairs(graph_nodes, edges).withColumnRenamed("unique_id", "node").persist()
+    _progress(started, "clustered", clusters.count())
+    ids, events = _person_ids(spark, identities, persons_before, clusters, from_version)
+    ids, events = _frozen(ids), _frozen(events)
+    updates = _frozen(_xref_updates(identities, previous, clusters, ids, events, edges))
+    after = (
+        updates
+        if previous is None
+        else previous.join(updates.select(*KEY), list(KEY), "left_anti").unionByName(updates)
+    )
+    persons = _frozen(_persons(identities, persons_before, after, ids, events, from_version))
+    reviews = _frozen(_reviews(pairs, identities, after, decisions, cfg.empi.match_probability))
+    counts = {e: events.where(F.col("event") == e).count() for e in (CREATED, MERGED, SPLIT)}
+    _progress(started, "persons", persons.count())
+
+    if train:
+        _write_model(spark, lake, model, from_version)
+    _ensure_tables(spark, lake)
+    io.upsert(persons, lake, PERSON, ["person_id"])
+    audit = events.withColumn("from_version", F.lit(from_version).cast("long")).withColumn(
+        "logged_at", F.current_timestamp()
+    )
+    io.insert_new(audit, lake, AUDIT, ["event", "person_id", "other_person_id", "from_version"])
+    io.insert_new(reviews, lake, REVIEW, ["review_id"])
+    io.upsert(updates.select(*XREF_COLUMNS), lake, XREF, list(KEY))  # the commit point
+    _mark_decisions_applied(spark, lake, io.latest_version(spark, lake, XREF))
+    _progress(started, "written", updates.count())
+
+    result = LinkResult(
+        "full" if train else "incremental",
+        records=identities.count(),
+        linked=fresh_count,
+        persons=io.read_table(spark, lake, PERSON).where(F.col("status") == ACTIVE).count(),
+        created=counts[CREATED],
+        merged=counts[MERGED],
+        split=counts[SPLIT],
+        review=reviews.count(),
+        seconds=time.monotonic() - started,
+    )
+    for frame in (prepared, pairs, clusters):
+        frame.unpersist()
+    log.info(
+        "link: %s run, %d records linked, %d persons created, %d merged, %d split, %d pairs to review",
+        result.mode,
+        result.linked,
+        result.created,
+        result.merged,
+        result.split,
+        result.review,
+    )
+    return result
+
+
+def _pinned(spark: SparkSession, lake: str, name: str) -> DataFrame | None:
+    """The table at its current version (so that later writes of this run do not change it), or None."""
+    if not io.is_table(spark, lake, name):
+        return None
+    return io.read_table(spark, lake, name, version=io.latest_version(spark, lake, name))
+
+
+def _frozen(df: DataFrame) -> DataFrame:
+    """``df`` computed once and kept (executor storage), its plan no longer reading any table."""
+    return df.localCheckpoint(eager=True)
+
+
+def _progress(started: float, step: str, rows: int) -> None:
+    log.info("link: %s (%d rows) at %.1fs", step, rows, time.monotonic() - started)
+
+
+def _tmp(cfg: Config) -> str:
+    return cfg.empi.checkpoint_dir or f"{cfg.lake_root.rstrip('/')}/_tmp/empi"
+
+
+def _latest_model(spark: SparkSession, lake: str) -> str | None:
+    if not io.is_table(spark, lake, MODEL):
+        return None
+    # One row, of parameters only (m and u values): no patient data reaches the driver.
+    row = io.read_table(spark, lake, MODEL).orderBy(F.desc("trained_at")).select("model_json").first()
+    return None if row is None else row["model_json"]
+
+
+def _write_model(spark: SparkSession, lake: str, model: dict[str, Any], from_version: int) -> None:
+    text = json.dumps(model, sort_keys=True)
+    row = spark.createDataFrame(
+        [(hashlib.sha256(text.encode()).hexdigest()[:16], from_version, text)],
+        "model_id string, from_version long, model_json string",
+    ).withColumn("trained_at", F.current_timestamp())
+    if not io.is_table(spark, lake, MODEL):
+        io.append(row, lake, MODEL)
+    else:
+        io.insert_new(row, lake, MODEL, ["model_id"])
+
+
+def _with_state(
+    identities: DataFrame, previous: DataFrame | None, decisions: DataFrame | None, *, everything: bool
+) -> DataFrame:
+    """Add ``previous_person_id``, ``fresh`` (to link this run) and ``node`` (the record or its person)."""
+    if previous is None:
+        state = identities.withColumn("previous_person_id", F.lit(None).cast("string")).withColumn(
+            "_changed", F.lit(True)
+        )
+    else:
+        before = previous.select(
+            *KEY, F.col("person_id").alias("previous_person_id"), F.col("identity_hash").alias("_seen")
+        )
+        state = identities.join(before, list(KEY), "left").withColumn(
+            "_changed", ~F.col("identity_hash").eqNullSafe(F.col("_seen"))
+        )
+    if decisions is not None:
+        waiting = decisions.where(
+            F.col("status").isin(ACCEPTED, REJECTED) & F.col("applied_version").isNull()
+        )
+        named = (
+            waiting.select(
+                F.col("institution_id_l").alias("institution_id"),
+                F.col("source_patient_id_l").alias("source_patient_id"),
+            )
+            .unionByName(
+                waiting.select(
+                    F.col("institution_id_r").alias("institution_id"),
+                    F.col("source_patient_id_r").alias("source_patient_id"),
+                )
+            )
+            .distinct()
+            .withColumn("_decided", F.lit(True))
+        )
+        state = state.join(named, list(KEY), "left")
+    else:
+        state = state.withColumn("_decided", F.lit(None).cast("boolean"))
+    fresh = F.lit(True) if everything else F.col("_changed") | F.coalesce(F.col("_decided"), F.lit(False))
+    return (
+        state.withColumn("fresh", fresh | F.col("previous_person_id").isNull())
+        .withColumn(
+            "node",
+            F.when(F.col("fresh"), F.col("record_id")).otherwise(
+                F.concat(F.lit(PERSON_NODE), "previous_person_id")
+            ),
+        )
+        .drop("_changed", "_seen", "_decided")
+    )
+
+
+def _pair_key(left: str, right: str) -> F.Column:
+    return F.substring(F.sha2(F.concat_ws("~", F.least(left, right), F.greatest(left, right)), 256), 1, 16)
+
+
+def _edges(
+    identities: DataFrame, pairs: DataFrame, nodes: DataFrame, decisions: DataFrame | None, threshold: float
+) -> DataFrame:
+    """The links to follow: strong identifiers, accepted reviews, and scored pairs not rejected."""
+    node_of = nodes.select(F.col("record_id").alias("unique_id_r"), F.col("node").alias("_node_r"))
+    scored = pairs.where(F.col("match_probability") >= threshold).withColumn(
+        "_pair", _pair_key("unique_id_l", "unique_id_r")
+    )
+    accepted = None
+    if decisions is not None:
+        rejected = decisions.where(F.col("status") == REJECTED).select(F.col("review_id").alias("_pair"))
+        scored = scored.join(rejected, "_pair", "left_anti")
+        record_l = F.concat_ws("|", "institution_id_l", "source_patient_id_l")
+        record_r = F.concat_ws("|", "institution_id_r", "source_patient_id_r")
+        node_of_l = nodes.select(
+            F.col("record_id").alias("_l"),
+            F.col("node").alias("unique_id_l"),
+            F.col("fresh").alias("_fresh_l"),
+        )
+        node_of_r = nodes.select(
+            F.col("record_id").alias("_r"),
+            F.col("node").alias("unique_id_r"),
+            F.col("fresh").alias("_fresh_r"),
+        )
+        accepted = (
+            decisions.where(F.col("status") == ACCEPTED)
+            .select(record_l.alias("_l"), record_r.alias("_r"))
+            .join(node_of_l, "_l")
+            .join(node_of_r, "_r")
+            .where(F.col("_fresh_l") | F.col("_fresh_r"))
+            .select(
+                "unique_id_l",
+                "unique_id_r",
+                F.lit(REVIEW_ACCEPT).alias("rule"),
+                F.lit(1.0).alias("match_probability"),
+            )
+        )
+    probabilistic = scored.join(node_of, "unique_id_r").select(
+        "unique_id_l",
+        F.col("_node_r").alias("unique_id_r"),
+        F.lit(PROBABILISTIC).alias("rule"),
+        "match_probability",
+    )
+    edges = probabilistic.unionByName(deterministic_edges(identities))
+    if accepted is not None:
+        edges = edges.unionByName(accepted)
+    return edges.where(F.col("unique_id_l") != F.col("unique_id_r"))
+
+
+def _person_ids(
+    spark: SparkSession,
+    identities: DataFrame,
+    persons_before: DataFrame | None,
+    clusters: DataFrame,
+    from_version: int,
+) -> tuple[DataFrame, DataFrame]:
+    fresh = identities.where("fresh").join(clusters, "node")
+    members = fresh.where(F.col("previous_person_id").isNotNull()).select(
+        "cluster_id", "previous_person_id", F.lit(1).alias("n")
+    )
+    # A person node weighs as many records as it keeps outside this run's fresh ones.
+    kept = identities.where(~F.col("fresh")).groupBy("node").agg(F.count(F.lit(1)).alias("n"))
+    members = members.unionByName(
+        clusters.join(kept, "node").select(
+            "cluster_id", F.substring("node", len(PERSON_NODE) + 1, 1000).alias("previous_person_id"), "n"
+        )
+    )
+    seeds = fresh.groupBy("cluster_id").agg(F.min("record_id").alias("seed"))
+    if persons_before is not None:
+        # Persons created by this very run before a crash are not "issued": the re-run derives them again.
+        issued = persons_before.where(F.col("created_version") != from_version).select("person_id")
+    else:
+        issued = spark.createDataFrame([], "person_id string")
+    return assign_person_ids(clusters.select("cluster_id").distinct(), members, seeds, issued)
+
+
+def _xref_updates(
+    identities: DataFrame,
+    previous: DataFrame | None,
+    clusters: DataFrame,
+    ids: DataFrame,
+    events: DataFrame,
+    edges: DataFrame,
+) -> DataFrame:
+    """xref rows to write: every fresh record, and the records of persons merged into another."""
+    fresh = (
+        identities.where("fresh")
+        .join(clusters, "node")
+        .join(ids.select("cluster_id", "person_id"), "cluster_id")
+        .join(strongest_link(edges), "node", "left")
+        .select(
+            *KEY,
+            "person_id",
+            F.coalesce("link_rule", F.lit(NO_MATCH)).alias("link_rule"),
+            "match_probability",
+            "identity_hash",
+            F.current_timestamp().alias("linked_at"),
+        )
+    )
+    if previous is None:
+        return fresh
+    merged = events.where(F.col("event") == MERGED).select(
+        F.col("other_person_id").alias("person_id"), F.col("person_id").alias("_survivor")
+    )
+    moved = (
+        previous.join(merged, "person_id")
+        .join(fresh.select(*KEY), list(KEY), "left_anti")
+        .withColumn("person_id", F.col("_survivor"))
+        .withColumn("linked_at", F.current_timestamp())
+        .select(*XREF_COLUMNS)
+    )
+    return fresh.unionByName(moved)
+
+
+def _persons(
+    identities: DataFrame,
+    persons_before: DataFrame | None,
+    after: DataFrame,
+    ids: DataFrame,
+    events: DataFrame,
+    from_version: int,
+) -> DataFrame:
+    """silver.person rows to upsert: golden records of the persons this run touched, and the retired."""
+    touched = (
+        ids.select("person_id")
+        .unionByName(
+            events.where(F.col("event") == SPLIT).select(F.col("other_person_id").alias("person_id"))
+        )
+        .distinct()
+    )
+    records = after.join(touched, "person_id").select("person_id", *KEY).join(identities, list(KEY))
+    created = ids.where("is_new").select("person_id", F.lit(from_version).alias("_new_version"))
+    golden = golden_records(records).join(created, "person_id", "left")
+    if persons_before is not None:
+        before = persons_before.select("person_id", F.col("created_version").alias("_was"))
+        golden = golden.join(before, "person_id", "left")
+    else:
+        golden = golden.withColumn("_was", F.lit(None).cast("long"))
+    active = golden.select(
+        "*",
+        F.lit(ACTIVE).alias("status"),
+        F.lit(None).cast("string").alias("merged_into"),
+        F.coalesce("_was", "_new_version", F.lit(from_version)).cast("long").alias("created_version"),
+        F.current_timestamp().alias("updated_at"),
+    ).select(*PERSON_COLUMNS)
+    merged = events.where(F.col("event") == MERGED).select(
+        F.col("other_person_id").alias("person_id"), F.col("person_id").alias("_into")
+    )
+    if persons_before is None:
+        return active
+    retired = (
+        persons_before.join(merged, "person_id")
+        .withColumn("status", F.lit(RETIRED))
+        .withColumn("merged_into", F.col("_into"))
+        .withColumn("updated_at", F.current_timestamp())
+        .select(*PERSON_COLUMNS)
+    )
+    return active.unionByName(retired)
+
+
+def _reviews(
+    pairs: DataFrame, identities: DataFrame, after: DataFrame, decisions: DataFrame | None, threshold: float
+) -> DataFrame:
+    """Uncertain pairs whose records ended in two persons, for a person to decide."""
+    person_of = after.select(F.concat_ws("|", *KEY).alias("_record"), "person_id")
+    keys = identities.select(F.col("record_id").alias("_record"), *KEY)
+    out = pairs.where(F.col("match_probability") < threshold)
+    for side in ("l", "r"):
+        side_cols = [F.col(k).alias(f"{k}_{side}") for k in KEY]
+        out = out.join(
+            keys.join(person_of, "_record").select(
+                F.col("_record").alias(f"unique_id_{side}"),
+                *side_cols,
+                F.col("person_id").alias(f"person_id_{side}"),
+            ),
+            f"unique_id_{side}",
+        )
+    out = out.where(F.col("person_id_l") != F.col("person_id_r")).withColumn(
+        "review_id", _pair_key("unique_id_l", "unique_id_r")
+    )
+    if decisions is not None:
+        out = out.join(decisions.select("review_id"), "review_id", "left_anti")
+    schema_cols = [c.split()[0] for c in REVIEW_SCHEMA.split(", ")]
+    return (
+        out.withColumn("status", F.lit(PENDING))
+        .withColumn("created_at", F.current_timestamp())
+        .withColumn("decided_at", F.lit(None).cast("timestamp"))
+        .withColumn("applied_version", F.lit(None).cast("long"))
+        .dropDuplicates(["review_id"])
+        .select(*schema_cols)
+    )
+
+
+def _ensure_tables(spark: SparkSession, lake: str) -> None:
+    from pyspark.sql.types import StructType
+
+    audit = "event string, person_id string, other_person_id string, from_version long, logged_at timestamp"
+    for name, ddl in ((REVIEW, REVIEW_SCHEMA), (AUDIT, audit)):
+        io.create_table(spark, lake, name, StructType.fromDDL(ddl))
+
+
+def record_decisions(
+    spark: SparkSession, lake: str, *, accept: Sequence[str] = (), reject: Sequence[str] = ()
+) -> None:
+    """Record reviewers' decisions on ``silver.empi_review`` pairs; the next link run applies them.
+
+    Raises:
+        LinkError: When an id is in both lists or names no review pair.
+    """
+    both = sorted(set(accept) & set(reject))
+    if both:
+        raise LinkError(f"review {both[0]} is both accepted and rejected: name it once")
+    wanted = [(r, ACCEPTED) for r in accept] + [(r, REJECTED) for r in reject]
+    if not io.is_table(spark, lake, REVIEW):
+        raise LinkError(f"{REVIEW} is not in the lake {lake}: run `healthlake link` first")
+    decided = spark.createDataFrame(wanted, "review_id string, status string")
+    unknown = decided.join(io.read_table(spark, lake, REVIEW), "review_id", "left_anti").first()
+    if unknown is not None:
+        raise LinkError(f"no pair {unknown['review_id']} in {REVIEW}: pick a review_id from that table")
+    status = F.when(F.col("review_id").isin(list(accept)), F.lit(ACCEPTED)).otherwise(F.lit(REJECTED))
+    io.update(
+        spark,
+        lake,
+        REVIEW,
+        F.col("review_id").isin([r for r, _ in wanted]),
+        {"status": status, "decided_at": F.current_timestamp(), "applied_version": F.lit(None).cast("long")},
+    )
+
+
+def _mark_decisions_applied(spark: SparkSession, lake: str, version: int) -> None:
+    waiting = F.col("status").isin(ACCEPTED, REJECTED) & F.col("applied_version").isNull()
+    io.update(spark, lake, REVIEW, waiting, {"applied_version": F.lit(version).cast("long")})
