@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from faker import Faker
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -17,97 +16,10 @@ from pyspark.testing import assertDataFrameEqual
 from healthlake import io
 from healthlake.config import Config, load_config
 from healthlake.pipelines import link
-from healthlake.privacy.tokens import load_key
-from healthlake.silver.patient_record import standardize_patient_records
-from healthlake.silver.pseudonymise import drop_clear, tokenize_columns, vault_rows
-from healthlake.synth.identity import homophone_variant, make_phone, make_resident_id, transpose_digits
-from tests.empi.test_linkage import COUNTIES
-
-IDENTIFIERS = {
-    "resident_id": "resident_id",
-    "name": "name",
-    "phone": "phone",
-    "address": "address",
-    "insurance_no": "insurance_no",
-}
-INSTITUTIONS = ("H01", "H02", "C03", "C04", "C05")
-DEFECTS = ("homophone", "swapped", "id_transposed", "id_missing", "phone_new", "none")
-
-
-def _people(n: int, seed: int, prefix: str) -> list[dict]:
-    rng, fake = random.Random(seed), Faker("zh_CN")
-    fake.seed_instance(seed)
-    people = []
-    for p in range(n):
-        sex = rng.choice("MF")
-        birth = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(365 * 65))
-        county = rng.choice(COUNTIES)
-        seq = rng.randrange(50, 999)
-        seq += (seq % 2 == 0) == (sex == "M")  # odd sequence = male
-        people.append(
-            {
-                "person": f"{prefix}{p}",
-                "name": fake.name_male() if sex == "M" else fake.name_female(),
-                "sex": sex,
-                "birth_date": birth,
-                "resident_id": make_resident_id(county, birth, seq % 1000),
-                "phone": make_phone(rng),
-                "address": fake.street_address(),
-                "insurance_no": None,
-                "area_code": county,
-            }
-        )
-    return people
-
-
-def _records(people: list[dict], seed: int, day: dt.date, copies: tuple[int, ...]) -> list[dict]:
-    """Each person seen at ``rng.choice(copies)`` institutions on ``day``; copies after the first carry a
-    keying error, as clerks make them."""
-    rng = random.Random(seed)
-    rows = []
-    for person in people:
-        places = rng.sample(INSTITUTIONS, rng.choice(copies))
-        for i, institution in enumerate(places):
-            row = dict(person, institution_id=institution, defect="none")
-            row["source_patient_id"] = f"{institution}-{person['person']}-{day:%m%d}"
-            if i:
-                defect = rng.choice(DEFECTS)
-                row["defect"] = defect
-                if defect == "homophone":
-                    row["name"] = homophone_variant(row["name"], rng)
-                elif defect == "swapped":
-                    row["name"] = row["name"][1:] + row["name"][0]
-                elif defect == "id_transposed":
-                    row["resident_id"] = transpose_digits(row["resident_id"], rng)
-                elif defect == "id_missing":
-                    row["resident_id"] = None
-                elif defect == "phone_new":
-                    row["phone"] = make_phone(rng)
-            row["event_time"] = dt.datetime.combine(day, dt.time(8)) + dt.timedelta(minutes=len(rows))
-            rows.append(row)
-    return rows
-
-
-def _write_silver(spark: SparkSession, lake: str, rows: list[dict]) -> None:
-    """Append patient records to silver.patient_record and their clear identifiers to vault.identity, as
-    conform does: standardised, tokenised, clear values only in the vault."""
-    schema = (
-        "institution_id string, source_patient_id string, resident_id string, name string, phone string, "
-        "address string, insurance_no string, sex string, birth_date date, area_code string, "
-        "event_time timestamp"
-    )
-    cols = [c.split()[0] for c in schema.split(", ")]
-    df = spark.createDataFrame([tuple(r[c] for c in cols) for r in rows], schema)
-    df = (
-        df.withColumnRenamed("event_time", "_event_time")
-        .withColumn("source_record_id", F.col("source_patient_id"))
-        .transform(standardize_patient_records)
-        .transform(tokenize_columns, load_key(), IDENTIFIERS)
-        .persist()
-    )
-    io.append(vault_rows(df, IDENTIFIERS), lake, "vault.identity")
-    io.append(drop_clear(df, IDENTIFIERS), lake, "silver.patient_record")
-    df.unpersist()
+from healthlake.synth.identity import make_phone
+from healthlake.synth.patients import patient_records as _records
+from healthlake.synth.patients import synthetic_people as _people
+from healthlake.synth.patients import write_patient_silver as _write_silver
 
 
 def _truth(spark: SparkSession, rows: list[dict]) -> DataFrame:
