@@ -203,3 +203,17 @@ def test_an_out_of_memory_failure_says_what_to_change() -> None:
     assert "spark.driver.memory" in cli._hint(oom)
     assert "max_bytes_per_trigger" in cli._hint(oom)
     assert cli._hint(RuntimeError("[PATH_NOT_FOUND] Path does not exist")) == ""
+
+
+def test_link_errors_are_one_line(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere"
+    code, _, err = _run(capsys, "link", "--lake", str(missing))
+    assert "lake root" in _one_line_error(code, err) and "does not exist" in err
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    code, _, err = _run(capsys, "link", "--lake", str(lake))
+    assert "silver.patient_record is not in the lake" in _one_line_error(code, err)
+    code, _, err = _run(capsys, "link", "--lake", str(lake), "--accept", "r1", "--reject", "r1")
+    assert "both accepted and rejected" in _one_line_error(code, err)

@@ -151,6 +151,7 @@ def run(
     """
     started = time.monotonic()
     lake = cfg.lake_root
+    _check_decisions(accept, reject)
     for table in (PATIENT_RECORD, VAULT):
         if not io.is_table(spark, lake, table):
             raise LinkError(f"{table} is not in the lake {lake}: run `healthlake conform` first")
@@ -563,9 +564,7 @@ def record_decisions(
     Raises:
         LinkError: When an id is in both lists or names no review pair.
     """
-    both = sorted(set(accept) & set(reject))
-    if both:
-        raise LinkError(f"review {both[0]} is both accepted and rejected: name it once")
+    _check_decisions(accept, reject)
     wanted = [(r, ACCEPTED) for r in accept] + [(r, REJECTED) for r in reject]
     if not io.is_table(spark, lake, REVIEW):
         raise LinkError(f"{REVIEW} is not in the lake {lake}: run `healthlake link` first")
@@ -581,6 +580,12 @@ def record_decisions(
         F.col("review_id").isin([r for r, _ in wanted]),
         {"status": status, "decided_at": F.current_timestamp(), "applied_version": F.lit(None).cast("long")},
     )
+
+
+def _check_decisions(accept: Sequence[str], reject: Sequence[str]) -> None:
+    both = sorted(set(accept) & set(reject))
+    if both:
+        raise LinkError(f"review {both[0]} is both accepted and rejected: name it once")
 
 
 def _mark_decisions_applied(spark: SparkSession, lake: str, version: int) -> None:
