@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -134,6 +135,16 @@ def _checkpoint(spark: SparkSession, checkpoint_dir: str | None) -> None:
         spark.sparkContext.setCheckpointDir(checkpoint_dir)
 
 
+def _db_api(spark: SparkSession) -> Any:
+    """Splink's Spark backend; every core gets work when Splink repartitions (its default, half the
+    shuffle partitions, is one partition under a 2-partition test session)."""
+    from splink.backends.spark import SparkAPI
+
+    shuffle = int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    partitions = max(spark.sparkContext.defaultParallelism, shuffle // 2)
+    return SparkAPI(spark_session=spark, num_partitions_on_repartition=partitions)
+
+
 def train_model(
     prepared: DataFrame, *, max_u_pairs: float = 1e6, seed: int = 5, checkpoint_dir: str | None = None
 ) -> dict[str, Any]:
@@ -149,7 +160,6 @@ def train_model(
         The model as Splink's JSON-ready dict (``score_pairs`` takes it back).
     """
     from splink import Linker, SettingsCreator, block_on
-    from splink.backends.spark import SparkAPI
 
     spark = prepared.sparkSession
     _checkpoint(spark, checkpoint_dir)
@@ -163,28 +173,41 @@ def train_model(
         comparisons=comparisons,
         blocking_rules_to_generate_predictions=blocking,
     )
-    db_api = SparkAPI(spark_session=spark)
+    db_api = _db_api(spark)
     linker = Linker(db_api.register(prepared), settings, log_level=logging.WARNING)
     deterministic = [block_on(*r) for r in (("id_number",), ("name_key", "birth_date")) if set(r) <= cols]
+    started = time.monotonic()
     linker.training.estimate_probability_two_random_records_match(deterministic or blocking[:1], recall=0.8)
+    log.info("empi: prior estimated at %.1fs", time.monotonic() - started)
     linker.training.estimate_u_using_random_sampling(max_pairs=max_u_pairs, seed=seed)
+    log.info("empi: u values from %.0f random pairs at %.1fs", max_u_pairs, time.monotonic() - started)
     # Two EM sessions, each blocked on what the other estimates, so every comparison gets its m values.
     sessions = (
         [block_on("birth_date"), block_on("name_key")] if {"birth_date", "name_key"} <= cols else blocking[:1]
     )
+    expected = {c.output_column_name for c in linker._settings_obj.comparisons}
     trained = 0
     for rule in sessions:
+        # Splink's EM session edits the linker's own settings (it takes out the comparisons its blocking
+        # rule fixes and puts them back when it ends): a failed session must not leave them out.
+        before = linker._settings_obj.core_model_settings.copy()
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(rule)
             trained += 1
+            log.info("empi: EM session %d done at %.1fs", trained, time.monotonic() - started)
         except ValueError as exc:
             # Splink refuses an m value that underflows (a level almost never seen among the matches of
             # a small table); the other session's estimates still stand.
             if "below the minimum allowed" not in str(exc):
                 raise
+            linker._settings_obj.core_model_settings = before
             log.warning("empi: one EM session gave no estimates (%s); the others stand", _first_line(exc))
     if not trained:
         raise ValueError("EM estimated no m values: too few records that share a name or a birth date")
+    model = linker.misc.save_model_to_json()
+    missing = expected - {c["output_column_name"] for c in model["comparisons"]}
+    if missing:
+        raise RuntimeError(f"the trained model lost comparisons {sorted(missing)}")
     return linker.misc.save_model_to_json()
 
 
@@ -237,13 +260,12 @@ def score_pairs(
         ``unique_id_l`` (always a new record), ``unique_id_r``, ``match_weight``, ``match_probability``.
     """
     from splink import Linker
-    from splink.backends.spark import SparkAPI
 
     spark = new.sparkSession
     _checkpoint(spark, checkpoint_dir)
     if population is None:
         population = new if existing is None else new.unionByName(existing)
-    db_api = SparkAPI(spark_session=spark)
+    db_api = _db_api(spark)
     left = db_api.register(new)
     linker = Linker(left, model, log_level=logging.WARNING)
     for column in _tf_columns(model):
@@ -272,12 +294,11 @@ def cluster_pairs(nodes: DataFrame, edges: DataFrame) -> DataFrame:
         nodes: ``unique_id`` of every record (or person) to cluster, linked or not.
         edges: ``unique_id_l``, ``unique_id_r`` of the links to follow (all of them count).
     """
-    from splink.backends.spark import SparkAPI
     from splink.clustering import cluster_pairwise_predictions_at_threshold
 
     spark = nodes.sparkSession
     _checkpoint(spark, None)
-    db_api = SparkAPI(spark_session=spark)
+    db_api = _db_api(spark)
     clusters = cluster_pairwise_predictions_at_threshold(
         nodes.select("unique_id"), edges.select("unique_id_l", "unique_id_r"), db_api, "unique_id"
     )
