@@ -75,14 +75,13 @@ def _comparisons(cols: set[str]) -> list[Any]:
         )
         comparisons.append(name)
     if "birth_date" in cols:
-        comparisons.append(cl.DateOfBirthComparison("birth_date", input_is_string=True))
+        comparisons.append(_birth_date_comparison())
     if "sex" in cols:
         comparisons.append(cl.ExactMatch("sex"))
     # One adjacent transposition is Damerau–Levenshtein distance 1: a mistyped ID still links.
-    if "id_number" in cols:
-        comparisons.append(cl.DamerauLevenshteinAtThresholds("id_number", [1]))
-    if "phone" in cols:
-        comparisons.append(cl.DamerauLevenshteinAtThresholds("phone", [1]))
+    for number in ("id_number", "phone"):
+        if number in cols:
+            comparisons.append(_number_comparison(number))
     if "street_number" in cols:
         comparisons.append(
             cl.DamerauLevenshteinAtThresholds("street_number", [1]).configure(term_frequency_adjustments=True)
@@ -101,6 +100,59 @@ def _comparisons(cols: set[str]) -> list[Any]:
         if exact in cols:
             comparisons.append(cl.ExactMatch(exact).configure(term_frequency_adjustments=True))
     return comparisons
+
+
+def _one_off_or_swapped(column: str) -> str:
+    """SQL: one character added, dropped or changed, or two characters swapped (``1234`` / ``1324``).
+
+    Spark built-ins only: Splink's ``damerau_levenshtein`` UDF costs about 58 µs a pair, these about 2 µs
+    (2 million pairs: 115 s against 3–5 s on 2 cores), and comparing pairs is most of a link run.
+    """
+    left, right = f"{column}_l", f"{column}_r"
+    distance = f"levenshtein({left}, {right})"
+    return (
+        f"{distance} <= 1 OR ({distance} = 2 AND length({left}) = length({right}) "
+        f"AND array_sort(split({left}, '')) = array_sort(split({right}, '')))"
+    )
+
+
+def _number_comparison(column: str) -> Any:
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    return cl.CustomComparison(
+        output_column_name=column,
+        comparison_levels=[
+            cll.NullLevel(column),
+            cll.ExactMatchLevel(column),
+            cll.CustomLevel(_one_off_or_swapped(column), label_for_charts="one character off or two swapped"),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _birth_date_comparison() -> Any:
+    """Splink's date-of-birth levels on text dates, parsed with ``try_cast`` (4x cheaper per pair than
+    Splink's ``try_to_timestamp`` with a pattern); a text that is no date counts as missing."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    parsed_l, parsed_r = "try_cast(birth_date_l AS date)", "try_cast(birth_date_r AS date)"
+    days = f"abs(datediff({parsed_l}, {parsed_r}))"
+    return cl.CustomComparison(
+        output_column_name="birth_date",
+        comparison_levels=[
+            cll.CustomLevel(f"{parsed_l} IS NULL OR {parsed_r} IS NULL").configure(is_null_level=True),
+            cll.ExactMatchLevel("birth_date"),
+            cll.CustomLevel(
+                "levenshtein(birth_date_l, birth_date_r) <= 1", label_for_charts="one character off"
+            ),
+            cll.CustomLevel(f"{days} <= 31", label_for_charts="within a month"),
+            cll.CustomLevel(f"{days} <= 366", label_for_charts="within a year"),
+            cll.CustomLevel(f"{days} <= 3653", label_for_charts="within ten years"),
+            cll.ElseLevel(),
+        ],
+    )
 
 
 def _blocking(cols: set[str]) -> list[Any]:
