@@ -321,7 +321,8 @@ def score_pairs(
     left = db_api.register(new)
     linker = Linker(left, model, log_level=logging.WARNING)
     for column in _tf_columns(model):
-        lookup = db_api.register(term_frequencies(population, column))
+        # Computed once here: both prediction passes below join it (lazily it would be computed twice).
+        lookup = db_api.register(term_frequencies(population, column).localCheckpoint(eager=True))
         linker.table_management.register_term_frequency_lookup(lookup, column)
     wanted = ("unique_id_l", "unique_id_r", "match_weight", "match_probability")
     within = linker.inference.predict_within(
