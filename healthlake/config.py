@@ -236,12 +236,15 @@ class EmpiSettings(_Settings):
         review_probability: Pairs from it up to ``match_probability`` that end in two persons go to
             ``silver.empi_review`` for a person to decide.
         max_u_pairs: Random record pairs sampled to estimate u values when the model is trained.
+        max_train_records: The model is trained on a fixed sample of about this many records when the
+            lake holds more (the estimates stay those of the whole; training time stops growing).
         checkpoint_dir: Where linking writes intermediate tables; null means ``<lake_root>/_tmp/empi``.
     """
 
     match_probability: float = Field(default=0.9, gt=0.0, le=1.0)
     review_probability: float = Field(default=0.5, gt=0.0, le=1.0)
     max_u_pairs: int = Field(default=1_000_000, ge=1000)
+    max_train_records: int = Field(default=200_000, ge=1000)
     checkpoint_dir: str | None = None
 
     @model_validator(mode="after")

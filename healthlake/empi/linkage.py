@@ -13,6 +13,7 @@ components. healthlake supplies the comparisons, the blocking and the column pre
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Mapping
@@ -197,14 +198,38 @@ def _db_api(spark: SparkSession) -> Any:
     return SparkAPI(spark_session=spark, num_partitions_on_repartition=partitions)
 
 
+def training_sample(prepared: DataFrame, max_records: int | None) -> DataFrame:
+    """At most about ``max_records`` of the prepared records, the same ones on every run.
+
+    A uniform sample of records keeps the share of matching pairs among all pairs (both shrink with the
+    square of the share), so the prior, the u and the m values it gives are those of the whole table,
+    while the EM blocks (records sharing a birth date) stop growing with the square of the region.
+    """
+    if max_records is None:
+        return prepared
+    total = prepared.count()
+    if total <= max_records:
+        return prepared
+    per_million = int(1_000_000 * max_records / total)
+    log.info("empi: model trained on about %d of %d records", max_records, total)
+    return prepared.where(F.pmod(F.xxhash64("unique_id"), F.lit(1_000_000)) < per_million)
+
+
 def train_model(
-    prepared: DataFrame, *, max_u_pairs: float = 1e6, seed: int = 5, checkpoint_dir: str | None = None
+    prepared: DataFrame,
+    *,
+    max_u_pairs: float = 1e6,
+    max_records: int | None = None,
+    seed: int = 5,
+    checkpoint_dir: str | None = None,
 ) -> dict[str, Any]:
     """Estimate a Fellegi–Sunter model (Splink settings with m and u values) from prepared records.
 
     Args:
         prepared: ``standardize_person_columns`` output.
         max_u_pairs: Random pairs sampled to estimate u values.
+        max_records: Train on a fixed sample of about this many records when there are more (see
+            ``training_sample``); None trains on all.
         seed: Seed of that sample, so that the same records give the same model.
         checkpoint_dir: See ``link_persons``.
 
@@ -215,6 +240,7 @@ def train_model(
 
     spark = prepared.sparkSession
     _checkpoint(spark, checkpoint_dir)
+    prepared = training_sample(prepared, max_records)
     cols = set(prepared.columns)
     comparisons, blocking = _comparisons(cols), _blocking(cols)
     if not comparisons or not blocking:
@@ -231,7 +257,10 @@ def train_model(
     started = time.monotonic()
     linker.training.estimate_probability_two_random_records_match(deterministic or blocking[:1], recall=0.8)
     log.info("empi: prior estimated at %.1fs", time.monotonic() - started)
-    linker.training.estimate_u_using_random_sampling(max_pairs=max_u_pairs, seed=seed)
+    # One pass per comparison: Splink's default ten chunks plus a probe each are ~80 Spark jobs, most of
+    # the training time of a small or middling table; a million pairs fit in one pass.
+    chunks = max(1, math.ceil(max_u_pairs / 1e7))
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_u_pairs, seed=seed, num_chunks=chunks)
     log.info("empi: u values from %.0f random pairs at %.1fs", max_u_pairs, time.monotonic() - started)
     # Two EM sessions, each blocked on what the other estimates, so every comparison gets its m values.
     sessions = (
@@ -260,7 +289,7 @@ def train_model(
     missing = expected - {c["output_column_name"] for c in model["comparisons"]}
     if missing:
         raise RuntimeError(f"the trained model lost comparisons {sorted(missing)}")
-    return linker.misc.save_model_to_json()
+    return model
 
 
 def _first_line(exc: BaseException) -> str:
@@ -294,6 +323,7 @@ def score_pairs(
     population: DataFrame | None = None,
     min_pair_probability: float = 0.01,
     checkpoint_dir: str | None = None,
+    skip_pairs: str | None = None,
 ) -> DataFrame:
     """Score candidate pairs among ``new`` records, and between them and ``existing`` ones, with a model.
 
@@ -307,6 +337,9 @@ def score_pairs(
             less than one on a rare name); default ``new`` and ``existing`` together.
         min_pair_probability: Pairs below it are not returned.
         checkpoint_dir: See ``link_persons``.
+        skip_pairs: A Spark SQL condition on the two records (``l.<column>``, ``r.<column>``) of
+            candidate pairs that need no score (e.g. both carry a trusted ID number: they are linked or
+            kept apart by that); the columns it names must be in ``new`` and ``existing``.
 
     Returns:
         ``unique_id_l`` (always a new record), ``unique_id_r``, ``match_weight``, ``match_probability``.
@@ -315,6 +348,17 @@ def score_pairs(
 
     spark = new.sparkSession
     _checkpoint(spark, checkpoint_dir)
+    if skip_pairs:
+        model = dict(
+            model,
+            blocking_rules_to_generate_predictions=[
+                {**rule, "blocking_rule": f"({rule['blocking_rule']}) AND NOT ({skip_pairs})"}
+                for rule in (
+                    r if isinstance(r, dict) else {"blocking_rule": r}
+                    for r in model["blocking_rules_to_generate_predictions"]
+                )
+            ],
+        )
     if population is None:
         population = new if existing is None else new.unionByName(existing)
     db_api = _db_api(spark)

@@ -38,12 +38,14 @@ from healthlake.empi.persons import (
     NO_MATCH,
     PERSON_NODE,
     PROBABILISTIC,
+    RESIDENT_ID,
     RETIRED,
     REVIEW_ACCEPT,
     SPLIT,
     assign_person_ids,
     deterministic_edges,
     golden_records,
+    strong_identifier_keys,
     strongest_link,
 )
 from healthlake.errors import HealthlakeError
@@ -177,14 +179,21 @@ def run(
         log.info("link: no new or changed record and no decision to apply")
         return LinkResult("nothing", records=identities.count(), seconds=time.monotonic() - started)
 
+    trusted = strong_identifier_keys(identities)[RESIDENT_ID].isNotNull()
     prepared = (
         standardize_person_columns(identities, IDENTITY_COLUMNS)
-        .join(identities.select(F.col("record_id").alias("unique_id"), "fresh"), "unique_id")
+        .join(
+            identities.select(F.col("record_id").alias("unique_id"), "fresh", trusted.alias("trusted_id")),
+            "unique_id",
+        )
         .persist()
     )
     if train:
         model = train_model(
-            prepared.drop("fresh"), max_u_pairs=cfg.empi.max_u_pairs, checkpoint_dir=_tmp(cfg)
+            prepared.drop("fresh", "trusted_id"),
+            max_u_pairs=cfg.empi.max_u_pairs,
+            max_records=cfg.empi.max_train_records,
+            checkpoint_dir=_tmp(cfg),
         )
         _progress(started, "model trained", fresh_count)
     else:
@@ -194,9 +203,12 @@ def run(
         model,
         prepared.where("fresh").drop("fresh"),
         existing,
-        population=prepared.drop("fresh"),
+        population=prepared.drop("fresh", "trusted_id"),
         min_pair_probability=cfg.empi.review_probability,
         checkpoint_dir=_tmp(cfg),
+        # Two trusted resident IDs settle a pair on their own: equal, the records are linked by rule;
+        # different, they are two people (the check digit catches one wrong or two swapped digits).
+        skip_pairs="l.trusted_id AND r.trusted_id",
     ).persist()
     _progress(started, "pairs scored", pairs.count())
 
