@@ -84,7 +84,7 @@ def main() -> None:
     tp = found.join(true_pairs, ["id_l", "id_r"]).count()
     precision, recall = tp / max(found.count(), 1), tp / max(true_pairs.count(), 1)
 
-    # Day 2: a fifth of the day's records are known residents seen again, the rest new residents.
+    # Day 2: a tenth of the day's residents are known ones seen again, the rest new residents.
     known = max(1, args.day_records // 10)
     newcomers = synthetic_people(max(1, (args.day_records - 2 * known) // 2), seed=3, prefix="n")
     day2 = patient_records(people[:known], seed=4, day=dt.date(2026, 3, 3), copies=(1, 3)) + patient_records(
