@@ -244,7 +244,7 @@ class EmpiSettings(_Settings):
     match_probability: float = Field(default=0.9, gt=0.0, le=1.0)
     review_probability: float = Field(default=0.5, gt=0.0, le=1.0)
     max_u_pairs: int = Field(default=1_000_000, ge=1000)
-    max_train_records: int = Field(default=200_000, ge=1000)
+    max_train_records: int = Field(default=100_000, ge=1000)
     checkpoint_dir: str | None = None
 
     @model_validator(mode="after")
