@@ -6,6 +6,7 @@ built-in turns Chinese characters into their reading.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import pandas as pd
@@ -58,10 +59,16 @@ COMPOUND_SURNAMES = (
 _CJK = "[\\u3400-\\u9fff]"
 
 
-def _pinyin_series(names: pd.Series) -> pd.Series:
+@functools.lru_cache(maxsize=500_000)
+def _pinyin_of(name: str) -> str:
     from pypinyin import lazy_pinyin
 
-    return names.map(lambda v: None if v is None else "".join(lazy_pinyin(v)), na_action="ignore")
+    return "".join(lazy_pinyin(name))
+
+
+def _pinyin_series(names: pd.Series) -> pd.Series:
+    # Names repeat (王伟, 张伟 …): each distinct one is read once per Python worker, not once per record.
+    return names.map(_pinyin_of, na_action="ignore")
 
 
 @F.pandas_udf(StringType())
