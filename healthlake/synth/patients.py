@@ -37,12 +37,16 @@ def synthetic_people(n: int, seed: int, prefix: str) -> list[dict]:
     rng, fake = random.Random(seed), Faker("zh_CN")
     fake.seed_instance(seed)
     people = []
+    issued: set[tuple[str, dt.date, int]] = set()
     for p in range(n):
         sex = rng.choice("MF")
         birth = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(365 * 65))
         county = rng.choice(COUNTIES)
         seq = rng.randrange(50, 999)
         seq += (seq % 2 == 0) == (sex == "M")  # odd sequence = male
+        while (county, birth, seq % 1000) in issued:  # one resident ID number per resident
+            seq += 2
+        issued.add((county, birth, seq % 1000))
         people.append(
             {
                 "person": f"{prefix}{p}",
