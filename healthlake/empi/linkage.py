@@ -389,43 +389,12 @@ def score_pairs(
     if existing is not None:
         between = linker.inference.predict_between(
             left,
-            db_api.register(_sharing_a_block(existing, new, model)),
+            db_api.register(existing),
             threshold_match_probability=min_pair_probability,
             warning_mode="never",
         )
         pairs = pairs.unionByName(between.as_spark_dataframe().select(*wanted))
     return pairs
-
-
-def _sharing_a_block(existing: DataFrame, new: DataFrame, model: dict[str, Any]) -> DataFrame:
-    """The ``existing`` records that share a blocking key with some ``new`` record.
-
-    Only they can be paired with a new record; handing Splink just these (a broadcast semi-join per rule)
-    keeps an incremental run's blocking and term-frequency joins proportional to the day, not the lake.
-    """
-    from splink.internals.blocking import blocking_rule_to_obj
-
-    shared = []
-    for rule in model["blocking_rules_to_generate_predictions"]:
-        rule = rule if isinstance(rule, dict) else {"blocking_rule": rule}
-        # Splink's own parse of the rule (its equality conditions, l. and r. expressions).
-        keys = blocking_rule_to_obj({"sql_dialect": "spark", **rule})._equi_join_conditions
-        if not keys:  # no equality to match on: every existing record is a candidate
-            return existing
-        names = [f"_key{i}" for i in range(len(keys))]
-        left = [F.expr(lk).alias(n) for (lk, _), n in zip(keys, names, strict=True)]
-        right = [F.expr(rk).alias(n) for (_, rk), n in zip(keys, names, strict=True)]
-        wanted = new.select(*left).dropna().distinct()
-        shared.append(
-            existing.select("unique_id", *right)
-            .join(F.broadcast(wanted), names, "left_semi")
-            .select("unique_id")
-        )
-    ids = shared[0]
-    for more in shared[1:]:
-        ids = ids.unionByName(more)
-    # Materialised once: Splink reads its input in every step of both prediction passes.
-    return existing.join(ids.distinct(), "unique_id", "left_semi").localCheckpoint(eager=True)
 
 
 def cluster_pairs(nodes: DataFrame, edges: DataFrame) -> DataFrame:
