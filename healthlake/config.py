@@ -421,18 +421,35 @@ def _nest(keys: tuple[str, ...], value: Any) -> dict[str, Any]:
     return nested
 
 
-def _expand_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+FREE_FORM_MAPPINGS = (("spark", "conf"),)
+"""Settings whose keys are names of their own (``spark.driver.memory``): never split on dots."""
+
+
+def _expand_overrides(overrides: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     """Expand dotted keys into nested dicts and drop None values at every level."""
     expanded: dict[str, Any] = {}
     for key, value in overrides.items():
         if value is None:
             continue
+        keys = _split_key(prefix, str(key))
         if isinstance(value, Mapping):
-            value = _expand_overrides(value)
+            value = _expand_overrides(value, (*prefix, *keys))
             if not value:
                 continue
-        _merge(expanded, _nest(tuple(str(key).split(".")), value), "", {}, ())
+        _merge(expanded, _nest(keys, value), "", {}, ())
     return expanded
+
+
+def _split_key(prefix: tuple[str, ...], key: str) -> tuple[str, ...]:
+    """``a.b.c`` → ``("a", "b", "c")``, except inside a free-form mapping, whose keys stay whole."""
+    if prefix in FREE_FORM_MAPPINGS:
+        return (key,)
+    parts = key.split(".")
+    for mapping in FREE_FORM_MAPPINGS:
+        depth = len(mapping) - len(prefix)
+        if depth > 0 and (*prefix, *parts[:depth]) == mapping and len(parts) > depth:
+            return (*parts[:depth], ".".join(parts[depth:]))
+    return tuple(parts)
 
 
 def _merge(

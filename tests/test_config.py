@@ -108,6 +108,17 @@ def test_overrides_beat_environment_and_none_is_ignored(monkeypatch: pytest.Monk
     assert load_config(overrides={"lake_root": None}).lake_root == "/from/env"
 
 
+def test_spark_conf_override_keys_keep_their_dots() -> None:
+    nested = load_config(overrides={"spark": {"conf": {"spark.driver.memory": "8g"}}})
+    dotted = load_config(overrides={"spark.conf.spark.driver.memory": "9g"})
+    one_level = load_config(overrides={"spark.conf": {"spark.sql.shuffle.partitions": "3"}})
+    assert nested.spark.conf["spark.driver.memory"] == "8g"
+    assert dotted.spark.conf["spark.driver.memory"] == "9g"
+    assert one_level.spark.conf["spark.sql.shuffle.partitions"] == "3"
+    # The file's other Spark settings stay.
+    assert "spark.databricks.delta.snapshotPartitions" in nested.spark.conf
+
+
 def test_file_overrides_defaults_and_partial_feed_keeps_its_defaults(tmp_path: Path) -> None:
     path = _write(
         tmp_path, "lake_root: /x\nfeeds:\n  hl7v2:\n    enabled: false\nsynth:\n  start: 2026-03-01\n"
