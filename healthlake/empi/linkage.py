@@ -375,11 +375,17 @@ def score_pairs(
     if population is None:
         population = new if existing is None else new.unionByName(existing)
     db_api = _db_api(spark)
+    kept: list[DataFrame] = []
+    if existing is not None:
+        # Cached and counted, the day's records carry their real size: Spark then broadcasts them into
+        # each blocking join instead of shuffling every linked record once per blocking rule.
+        new = _cached(new, kept)
     left = db_api.register(new)
     linker = Linker(left, model, log_level=logging.WARNING)
     for column in _tf_columns(model):
-        # Computed once here: both prediction passes below join it (lazily it would be computed twice).
-        lookup = db_api.register(term_frequencies(population, column).localCheckpoint(eager=True))
+        # Computed once here (both prediction passes join it) and cached with its real size, so that
+        # joining it to the records is a broadcast, not a shuffle of every record per column.
+        lookup = db_api.register(_cached(term_frequencies(population, column), kept))
         linker.table_management.register_term_frequency_lookup(lookup, column)
     wanted = ("unique_id_l", "unique_id_r", "match_weight", "match_probability")
     within = linker.inference.predict_within(
@@ -394,7 +400,19 @@ def score_pairs(
             warning_mode="never",
         )
         pairs = pairs.unionByName(between.as_spark_dataframe().select(*wanted))
+    # Splink wrote both passes' predictions to the checkpoint folder: the cached inputs are done.
+    for frame in kept:
+        frame.unpersist()
     return pairs
+
+
+def _cached(df: DataFrame, kept: list[DataFrame]) -> DataFrame:
+    """``df`` cached and counted: the planner then knows its real size (a lazy or checkpointed frame
+    is planned at the size of what it was derived from)."""
+    df = df.persist()
+    df.count()
+    kept.append(df)
+    return df
 
 
 def cluster_pairs(nodes: DataFrame, edges: DataFrame) -> DataFrame:

@@ -7,7 +7,7 @@ built-in turns Chinese characters into their reading.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame
@@ -83,7 +83,9 @@ def _clean(col: Column) -> Column:
     return F.when(value != "", value)
 
 
-def standardize_person_columns(df: DataFrame, columns: Mapping[str, str]) -> DataFrame:
+def standardize_person_columns(
+    df: DataFrame, columns: Mapping[str, str], *, keep: Sequence[str] = ()
+) -> DataFrame:
     """Rename a person table's columns to the linkage roles and derive the comparison columns.
 
     Args:
@@ -96,7 +98,7 @@ def standardize_person_columns(df: DataFrame, columns: Mapping[str, str]) -> Dat
         ``unique_id`` (string) and the mapped roles, plus ``name_key`` (whole name, lower case, no
         spaces, family name first for Chinese and given name first otherwise, as written), ``name_pinyin``
         and, when a name is mapped, ``given_name`` and ``family_name`` (derived from ``full_name`` when
-        not mapped). Other columns of ``df`` are dropped.
+        not mapped), and the columns named in ``keep`` unchanged. Other columns of ``df`` are dropped.
     """
     unknown = sorted(set(columns) - set(ROLES))
     if unknown:
@@ -106,6 +108,7 @@ def standardize_person_columns(df: DataFrame, columns: Mapping[str, str]) -> Dat
     out = df.select(
         F.col(columns["record_id"]).cast("string").alias("unique_id"),
         *[F.col(src).alias(role) for role, src in columns.items() if role != "record_id"],
+        *keep,
     )
     derived: dict[str, Column] = {}
     for role in ("given_name", "family_name", "full_name", "address_line", "locality", "state"):

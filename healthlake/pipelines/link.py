@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -180,14 +180,9 @@ def run(
         return LinkResult("nothing", records=identities.count(), seconds=time.monotonic() - started)
 
     trusted = strong_identifier_keys(identities)[RESIDENT_ID].isNotNull()
-    prepared = (
-        standardize_person_columns(identities, IDENTITY_COLUMNS)
-        .join(
-            identities.select(F.col("record_id").alias("unique_id"), "fresh", trusted.alias("trusted_id")),
-            "unique_id",
-        )
-        .persist()
-    )
+    prepared = standardize_person_columns(
+        identities.withColumn("trusted_id", trusted), IDENTITY_COLUMNS, keep=("fresh", "trusted_id")
+    ).persist()
     if train:
         model = train_model(
             prepared.drop("fresh", "trusted_id"),
@@ -223,16 +218,19 @@ def run(
     )
     clusters = cluster_pairs(graph_nodes, edges).withColumnRenamed("unique_id", "node").persist()
     _progress(started, "clustered", clusters.count())
+    # Spark cannot tell that frames derived from a day's clusters are small next to the region's
+    # tables; on an incremental day they are broadcast into those joins instead of shuffling the region.
+    day = _day_sized if not train and fresh_count <= BROADCAST_FRESH_RECORDS else _as_is
     ids, events = _person_ids(spark, identities, persons_before, clusters, from_version)
     ids, events = _frozen(ids), _frozen(events)
-    updates = _frozen(_xref_updates(identities, previous, clusters, ids, events, edges))
+    updates = _frozen(_xref_updates(identities, previous, clusters, ids, events, edges, day))
     after = (
         updates
         if previous is None
-        else previous.join(updates.select(*KEY), list(KEY), "left_anti").unionByName(updates)
+        else previous.join(day(updates.select(*KEY)), list(KEY), "left_anti").unionByName(updates)
     )
-    persons = _frozen(_persons(identities, persons_before, after, ids, events, from_version))
-    reviews = _frozen(_reviews(pairs, identities, after, decisions, cfg.empi.match_probability))
+    persons = _frozen(_persons(identities, persons_before, after, ids, events, from_version, day))
+    reviews = _frozen(_reviews(pairs, after, decisions, cfg.empi.match_probability, day))
     counts = {e: events.where(F.col("event") == e).count() for e in (CREATED, MERGED, SPLIT)}
     _progress(started, "persons", persons.count())
 
@@ -272,6 +270,18 @@ def run(
         result.review,
     )
     return result
+
+
+BROADCAST_FRESH_RECORDS = 250_000
+"""Runs that link at most this many records broadcast the frames derived from them (see ``run``)."""
+
+
+def _day_sized(df: DataFrame) -> DataFrame:
+    return F.broadcast(df)
+
+
+def _as_is(df: DataFrame) -> DataFrame:
+    return df
 
 
 def _pinned(spark: SparkSession, lake: str, name: str) -> DataFrame | None:
@@ -427,14 +437,23 @@ def _person_ids(
     members = fresh.where(F.col("previous_person_id").isNotNull()).select(
         "cluster_id", "previous_person_id", F.lit(1).alias("n")
     )
-    # A person node weighs as many records as it keeps outside this run's fresh ones.
-    kept = identities.where(~F.col("fresh")).groupBy("node").agg(F.count(F.lit(1)).alias("n"))
+    # A person node weighs as many records as it keeps outside this run's fresh ones; only the person
+    # nodes in play are counted (a semi-join first: the day's clusters, not the whole region).
+    kept = (
+        identities.where(~F.col("fresh"))
+        .join(clusters.select("node"), "node", "left_semi")
+        .groupBy("node")
+        .agg(F.count(F.lit(1)).alias("n"))
+    )
     members = members.unionByName(
         clusters.join(kept, "node").select(
             "cluster_id", F.substring("node", len(PERSON_NODE) + 1, 1000).alias("previous_person_id"), "n"
         )
     )
     seeds = fresh.groupBy("cluster_id").agg(F.min("record_id").alias("seed"))
+    # Both are read several times below (ids and events): computed once, not once per use from the
+    # region-sized identities.
+    members, seeds = _frozen(members), _frozen(seeds)
     if persons_before is not None:
         # Persons created by this very run before a crash are not "issued": the re-run derives them again.
         issued = persons_before.where(F.col("created_version") != from_version).select("person_id")
@@ -450,6 +469,7 @@ def _xref_updates(
     ids: DataFrame,
     events: DataFrame,
     edges: DataFrame,
+    day: Callable[[DataFrame], DataFrame] = _as_is,
 ) -> DataFrame:
     """xref rows to write: every fresh record, and the records of persons merged into another."""
     fresh = (
@@ -472,7 +492,7 @@ def _xref_updates(
         F.col("other_person_id").alias("person_id"), F.col("person_id").alias("_survivor")
     )
     moved = (
-        previous.join(merged, "person_id")
+        previous.join(day(merged), "person_id")
         .join(fresh.select(*KEY), list(KEY), "left_anti")
         .withColumn("person_id", F.col("_survivor"))
         .withColumn("linked_at", F.current_timestamp())
@@ -488,6 +508,7 @@ def _persons(
     ids: DataFrame,
     events: DataFrame,
     from_version: int,
+    day: Callable[[DataFrame], DataFrame] = _as_is,
 ) -> DataFrame:
     """silver.person rows to upsert: golden records of the persons this run touched, and the retired."""
     touched = (
@@ -497,11 +518,14 @@ def _persons(
         )
         .distinct()
     )
-    records = after.join(touched, "person_id").select("person_id", *KEY).join(identities, list(KEY))
+    touched_records = after.join(day(touched), "person_id").select("person_id", *KEY)
+    records = identities.join(day(touched_records), list(KEY))
     created = ids.where("is_new").select("person_id", F.lit(from_version).alias("_new_version"))
     golden = golden_records(records).join(created, "person_id", "left")
     if persons_before is not None:
-        before = persons_before.select("person_id", F.col("created_version").alias("_was"))
+        before = persons_before.join(day(touched), "person_id", "left_semi").select(
+            "person_id", F.col("created_version").alias("_was")
+        )
         golden = golden.join(before, "person_id", "left")
     else:
         golden = golden.withColumn("_was", F.lit(None).cast("long"))
@@ -518,7 +542,7 @@ def _persons(
     if persons_before is None:
         return active
     retired = (
-        persons_before.join(merged, "person_id")
+        persons_before.join(day(merged), "person_id")
         .withColumn("status", F.lit(RETIRED))
         .withColumn("merged_into", F.col("_into"))
         .withColumn("updated_at", F.current_timestamp())
@@ -528,16 +552,27 @@ def _persons(
 
 
 def _reviews(
-    pairs: DataFrame, identities: DataFrame, after: DataFrame, decisions: DataFrame | None, threshold: float
+    pairs: DataFrame,
+    after: DataFrame,
+    decisions: DataFrame | None,
+    threshold: float,
+    day: Callable[[DataFrame], DataFrame] = _as_is,
 ) -> DataFrame:
     """Uncertain pairs whose records ended in two persons, for a person to decide."""
-    person_of = after.select(F.concat_ws("|", *KEY).alias("_record"), "person_id")
-    keys = identities.select(F.col("record_id").alias("_record"), *KEY)
     out = pairs.where(F.col("match_probability") < threshold)
+    # A record id is "<institution_id>|<source_patient_id>" (``patient_identities``): the xref has both.
+    in_pairs = (
+        out.select(F.col("unique_id_l").alias("_record"))
+        .unionByName(out.select(F.col("unique_id_r").alias("_record")))
+        .distinct()
+    )
+    person_of = after.select(F.concat_ws("|", *KEY).alias("_record"), *KEY, "person_id").join(
+        day(in_pairs), "_record", "left_semi"
+    )
     for side in ("l", "r"):
         side_cols = [F.col(k).alias(f"{k}_{side}") for k in KEY]
         out = out.join(
-            keys.join(person_of, "_record").select(
+            person_of.select(
                 F.col("_record").alias(f"unique_id_{side}"),
                 *side_cols,
                 F.col("person_id").alias(f"person_id_{side}"),
