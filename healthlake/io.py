@@ -185,6 +185,17 @@ def append(
     faults.after_write(name)
 
 
+def overwrite(df: DataFrame, lake_root: str, name: str) -> None:
+    """Replace a Delta table's rows (and schema) with ``df`` in one commit, creating it if absent.
+
+    Idempotent: writing the same rows again leaves the same table (a new version of it).
+    """
+    path = table_path(lake_root, name)
+    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+    logger.debug("overwrote %s", name)
+    faults.after_write(name)
+
+
 def upsert(
     df: DataFrame,
     lake_root: str,

@@ -1,6 +1,11 @@
 """Master patient index: link source patient records into persons (Splink on Spark, pinyin-aware)."""
 
-from healthlake.empi.identities import IDENTITY_COLUMNS, patient_identities
+from healthlake.empi.identities import (
+    IDENTITY_COLUMNS,
+    patient_identities,
+    patient_tokens,
+    with_clear_values,
+)
 from healthlake.empi.linkage import LinkResult, link_persons
 from healthlake.empi.names import ROLES, standardize_person_columns
 
@@ -10,5 +15,7 @@ __all__ = [
     "LinkResult",
     "link_persons",
     "patient_identities",
+    "patient_tokens",
     "standardize_person_columns",
+    "with_clear_values",
 ]

@@ -36,32 +36,36 @@ IDENTITY_COLUMNS = {
 def patient_identities(patient_record: DataFrame, vault: DataFrame) -> DataFrame:
     """One row per source patient (institution, patient number) with its clear identifiers.
 
+    ``patient_tokens`` followed by ``with_clear_values``.
+
     Args:
         patient_record: ``silver.patient_record``.
         vault: ``vault.identity`` (token, kind, value).
 
     Returns:
+        ``patient_tokens``'s columns plus the clear ``full_name``, ``id_number``, ``phone`` and
+        ``address_line``.
+    """
+    return with_clear_values(patient_tokens(patient_record), vault)
+
+
+def patient_tokens(patient_record: DataFrame) -> DataFrame:
+    """One row per source patient (institution, patient number): its tokens and coded values, no clear value.
+
+    Args:
+        patient_record: ``silver.patient_record``.
+
+    Returns:
         ``record_id`` (``<institution_id>|<source_patient_id>``), ``institution_id``, ``source_patient_id``,
-        the clear ``full_name``, ``id_number``, ``phone``, ``address_line`` and ``sex``, ``birth_date``,
-        ``area_code``, the tokens, ``insurance_no_token``, ``resident_id_valid``,
+        ``sex``, ``birth_date``, ``area_code``, the tokens, ``insurance_no_token``, ``resident_id_valid``,
         ``birth_date_matches_id``, ``_event_time`` and ``identity_hash`` (a hash of the tokens and coded
         values, to notice a changed record). When several records of one patient exist (registry,
         health record, NAT test …), the one with the most identifiers filled wins, then the latest event.
     """
-    records = patient_record
-    for token, (kind, clear) in TOKEN_KINDS.items():
-        values = vault.where(F.col("kind") == kind).select(
-            F.col("token").alias(token), F.col("value").alias(clear)
-        )
-        records = records.join(values.dropDuplicates([token]), token, "left")
-    filled = sum(
-        F.col(c).isNotNull().cast("int") for c in ("full_name", "id_number", "phone", "address_line")
-    )
+    # A token is there exactly when its clear value is (conform writes both): the most identifiers
+    # filled can be told from the tokens, before any vault join.
+    filled = sum(F.col(token).isNotNull().cast("int") for token in TOKEN_KINDS)
     carried = [
-        "full_name",
-        "id_number",
-        "phone",
-        "address_line",
         "sex",
         "birth_date",
         "area_code",
@@ -79,8 +83,24 @@ def patient_identities(patient_record: DataFrame, vault: DataFrame) -> DataFrame
         F.to_json(F.struct(*TOKEN_KINDS, "insurance_no_token", "sex", "birth_date", "area_code")), 256
     )
     return (
-        records.groupBy(*key)
+        patient_record.groupBy(*key)
         .agg(best.alias("best"))
         .select(F.concat_ws("|", *key).alias("record_id"), *key, "best.*")
         .withColumn("identity_hash", signature)
     )
+
+
+def with_clear_values(records: DataFrame, vault: DataFrame) -> DataFrame:
+    """Add the clear ``full_name``, ``id_number``, ``phone`` and ``address_line`` of each token.
+
+    Args:
+        records: Rows with the token columns of ``TOKEN_KINDS`` (``patient_tokens``, or some of its rows:
+            an incremental run joins only the records it links).
+        vault: ``vault.identity`` (token, kind, value).
+    """
+    for token, (kind, clear) in TOKEN_KINDS.items():
+        values = vault.where(F.col("kind") == kind).select(
+            F.col("token").alias(token), F.col("value").alias(clear)
+        )
+        records = records.join(values.dropDuplicates([token]), token, "left")
+    return records

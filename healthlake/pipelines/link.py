@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from healthlake import io
-from healthlake.empi.identities import IDENTITY_COLUMNS, patient_identities
+from healthlake.empi.identities import IDENTITY_COLUMNS, patient_tokens, with_clear_values
 from healthlake.empi.linkage import cluster_pairs, score_pairs, train_model
 from healthlake.empi.names import standardize_person_columns
 from healthlake.empi.persons import (
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PATIENT_RECORD, VAULT = "silver.patient_record", "vault.identity"
+PATIENT_RECORD, VAULT, FEATURES = "silver.patient_record", "vault.identity", "vault.link_features"
 XREF, PERSON, REVIEW, AUDIT, MODEL = (
     "silver.person_xref",
     "silver.person",
@@ -169,23 +169,27 @@ def run(
     model_row = _latest_model(spark, lake)
     train = full or previous is None or model_row is None
 
-    identities = patient_identities(
-        io.read_table(spark, lake, PATIENT_RECORD), io.read_table(spark, lake, VAULT)
-    )
+    identities = patient_tokens(io.read_table(spark, lake, PATIENT_RECORD))
     identities = _frozen(_with_state(identities, previous, decisions, everything=train))
     fresh_count = identities.where("fresh").count()
     _progress(started, "identities", fresh_count)
     if fresh_count == 0:
         log.info("link: no new or changed record and no decision to apply")
         return LinkResult("nothing", records=identities.count(), seconds=time.monotonic() - started)
+    # Spark cannot tell that frames derived from a day's records are small next to the region's
+    # tables; on an incremental day they are broadcast into those joins instead of shuffling the region.
+    day = _day_sized if not train and fresh_count <= BROADCAST_FRESH_RECORDS else _as_is
 
-    trusted = strong_identifier_keys(identities)[RESIDENT_ID].isNotNull()
-    prepared = standardize_person_columns(
-        identities.withColumn("trusted_id", trusted), IDENTITY_COLUMNS, keep=("fresh", "trusted_id")
-    ).persist()
+    vault = io.read_table(spark, lake, VAULT)
+    fresh = _link_features(identities.where("fresh"), vault).persist()
+    existing = None if train else _features_of_linked(spark, lake, identities, fresh_count, day)
+    rewrite_features = train or existing is None
+    if existing is None and not train:
+        # No features kept (a lake linked before they were): prepare the linked records too.
+        existing = _link_features(identities.where(~F.col("fresh")), vault).persist()
     if train:
         model = train_model(
-            prepared.drop("fresh", "trusted_id"),
+            fresh.drop("trusted_id", "identity_hash"),
             max_u_pairs=cfg.empi.max_u_pairs,
             max_records=cfg.empi.max_train_records,
             checkpoint_dir=_tmp(cfg),
@@ -193,12 +197,12 @@ def run(
         _progress(started, "model trained", fresh_count)
     else:
         model = json.loads(model_row)
-    existing = None if train else prepared.where(~F.col("fresh")).drop("fresh")
+    population = fresh if existing is None else fresh.unionByName(existing)
     pairs = score_pairs(
         model,
-        prepared.where("fresh").drop("fresh"),
-        existing,
-        population=prepared.drop("fresh", "trusted_id"),
+        fresh.drop("identity_hash"),
+        None if existing is None else existing.drop("identity_hash"),
+        population=population.drop("trusted_id", "identity_hash"),
         min_pair_probability=cfg.empi.review_probability,
         checkpoint_dir=_tmp(cfg),
         # Two trusted resident IDs settle a pair on their own: equal, the records are linked by rule;
@@ -218,9 +222,6 @@ def run(
     )
     clusters = cluster_pairs(graph_nodes, edges).withColumnRenamed("unique_id", "node").persist()
     _progress(started, "clustered", clusters.count())
-    # Spark cannot tell that frames derived from a day's clusters are small next to the region's
-    # tables; on an incremental day they are broadcast into those joins instead of shuffling the region.
-    day = _day_sized if not train and fresh_count <= BROADCAST_FRESH_RECORDS else _as_is
     ids, events = _person_ids(spark, identities, persons_before, clusters, from_version)
     ids, events = _frozen(ids), _frozen(events)
     updates = _frozen(_xref_updates(identities, previous, clusters, ids, events, edges, day))
@@ -237,6 +238,7 @@ def run(
     if train:
         _write_model(spark, lake, model, from_version)
     _ensure_tables(spark, lake)
+    _write_features(lake, population if rewrite_features else fresh, everything=rewrite_features)
     io.upsert(persons, lake, PERSON, ["person_id"])
     audit = events.withColumn("from_version", F.lit(from_version).cast("long")).withColumn(
         "logged_at", F.current_timestamp()
@@ -258,7 +260,9 @@ def run(
         review=reviews.count(),
         seconds=time.monotonic() - started,
     )
-    for frame in (prepared, pairs, clusters):
+    for frame in (fresh, existing, pairs, clusters):
+        if frame is None:
+            continue
         frame.unpersist()
     log.info(
         "link: %s run, %d records linked, %d persons created, %d merged, %d split, %d pairs to review",
@@ -282,6 +286,47 @@ def _day_sized(df: DataFrame) -> DataFrame:
 
 def _as_is(df: DataFrame) -> DataFrame:
     return df
+
+
+def _link_features(records: DataFrame, vault: DataFrame) -> DataFrame:
+    """The linkage columns of records (``standardize_person_columns`` on their clear values), with
+    ``trusted_id`` (a resident ID that settles a pair by itself) and ``identity_hash``."""
+    trusted = strong_identifier_keys(records)[RESIDENT_ID].isNotNull()
+    return standardize_person_columns(
+        with_clear_values(records, vault).withColumn("trusted_id", trusted),
+        IDENTITY_COLUMNS,
+        keep=("trusted_id", "identity_hash"),
+    )
+
+
+def _features_of_linked(
+    spark: SparkSession,
+    lake: str,
+    identities: DataFrame,
+    fresh_count: int,
+    day: Callable[[DataFrame], DataFrame],
+) -> DataFrame | None:
+    """The kept linkage columns of the records linked before and unchanged, or None when they are not
+    all there (features are written with each run's xref, so they are, unless the lake predates them)."""
+    if not io.is_table(spark, lake, FEATURES):
+        return None
+    fresh_ids = identities.where("fresh").select(F.col("record_id").alias("unique_id"))
+    kept = _pinned(spark, lake, FEATURES).join(day(fresh_ids), "unique_id", "left_anti").persist()
+    found, wanted = kept.count(), identities.count() - fresh_count
+    if found != wanted:
+        log.warning("link: %s holds %d of %d linked records; preparing them again", FEATURES, found, wanted)
+        kept.unpersist()
+        return None
+    return kept
+
+
+def _write_features(lake: str, features: DataFrame, *, everything: bool) -> None:
+    """Keep the linkage columns of this run's records (in the vault: they are clear values) for the next
+    runs, which then prepare only their own fresh records; ``everything`` replaces them all."""
+    if everything:
+        io.overwrite(features, lake, FEATURES)
+    else:
+        io.upsert(features, lake, FEATURES, ["unique_id"])
 
 
 def _pinned(spark: SparkSession, lake: str, name: str) -> DataFrame | None:

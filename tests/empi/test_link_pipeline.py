@@ -197,8 +197,12 @@ def decided(spark: SparkSession, day1, day2):
         for p in pending[1:]
         if not ends & {(p[f"institution_id_{s}"], p[f"source_patient_id_{s}"]) for s in "lr"}
     )
+    # As in a lake linked before features were kept: this run prepares every record again and keeps
+    # them all.
+    shutil.rmtree(io.table_path(cfg.lake_root, link.FEATURES))
     result = link.run(spark, cfg, accept=[accept["review_id"]], reject=[reject["review_id"]])
     xref, review = _version(spark, cfg, link.XREF), _version(spark, cfg, link.REVIEW)
+    features = _version(spark, cfg, link.FEATURES)
     full = link.run(spark, cfg, full=True)
     return {
         "accept": accept,
@@ -206,6 +210,7 @@ def decided(spark: SparkSession, day1, day2):
         "result": result,
         "xref": xref,
         "review": review,
+        "features": features,
         "full": full,
         "full_xref": _version(spark, cfg, link.XREF),
     }
@@ -291,6 +296,23 @@ def test_an_incremental_day_links_new_records_without_renumbering(spark: SparkSe
     assert result.created >= 95
 
 
+def _features_match_xref(features: DataFrame, xref: DataFrame) -> None:
+    """One kept feature row per linked record, for the identity the xref linked."""
+    keyed = xref.select(F.concat_ws("|", *link.KEY).alias("unique_id"), "identity_hash")
+    assertDataFrameEqual(features.select("unique_id", "identity_hash"), keyed)
+
+
+def test_linkage_features_are_kept_in_the_vault_for_the_next_run(spark: SparkSession, day1, day2) -> None:
+    features = _version(spark, day1["cfg"], link.FEATURES)
+    _features_match_xref(features, day2["xref"])
+    # The day-2 run prepared only its own records: one MERGE after the first run's full write.
+    history = io.history(spark, day1["cfg"].lake_root, link.FEATURES).orderBy("version").collect()
+    assert [h["operation"] for h in history][-1] == "MERGE"
+    metrics = history[-1]["operationMetrics"]
+    assert int(metrics["numTargetRowsInserted"]) + int(metrics["numTargetRowsUpdated"]) == len(day2["rows"])
+    assert {"name_key", "name_pinyin", "trusted_id"} <= set(features.columns)
+
+
 def test_a_record_carrying_both_strong_ids_merges_two_persons(spark: SparkSession, day1, day2) -> None:
     assert day2["result"].merged == 1
     xref = day2["xref"]
@@ -336,6 +358,8 @@ def test_review_decisions_are_honoured_on_the_next_runs(spark: SparkSession, dec
     assert (
         decided["review"].where((F.col("status") != "pending") & F.col("applied_version").isNull()).isEmpty()
     )
+    # The features were gone before this run (a lake linked before they were kept): all written again.
+    _features_match_xref(decided["features"], xref)
 
 
 def test_a_full_relink_keeps_every_person_id(decided) -> None:
