@@ -7,7 +7,9 @@ copies with a keying error) are written straight to silver.patient_record and va
 2. an incremental run over a new day of ``--day-records`` records (known residents seen again and new
    ones) against the linked ones.
 
-Baseline in the same run: silver.patient_record copied unchanged to a new Delta table. Pairwise precision
+Baseline in the same run: silver.patient_record copied unchanged to a new Delta table. The Spark session is
+the one ``healthlake link`` builds from ``conf/local.yaml`` (before 2026-11-27 the benchmark used the test
+suite's session: 2 shuffle partitions, adaptive execution off). Pairwise precision
 and recall of the full run against the synthetic truth are printed too.
 
     python benchmarks/link.py --records 100000 --day-records 5000
@@ -33,7 +35,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from healthlake import io  # noqa: E402
 from healthlake.config import load_config  # noqa: E402
 from healthlake.pipelines import link  # noqa: E402
-from healthlake.spark import get_test_spark  # noqa: E402
+from healthlake.spark import get_spark  # noqa: E402
 from healthlake.synth.patients import patient_records, synthetic_people, write_patient_silver  # noqa: E402
 
 COPIES = (1, 2, 2, 3)  # two records per resident on average
@@ -60,8 +62,12 @@ def main() -> None:
     for noisy in ("py4j", "splink"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     work = Path(args.work or tempfile.mkdtemp(prefix="healthlake-link-bench-"))
-    spark = get_test_spark(work / "spark", {"spark.driver.memory": "8g"})
-    cfg = load_config(overrides={"lake_root": str(work / "lake")})
+    # The session `healthlake link` builds from conf/local.yaml (adaptive execution, 8 shuffle
+    # partitions), with more driver memory for a million records in local mode.
+    cfg = load_config(
+        overrides={"lake_root": str(work / "lake"), "spark": {"conf": {"spark.driver.memory": "8g"}}}
+    )
+    spark = get_spark("link-benchmark", cfg)
     Path(cfg.lake_root).mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
