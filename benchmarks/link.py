@@ -5,7 +5,8 @@ copies with a keying error) are written straight to silver.patient_record and va
 
 1. a full run (model trained, every record linked);
 2. an incremental run over a new day of ``--day-records`` records (known residents seen again and new
-   ones) against the linked ones.
+   ones) against the linked ones, in this process, and the same day again with ``healthlake link`` in a
+   new process on a copy of the lake (JVM start and cold code included, as a scheduled job runs it).
 
 Baseline in the same run: silver.patient_record copied unchanged to a new Delta table. The Spark session is
 the one ``healthlake link`` builds from ``conf/local.yaml`` (before 2026-11-27 the benchmark used the test
@@ -22,6 +23,7 @@ import datetime as dt
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -97,7 +99,18 @@ def main() -> None:
         newcomers, seed=5, day=dt.date(2026, 3, 3), copies=COPIES
     )
     write_patient_silver(spark, cfg.lake_root, day2)
+    # The same day once more as a scheduled job runs it: `healthlake link` in a new process (JVM start,
+    # cold code), on a copy of the lake as it is now.
+    shutil.copytree(cfg.lake_root, work / "lake-cli", ignore=shutil.ignore_patterns("_tmp"))
     incremental = link.run(spark, cfg)
+    cli_started = time.perf_counter()
+    cli = subprocess.run(
+        [sys.executable, "-m", "healthlake.cli", "link", "--lake", str(work / "lake-cli")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    cli_seconds = time.perf_counter() - cli_started
 
     print(f"\nlink benchmark, {len(day1):,} + {len(day2):,} records (setup {setup:.0f}s)")
     print(f"{'run':<12}{'records':>12}{'linked':>10}{'seconds':>10}{'linked/s':>10}{'copy s':>8}{'speed':>8}")
@@ -106,6 +119,10 @@ def main() -> None:
             f"{name:<12}{r.records:>12,}{r.linked:>10,}{r.seconds:>10.1f}{r.linked / r.seconds:>10,.0f}"
             f"{copy:>8.1f}{copy / r.seconds:>8.3f}"
         )
+    print(
+        f"{'incremental, `healthlake link` in a new process':<50}{cli_seconds:>10.1f} s wall "
+        f"(exit {cli.returncode}){'' if cli.returncode == 0 else ': ' + cli.stderr.strip()[-300:]}"
+    )
     print(f"full run against the truth: pairwise precision {precision:.4f}, recall {recall:.4f}")
     print(
         f"persons {incremental.persons:,}, created on day 2 {incremental.created:,}, "

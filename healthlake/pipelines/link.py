@@ -648,6 +648,56 @@ def _ensure_tables(spark: SparkSession, lake: str) -> None:
         io.create_table(spark, lake, name, StructType.fromDDL(ddl))
 
 
+REVIEW_SHEET_FIELDS = ("full_name", "birth_date", "sex", "id_number", "phone", "address_line", "area_code")
+"""What a reviewer sees of each record of a pair (``review_sheet``)."""
+
+
+def review_sheet(spark: SparkSession, lake: str, *, status: str | None = PENDING) -> DataFrame:
+    """The review pairs with both records' clear identifiers side by side, for a reviewer to decide.
+
+    It reads the vault: use it only in an authorised reviewer's session, keep what it returns out of
+    silver, gold and research tables, and log none of its rows. Decide with ``record_decisions`` (or
+    ``healthlake link --accept/--reject``) on its ``review_id``.
+
+    Args:
+        spark: Session.
+        lake: Lake root.
+        status: Only pairs of this status (``pending``, ``accepted``, ``rejected``); None for all.
+
+    Returns:
+        ``review_id``, ``status``, ``match_probability``, ``match_weight``, and for each record (suffix
+        ``_l`` and ``_r``): ``institution_id``, ``source_patient_id``, ``person_id`` and
+        ``REVIEW_SHEET_FIELDS``.
+
+    Raises:
+        LinkError: When the lake has no review table yet.
+    """
+    if not io.is_table(spark, lake, REVIEW):
+        raise LinkError(f"{REVIEW} is not in the lake {lake}: run `healthlake link` first")
+    review = io.read_table(spark, lake, REVIEW)
+    if status is not None:
+        review = review.where(F.col("status") == status)
+    sides = [review.select(*[F.col(f"{k}_{side}").alias(k) for k in KEY]) for side in ("l", "r")]
+    wanted = sides[0].unionByName(sides[1]).distinct()
+    records = patient_tokens(io.read_table(spark, lake, PATIENT_RECORD)).join(wanted, list(KEY), "left_semi")
+    shown = with_clear_values(records, io.read_table(spark, lake, VAULT)).select(*KEY, *REVIEW_SHEET_FIELDS)
+    sheet = review.select(
+        "review_id",
+        "status",
+        "match_probability",
+        "match_weight",
+        *[f"{c}_{side}" for side in ("l", "r") for c in (*KEY, "person_id")],
+    )
+    for side in ("l", "r"):
+        sheet = sheet.join(
+            shown.select(*[F.col(c).alias(f"{c}_{side}") for c in shown.columns]),
+            [f"{k}_{side}" for k in KEY],
+            "left",
+        )
+    ordered = [f"{c}_{side}" for side in ("l", "r") for c in (*KEY, "person_id", *REVIEW_SHEET_FIELDS)]
+    return sheet.select("review_id", "status", "match_probability", "match_weight", *ordered)
+
+
 def record_decisions(
     spark: SparkSession, lake: str, *, accept: Sequence[str] = (), reject: Sequence[str] = ()
 ) -> None:

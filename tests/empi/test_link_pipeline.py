@@ -267,6 +267,21 @@ def test_person_holds_golden_records_of_tokens_only(spark: SparkSession, day1) -
     assert audit.where(F.col("event") == "created").count() == persons.count()
 
 
+def test_the_review_sheet_shows_both_records_clear_values(spark: SparkSession, day1) -> None:
+    lake = day1["cfg"].lake_root
+    sheet = link.review_sheet(spark, lake).collect()
+    pending = io.read_table(spark, lake, link.REVIEW).where(F.col("status") == "pending")
+    assert len(sheet) == pending.count() > 0
+    keyed = {(r["institution_id"], r["source_patient_id"]): r for r in day1["rows"]}
+    for row in sheet:
+        for side in ("l", "r"):
+            record = keyed[(row[f"institution_id_{side}"], row[f"source_patient_id_{side}"])]
+            # The name and ID number as the institution keyed them (the vault's values, not tokens).
+            assert row[f"full_name_{side}"] == record["name"]
+            assert row[f"id_number_{side}"] == record["resident_id"]
+    assert link.review_sheet(spark, lake, status="accepted").isEmpty()
+
+
 def test_a_rerun_over_the_same_input_changes_nothing(day1) -> None:
     assert (day1["again"].mode, day1["again"].records) == ("nothing", len(day1["rows"]))
 
