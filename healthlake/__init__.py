@@ -11,20 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "get_spark", "load_config", "read_table"]
+__all__ = ["__version__", "get_spark", "load_config", "load_pandas", "read_table", "table_history"]
 
 _LAZY = {
     "load_config": "healthlake.config",
     "get_spark": "healthlake.spark",
-    "read_table": "healthlake.io",
+    "read_table": "healthlake.tables",
+    "load_pandas": "healthlake.tables",
+    "table_history": "healthlake.tables",
 }
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from healthlake.config import load_config
-    from healthlake.io import read_table
     from healthlake.spark import get_spark
+    from healthlake.tables import load_pandas, read_table, table_history
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,95 @@
+"""Loading lake tables for users: ``load_pandas`` (no Spark, no JVM) and ``read_table``, with time travel."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.testing import assertDataFrameEqual
+
+import healthlake
+from healthlake import io
+from healthlake.errors import LakeError
+
+NAME = "gold.visits_daily"
+
+
+@pytest.fixture(scope="module")
+def two_versions(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A gold table written twice (version 0: two rows, version 1: three), and the time between."""
+    lake = str(tmp_path_factory.mktemp("tables") / "lake")
+    rows = [("360102", dt.date(2026, 3, 2), 10), ("360103", dt.date(2026, 3, 2), 4)]
+    schema = "area_code string, day date, visits long"
+    io.append(spark.createDataFrame(rows, schema), lake, NAME)
+    time.sleep(1.1)  # Delta's commit times are in milliseconds; keep the two versions a second apart
+    between = dt.datetime.now(dt.UTC)
+    time.sleep(1.1)
+    io.append(spark.createDataFrame([("360102", dt.date(2026, 3, 3), 7)], schema), lake, NAME)
+    return {"lake": lake, "rows": rows, "between": between}
+
+
+def test_load_pandas_runs_without_spark_and_travels_in_time(two_versions: dict) -> None:
+    # A new interpreter that never imports pyspark (so never starts a JVM) loads both versions.
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import healthlake
+        lake = {two_versions["lake"]!r}
+        latest = healthlake.load_pandas({NAME!r}, lake_root=lake)
+        first = healthlake.load_pandas({NAME!r}, version=0, lake_root=lake)
+        between = {two_versions["between"].isoformat()!r}
+        at = healthlake.load_pandas({NAME!r}, timestamp=between, lake_root=lake)
+        filtered = healthlake.load_pandas(
+            {NAME!r}, lake_root=lake, columns=["visits"], filters=[("area_code", "=", "360102")]
+        )
+        history = healthlake.table_history({NAME!r}, lake_root=lake)
+        print(json.dumps({{
+            "latest": int(latest["visits"].sum()), "rows": len(latest),
+            "first": sorted(first["visits"].tolist()), "at": sorted(at["visits"].tolist()),
+            "filtered": sorted(filtered["visits"].tolist()), "columns": list(filtered.columns),
+            "versions": [h["version"] for h in history],
+            "jvm_free": not any(m == "pyspark" or m.startswith(("pyspark.", "py4j")) for m in sys.modules),
+        }}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got == {
+        "latest": 21,
+        "rows": 3,
+        "first": [4, 10],
+        "at": [4, 10],
+        "filtered": [7, 10],
+        "columns": ["visits"],
+        "versions": [1, 0],
+        "jvm_free": True,
+    }
+
+
+def test_read_table_gives_spark_the_same_versions(spark: SparkSession, two_versions: dict) -> None:
+    lake = two_versions["lake"]
+    first = healthlake.read_table(NAME, version=0, lake_root=lake, spark=spark)
+    assertDataFrameEqual(first, spark.createDataFrame(two_versions["rows"], first.schema))
+    at = healthlake.read_table(NAME, timestamp=two_versions["between"], lake_root=lake, spark=spark)
+    assertDataFrameEqual(at, first)
+    assert healthlake.read_table(NAME, lake_root=lake, spark=spark).count() == 3
+
+
+def test_load_pandas_errors_are_one_line(two_versions: dict, tmp_path) -> None:
+    lake = two_versions["lake"]
+    cases = [
+        (dict(lake_root=str(tmp_path)), "no table gold.visits_daily"),
+        (dict(lake_root=lake, version=7), "has no version 7"),
+        (dict(lake_root=lake, version=0, timestamp="2026-01-01T00:00:00Z"), "either version or timestamp"),
+        (dict(lake_root=lake, timestamp="2000-01-01T00:00:00Z"), "did not exist at"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(LakeError, match=message) as info:
+            healthlake.load_pandas(NAME, **kwargs)
+        assert "\n" not in str(info.value)
