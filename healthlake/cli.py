@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_argument(link)
     link.set_defaults(func=cmd_link)
 
+    publish = commands.add_parser("publish", help="silver → gold: rebuild the topic library (gold.*)")
+    _conf_argument(publish)
+    publish.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    _verbose_argument(publish)
+    publish.set_defaults(func=cmd_publish)
+
     status = commands.add_parser("status", help="each table: version, rows, last operation")
     status.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
     _conf_argument(status)
@@ -240,6 +246,19 @@ def cmd_link(args: argparse.Namespace) -> int:
             ],
         )
     )
+    return EXIT_OK
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """``healthlake publish``: rebuild the gold tables from silver and print their rows."""
+    cfg = load_config(args.conf, {"lake_root": args.lake}, overrides_source=COMMAND_LINE)
+    if not is_uri(cfg.lake_root) and not Path(cfg.lake_root).is_dir():
+        raise UsageError(f"lake root {cfg.lake_root} does not exist (run link first or pass --lake)")
+    from healthlake.pipelines import publish
+    from healthlake.spark import get_spark
+
+    result = publish.run(get_spark("publish", cfg), cfg)
+    output(format_table(("table", "rows"), sorted(result.tables.items())))
     return EXIT_OK
 
 

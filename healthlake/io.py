@@ -68,7 +68,9 @@ def create_table(
     """
     if is_table(spark, lake_root, name):
         return False
-    builder = DeltaTable.createIfNotExists(spark).location(table_path(lake_root, name)).addColumns(schema)
+    # Absolute: Delta's builder reads a relative location such as ./lake/bronze/x as a table identifier.
+    location = _absolute(table_path(lake_root, name))
+    builder = DeltaTable.createIfNotExists(spark).location(location).addColumns(schema)
     for key, value in (properties or {}).items():
         builder = builder.property(key, value)
     builder.execute()

@@ -161,3 +161,15 @@ def test_register_tables_in_catalog(spark: SparkSession, lake: str, tmp_path: Pa
     io.append(spark.range(5), other, "bronze.events")
     io.register_tables(spark, other)
     assert spark.sql("SELECT count(*) AS n FROM bronze.events").first()["n"] == 5  # type: ignore[index]
+
+
+def test_create_table_under_a_relative_lake_root(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's quickstart passes --lake ./lake.
+    from pyspark.sql.types import StructType
+
+    monkeypatch.chdir(tmp_path)
+    assert io.create_table(spark, "./lake", "bronze.visits", StructType.fromDDL(SCHEMA))
+    # Created where Python's working directory says (the JVM's may differ; it reads absolute paths).
+    assert (tmp_path / "lake" / "bronze" / "visits" / "_delta_log").is_dir()

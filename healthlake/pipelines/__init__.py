@@ -44,10 +44,19 @@ def _link(spark: SparkSession, cfg: Config) -> object:
     return link.run(spark, cfg)
 
 
+def _publish(spark: SparkSession, cfg: Config) -> object:
+    from healthlake import io
+    from healthlake.pipelines import publish
+
+    if not all(io.is_table(spark, cfg.lake_root, t) for t in (publish.ENCOUNTER, publish.XREF)):
+        return None  # no encounters or no persons yet: nothing to publish
+    return publish.run(spark, cfg)
+
+
 STAGES: list[Stage] = [
     Stage("ingest", _ingest),  # landing → bronze
     Stage("conform", _conform),  # bronze → silver
     Stage("link", _link),  # silver.patient_record + vault → silver.person* (EMPI)
-    # Next: publish (silver → gold, research, omop).
+    Stage("publish", _publish),  # silver → gold (so far gold.encounter_facts; research and omop to come)
 ]
 """The stages ``healthlake run`` executes, in order."""
