@@ -11,6 +11,7 @@ import time
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 import healthlake
@@ -22,14 +23,21 @@ NAME = "gold.visits_daily"
 
 @pytest.fixture(scope="module")
 def two_versions(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A gold table written twice (version 0: two rows, version 1: three), and the time between."""
+    """A gold table written twice (version 0: two rows, version 1: three), and version 0's commit time."""
     lake = str(tmp_path_factory.mktemp("tables") / "lake")
     rows = [("360102", dt.date(2026, 3, 2), 10), ("360103", dt.date(2026, 3, 2), 4)]
     schema = "area_code string, day date, visits long"
     io.append(spark.createDataFrame(rows, schema), lake, NAME)
-    time.sleep(1.1)  # Delta's commit times are in milliseconds; keep the two versions a second apart
-    between = dt.datetime.now(dt.UTC)
-    time.sleep(1.1)
+    # "As of" version 0's own commit time is version 0; version 1 must commit strictly later (Delta's
+    # commit times are in milliseconds), so wait until the clock has passed it. Spark dates a commit by
+    # its log file, deltalake by the commit's own record: take the later of the two.
+    spark_us = io.history(spark, lake, NAME).select(F.unix_micros("timestamp")).first()[0]
+    between = max(
+        healthlake.table_history(NAME, lake_root=lake)[0]["timestamp"],
+        dt.datetime.fromtimestamp(spark_us / 1_000_000, tz=dt.UTC),
+    )
+    while dt.datetime.now(dt.UTC) <= between + dt.timedelta(milliseconds=1):
+        time.sleep(0.005)
     io.append(spark.createDataFrame([("360102", dt.date(2026, 3, 3), 7)], schema), lake, NAME)
     return {"lake": lake, "rows": rows, "between": between}
 

@@ -679,7 +679,8 @@ def review_sheet(spark: SparkSession, lake: str, *, status: str | None = PENDING
         review = review.where(F.col("status") == status)
     sides = [review.select(*[F.col(f"{k}_{side}").alias(k) for k in KEY]) for side in ("l", "r")]
     wanted = sides[0].unionByName(sides[1]).distinct()
-    records = patient_tokens(io.read_table(spark, lake, PATIENT_RECORD)).join(wanted, list(KEY), "left_semi")
+    # Only the records in review pairs: filtered before choosing each patient's record, not after.
+    records = patient_tokens(io.read_table(spark, lake, PATIENT_RECORD).join(wanted, list(KEY), "left_semi"))
     shown = with_clear_values(records, io.read_table(spark, lake, VAULT)).select(*KEY, *REVIEW_SHEET_FIELDS)
     sheet = review.select(
         "review_id",
