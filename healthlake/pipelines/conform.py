@@ -40,16 +40,18 @@ from pyspark.sql.types import (
 from healthlake import io
 from healthlake.errors import HealthlakeError
 from healthlake.privacy.tokens import load_key
-from healthlake.silver import diagnosis, encounter, events, observation, patient_record
+from healthlake.silver import diagnosis, encounter, events, observation, patient_record, reference
 from healthlake.silver.common import with_bundle_references
 from healthlake.silver.observation import CodeMaps
 from healthlake.silver.pseudonymise import drop_clear, tokenize_columns, vault_rows
 from healthlake.silver.quality import FAILED_RULES, Rule, rule_counts, with_failed_rules
 from healthlake.silver.rules import (
+    area_rules,
     chronic_followup_rules,
     diagnosis_rules,
     encounter_rules,
     immunization_rules,
+    institution_rules,
     location_event_rules,
     medication_rules,
     nat_test_rules,
@@ -182,6 +184,8 @@ ENTITIES = (
     Entity(
         "silver.chronic_followup", {"bronze.csv_records": events.followups_from_csv}, chronic_followup_rules
     ),
+    Entity("silver.area", {"bronze.csv_records": reference.areas_from_csv}, area_rules),
+    Entity("silver.institution", {"bronze.csv_records": reference.institutions_from_csv}, institution_rules),
     Entity(
         "silver.location_event",
         {"bronze.location_pings": events.location_events_from_pings},

@@ -203,3 +203,44 @@ def location_event_rules() -> list[Rule]:
             "a non-negative accuracy when given",
         ),
     ]
+
+
+def area_rules() -> list[Rule]:
+    """Rules for ``silver.area`` (GB/T 2260 codes)."""
+    code = F.col("area_code")
+    return [
+        _present("institution_id", "area"),
+        Rule(
+            "area_code_valid",
+            "validity",
+            code.rlike(r"^\d{6}$") | ((F.col("level") == "township") & code.rlike(r"^\d{9}$")),
+            "a 6-digit GB/T 2260 code (9 digits for a township)",
+        ),
+        Rule(
+            "area_level_known",
+            "validity",
+            F.col("level").isin("province", "city", "county", "township"),
+            "level is province, city, county or township",
+        ),
+        Rule(
+            "area_parent_present",
+            "completeness",
+            (F.col("level") == "province") | F.col("parent_code").isNotNull(),
+            "every area below the province names its parent",
+        ),
+    ]
+
+
+def institution_rules() -> list[Rule]:
+    """Rules for ``silver.institution``."""
+    return [
+        _present("institution_id", "institution"),
+        _present("kind", "institution"),
+        Rule(
+            "institution_area_valid",
+            "validity",
+            F.col("area_code").rlike(r"^\d{6}(\d{3})?$"),
+            "the area the institution sits in: a GB/T 2260 code (6 digits, 9 for a township)",
+        ),
+        _present("city_code", "institution"),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,3 +128,24 @@ def test_the_empi_view_gives_each_source_patient_its_keyed_identity(
     assert joined.where(F.col("full_name") != F.col("keyed_name")).isEmpty()
     assert joined.where(~F.col("id_number").eqNullSafe(F.col("keyed_national_id"))).isEmpty()
     assert set(IDENTITY_COLUMNS.values()) <= set(identities.columns)
+
+
+def test_master_data_is_conformed_not_quarantined(spark: SparkSession, region: Conformed) -> None:
+    lake = region.cfg.lake_root
+    manifest = json.loads((region.truth / "manifest.json").read_text(encoding="utf-8"))
+    areas = io.read_table(spark, lake, "silver.area")
+    institutions = io.read_table(spark, lake, "silver.institution")
+    assert areas.count() == sum(manifest["areas"].values())
+    assert {r.level: r["count"] for r in areas.groupBy("level").count().collect()} == manifest["areas"]
+    assert (
+        institutions.count()
+        == manifest["institutions"]
+        == institutions.select("institution_id").distinct().count()
+    )
+    assert (
+        io.read_table(spark, lake, "silver.quarantine").where(F.col("_source_feed") == "reference").isEmpty()
+    )
+    # Every township's parent is a county, every county's a city: the hierarchy gold rolls up through.
+    parents = areas.alias("a").join(areas.alias("p"), F.col("a.parent_code") == F.col("p.area_code"))
+    levels = {(r[0], r[1]) for r in parents.select("a.level", "p.level").distinct().collect()}
+    assert levels == {("township", "county"), ("county", "city"), ("city", "province")}
