@@ -206,6 +206,45 @@ def upsert(
     faults.after_write(name)
 
 
+def merge_changes(df: DataFrame, lake_root: str, name: str, keys: Sequence[str], delete_flag: str) -> None:
+    """Apply a set of changes by key in one MERGE: upsert rows, delete rows flagged ``delete_flag``.
+
+    Args:
+        df: One row per key: the table's columns plus the boolean ``delete_flag`` (True: remove the row
+            with that key; its other columns are ignored).
+        lake_root: Lake root folder or URI.
+        name: Table name ``layer.table``; it must exist.
+        keys: Columns that identify a row.
+        delete_flag: Name of the flag column (not written).
+    """
+    path = _existing(df.sparkSession, lake_root, name)
+    table = DeltaTable.forPath(df.sparkSession, path)
+    columns = table.toDF().columns
+    values = {f"`{c}`": f"s.`{c}`" for c in columns}
+    condition = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+    (
+        table.alias("t")
+        .merge(df.alias("s"), condition)
+        .whenMatchedDelete(condition=f"s.`{delete_flag}`")
+        .whenMatchedUpdate(set=values)
+        .whenNotMatchedInsert(condition=f"NOT s.`{delete_flag}`", values=values)
+        .execute()
+    )
+    logger.debug("merged changes into %s on %s", name, ", ".join(keys))
+    faults.after_write(name)
+
+
+def replace_where(df: DataFrame, lake_root: str, name: str, predicate: str) -> None:
+    """Replace the rows matching ``predicate`` with ``df`` in one commit (Delta's ``replaceWhere``).
+
+    Every row of ``df`` must match ``predicate``; the table must exist.
+    """
+    path = _existing(df.sparkSession, lake_root, name)
+    df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(path)
+    logger.debug("replaced %s where %s", name, predicate)
+    faults.after_write(name)
+
+
 def insert_new(df: DataFrame, lake_root: str, name: str, keys: Sequence[str]) -> None:
     """Insert the rows whose ``keys`` the table does not hold yet (a MERGE without updates).
 
@@ -245,6 +284,13 @@ def latest_version(spark: SparkSession, lake_root: str, name: str) -> int:
     path = _existing(spark, lake_root, name)
     (row,) = DeltaTable.forPath(spark, path).history(1).select("version").collect()
     return int(row[0])
+
+
+def has_change_feed(spark: SparkSession, lake_root: str, name: str) -> bool:
+    """True when the table records a change data feed (``delta.enableChangeDataFeed``)."""
+    path = _existing(spark, lake_root, name)
+    (row,) = DeltaTable.forPath(spark, path).detail().select("properties").collect()
+    return str((row[0] or {}).get("delta.enableChangeDataFeed", "false")).lower() == "true"
 
 
 def read_changes(spark: SparkSession, lake_root: str, name: str, start: int, end: int) -> DataFrame:

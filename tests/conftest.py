@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
+from healthlake.config import Config, load_config
 from healthlake.spark import get_test_spark
 
 # A key for tests only (conform tokenises identifiers with it); real keys come from the environment.
@@ -30,3 +32,31 @@ def lake(tmp_path: Path) -> str:
     root = tmp_path / "lake"
     root.mkdir()
     return str(root)
+
+
+@dataclass
+class Conformed:
+    """A generated region ingested and conformed: its configuration, truth folder and conform results."""
+
+    cfg: Config
+    truth: Path
+    landing: Path
+    results: list
+
+
+@pytest.fixture(scope="session")
+def conformed_region(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Conformed:
+    """A region with every defect on, generated, ingested and conformed once for the silver and gold tests.
+
+    Tests that write to the lake work on a copy (``shutil.copytree``) so the others see it unchanged.
+    """
+    from healthlake.pipelines import conform, ingest
+    from tests.synth.conftest import generate
+
+    root = tmp_path_factory.mktemp("conform_region")
+    # Default rates (every defect on) with more malformed records, duplicates, updates and cancellations.
+    rates = {"malformed": 0.02, "duplicate": 0.03, "update": 0.05, "cancel": 0.03}
+    gen = generate(spark, root, people=300, days=2, seed=5, persons_per_shard=300, rates=rates)
+    cfg = load_config(overrides={"landing_root": str(gen.landing), "lake_root": str(root / "lake")})
+    ingest.run(spark, cfg)
+    return Conformed(cfg, gen.truth, gen.landing, conform.run(spark, cfg))

@@ -82,3 +82,14 @@ def encounter_facts(encounters: DataFrame, person_xref: DataFrame) -> DataFrame:
         ),
         F.when(index, gap).alias("days_to_next_admission"),
     )
+
+
+def with_institution_area(facts: DataFrame, institution_paths: DataFrame) -> DataFrame:
+    """Add the institution's area: ``institution_area_code``, ``township_code`` … ``province_code``.
+
+    Args:
+        facts: ``encounter_facts`` rows.
+        institution_paths: ``healthlake.gold.areas.institution_paths``.
+    """
+    places = institution_paths.drop("institution_name")
+    return facts.join(F.broadcast(places), "institution_id", "left")

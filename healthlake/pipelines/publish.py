@@ -1,31 +1,105 @@
 """``healthlake publish``: silver → gold, the topic library (主题库).
 
-Builds what ``healthlake.gold`` defines so far: ``gold.encounter_facts`` (``docs/gold.md``). Each gold table
-is rebuilt whole from pinned silver versions and replaces the previous one in a single Delta commit, so a
-re-run after success or after a crash gives the same table and never half of one. (Recomputing only the
-partitions a day touched, from silver's change data feed, is still to come.)
+Builds the gold tables ``healthlake.gold`` defines (``docs/gold.md``) and the OMOP CDM export
+(``docs/omop.md``) from pinned versions of their silver inputs. Each table is rebuilt and replaces the
+previous one in a single Delta commit (an overwrite), so a re-run after success or after a crash gives the
+same tables and never half of one.
+
+``as_of`` (ages, the registry's 12-month window, the census end) is the last day of clinical activity in
+the pinned silver, not the wall clock: the same silver versions always give the same gold.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pyspark.sql import functions as F
+
 from healthlake import io
 from healthlake.errors import HealthlakeError
-from healthlake.gold.encounters import encounter_facts
+from healthlake.gold.areas import area_paths, institution_paths
+from healthlake.gold.chronic import chronic_disease_indicators, chronic_disease_registry
+from healthlake.gold.encounters import encounter_facts, with_institution_area
+from healthlake.gold.exchange import exchange_volume_daily
+from healthlake.gold.patients import age_at, patient_360
+from healthlake.gold.utilization import utilization_daily
+from healthlake.pipelines import omop
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from healthlake.config import Config
 
 log = logging.getLogger(__name__)
 
-ENCOUNTER, XREF = "silver.encounter", "silver.person_xref"
+ENCOUNTER, XREF, PERSON = "silver.encounter", "silver.person_xref", "silver.person"
 ENCOUNTER_FACTS = "gold.encounter_facts"
+UTILIZATION_DAILY = "gold.utilization_daily"
+PATIENT_360 = "gold.patient_360"
+CHRONIC_REGISTRY = "gold.chronic_disease_registry"
+CHRONIC_INDICATORS = "gold.chronic_disease_indicators"
+EXCHANGE_VOLUME = "gold.exchange_volume_daily"
+PUBLISH_LOG = "gold.publish_log"
+GOLD_TABLES = (
+    ENCOUNTER_FACTS,
+    UTILIZATION_DAILY,
+    PATIENT_360,
+    CHRONIC_REGISTRY,
+    CHRONIC_INDICATORS,
+    EXCHANGE_VOLUME,
+)
+REQUIRED = {ENCOUNTER: "conform", XREF: "link", PERSON: "link"}
+
+# Empty stand-ins for silver tables a lake may lack (a region without that feed): the gold tables are
+# still built, with no rows from that source.
+_EMPTY = {
+    "silver.area": "area_code string, name string, level string, parent_code string",
+    "silver.institution": "institution_id string, name string, area_code string",
+    "silver.diagnosis": (
+        "institution_id string, source_patient_id string, icd10_category string, diagnosis_time timestamp, "
+        "is_cancelled boolean"
+    ),
+    "silver.chronic_followup": (
+        "institution_id string, source_record_id string, source_patient_id string, followup_time timestamp, "
+        "disease_icd10_category string"
+    ),
+    "silver.observation": (
+        "institution_id string, source_patient_id string, loinc string, value double, "
+        "observation_time timestamp, is_cancelled boolean"
+    ),
+    "silver.immunization": "institution_id string, source_patient_id string, is_cancelled boolean",
+    "silver.nat_test": (
+        "institution_id string, source_record_id string, source_patient_id string, sample_time timestamp, "
+        "report_time timestamp, result string"
+    ),
+    "silver.quarantine": (
+        "_source_file string, _record_offset int, silver_table string, failed_rules array<string>"
+    ),
+    "bronze.quarantine": "_source_file string, _record_offset int, reason string",
+}
+BRONZE_DATA = (
+    "bronze.fhir_resources",
+    "bronze.hl7v2_messages",
+    "bronze.csv_records",
+    "bronze.location_pings",
+)
+SILVER_EVENTS = (
+    "silver.patient_record",
+    "silver.encounter",
+    "silver.diagnosis",
+    "silver.observation",
+    "silver.immunization",
+    "silver.medication",
+    "silver.nat_test",
+    "silver.chronic_followup",
+    "silver.location_event",
+    "silver.area",
+    "silver.institution",
+)
 
 
 class PublishError(HealthlakeError):
@@ -38,37 +112,376 @@ class PublishResult:
 
     Attributes:
         tables: Gold table → its rows after the run.
+        as_of: The last day of clinical activity in the silver versions used.
+        versions: Silver table → the version read.
+        mode: ``full`` (everything rebuilt) or ``incremental``.
         seconds: Wall time of the run.
     """
 
     tables: dict[str, int] = field(default_factory=dict)
+    as_of: dt.date | None = None
+    versions: dict[str, int] = field(default_factory=dict)
+    mode: str = "full"
     seconds: float = 0.0
 
 
-def run(spark: SparkSession, cfg: Config) -> PublishResult:
-    """Rebuild the gold tables from silver.
+class _Silver:
+    """Silver (and bronze) inputs pinned at their version when first read, so one run sees one state."""
+
+    def __init__(self, spark: SparkSession, lake: str) -> None:
+        self.spark, self.lake = spark, lake
+        self.versions: dict[str, int] = {}
+
+    def has(self, name: str) -> bool:
+        return io.is_table(self.spark, self.lake, name)
+
+    def version(self, name: str) -> int:
+        """The version this run reads of ``name`` (pinned on first use)."""
+        if name not in self.versions:
+            self.versions[name] = io.latest_version(self.spark, self.lake, name)
+        return self.versions[name]
+
+    def read(self, name: str) -> DataFrame:
+        if name not in self.versions and not self.has(name):
+            if name not in _EMPTY:
+                raise PublishError(f"{name} is not in the lake {self.lake}")
+            return self.spark.createDataFrame([], _EMPTY[name])
+        return io.read_table(self.spark, self.lake, name, version=self.version(name))
+
+
+def _as_of(silver: _Silver) -> dt.date:
+    """The last day of clinical activity: admissions, discharges, follow-ups and observations."""
+    days = [
+        silver.read(ENCOUNTER).select(
+            F.greatest(F.to_date("admit_time"), F.to_date("discharge_time")).alias("d")
+        ),
+        silver.read("silver.chronic_followup").select(F.to_date("followup_time").alias("d")),
+        silver.read("silver.observation").select(F.to_date("observation_time").alias("d")),
+    ]
+    union = days[0].unionByName(days[1]).unionByName(days[2])
+    last = union.agg(F.max("d")).first()[0]  # one aggregate row
+    return last or dt.date.today()
+
+
+def _bronze_records(silver: _Silver) -> DataFrame:
+    cols = ("_source_file", "_source_feed", "_institution_id", "_record_offset", "_ingested_at", "raw")
+    frames = [silver.read(t).select(*cols) for t in BRONZE_DATA if silver.has(t)]
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def _silver_events(silver: _Silver) -> DataFrame:
+    frames = [silver.read(t).select("_source_file", "_event_time") for t in SILVER_EVENTS if silver.has(t)]
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def run(spark: SparkSession, cfg: Config, *, full: bool = False) -> PublishResult:
+    """Bring the gold tables (and the OMOP export) up to date with silver.
+
+    The first run, or ``full=True``, rebuilds every table. Later runs recompute only what silver changed
+    since the last run (``gold.publish_log`` holds the silver versions each run read): the encounters and
+    patients the change data feeds name, and the days of ``gold.utilization_daily`` they touch. The
+    chronic-disease tables, the exchange volumes and the OMOP export are rebuilt on every run.
 
     Args:
         spark: Session.
         cfg: Configuration (``lake_root``).
+        full: Rebuild everything, whatever the log says.
 
     Returns:
-        The tables written and their rows.
+        The tables written and their rows, the ``as_of`` day, the silver versions read and the mode.
 
     Raises:
-        PublishError: When ``silver.encounter`` or ``silver.person_xref`` is missing.
+        PublishError: When ``silver.encounter``, ``silver.person_xref`` or ``silver.person`` is missing.
     """
     started = time.monotonic()
     lake = cfg.lake_root
-    for table, stage in ((ENCOUNTER, "conform"), (XREF, "link")):
+    for table, stage in REQUIRED.items():
         if not io.is_table(spark, lake, table):
             raise PublishError(f"{table} is not in the lake {lake}: run `healthlake {stage}` first")
-    # Pinned versions: the gold table is a function of the silver versions it was built from.
-    encounters = io.read_table(spark, lake, ENCOUNTER, version=io.latest_version(spark, lake, ENCOUNTER))
-    xref = io.read_table(spark, lake, XREF, version=io.latest_version(spark, lake, XREF))
-    io.overwrite(encounter_facts(encounters, xref), lake, ENCOUNTER_FACTS)
-    result = PublishResult({ENCOUNTER_FACTS: io.read_table(spark, lake, ENCOUNTER_FACTS).count()})
+    silver = _Silver(spark, lake)
+    as_of = _as_of(silver)
+    last = None if full else _last_run(spark, lake)
+    result = PublishResult(as_of=as_of)
+    if last is not None and _can_increment(silver, last):
+        result.mode = "incremental"
+        _publish_incremental(silver, last, as_of)
+    else:
+        _publish_full(silver, as_of)
+    _publish_rebuilt(silver, as_of)
+
+    result.versions = dict(silver.versions)
+    for table in GOLD_TABLES:
+        if io.is_table(spark, lake, table):
+            result.tables[table] = io.read_table(spark, lake, table).count()
+    missing = [table for table in omop.INPUTS if not silver.has(table)]
+    if missing:
+        log.info("publish: OMOP export skipped, the lake has no %s", ", ".join(missing))
+    else:
+        result.tables.update(omop.run(spark, cfg))
     result.seconds = time.monotonic() - started
+    _log_run(spark, lake, result)  # the commit point: the next run increments from these versions
     written = ", ".join(f"{table} {rows} rows" for table, rows in result.tables.items())
-    log.info("publish: %s in %.1fs", written, result.seconds)
+    log.info("publish %s (as of %s): %s in %.1fs", result.mode, as_of, written, result.seconds)
     return result
+
+
+def _publish_full(silver: _Silver, as_of: dt.date) -> None:
+    """Rebuild the encounter facts, the daily utilisation and the patient view from all of silver."""
+    lake, day = silver.lake, F.lit(as_of)
+    places, areas = _places(silver), silver.read("silver.area")
+    facts = encounter_facts(silver.read(ENCOUNTER), silver.read(XREF)).transform(
+        lambda df: with_institution_area(df, places)
+    )
+    io.overwrite(facts, lake, ENCOUNTER_FACTS)
+    facts = io.read_table(silver.spark, lake, ENCOUNTER_FACTS)  # later tables build on the written facts
+    io.overwrite(utilization_daily(facts, places, areas, day), lake, UTILIZATION_DAILY)
+    io.overwrite(_patient_360(silver, silver.read(PERSON), silver.read(XREF), facts, day), lake, PATIENT_360)
+
+
+def _publish_rebuilt(silver: _Silver, as_of: dt.date) -> None:
+    """The tables rebuilt on every run: chronic-disease registry and indicators, exchange volumes."""
+    lake, day = silver.lake, F.lit(as_of)
+    followups, observations = silver.read("silver.chronic_followup"), silver.read("silver.observation")
+    xref = silver.read(XREF)
+    registry = chronic_disease_registry(followups, observations, xref, day)
+    io.overwrite(registry, lake, CHRONIC_REGISTRY)
+    indicators = chronic_disease_indicators(
+        followups, observations, xref, _places(silver), silver.read("silver.area"), day
+    )
+    io.overwrite(indicators, lake, CHRONIC_INDICATORS)
+    if silver.has("bronze.ingest_log"):
+        exchange = exchange_volume_daily(
+            silver.read("bronze.ingest_log"),
+            _bronze_records(silver),
+            silver.read("bronze.quarantine"),
+            silver.read("silver.quarantine"),
+            _silver_events(silver),
+        )
+        io.overwrite(exchange, lake, EXCHANGE_VOLUME)
+
+
+def _places(silver: _Silver) -> DataFrame:
+    return institution_paths(silver.read("silver.institution"), silver.read("silver.area"))
+
+
+def _patient_360(
+    silver: _Silver, persons: DataFrame, xref: DataFrame, facts: DataFrame, day: Column
+) -> DataFrame:
+    return patient_360(
+        persons,
+        xref,
+        facts,
+        silver.read("silver.diagnosis"),
+        silver.read("silver.chronic_followup"),
+        silver.read("silver.immunization"),
+        silver.read("silver.nat_test"),
+        area_paths(silver.read("silver.area")),
+        day,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Incremental publish
+
+
+@dataclass(frozen=True)
+class _LastRun:
+    as_of: dt.date
+    versions: dict[str, int]
+
+
+def _last_run(spark: SparkSession, lake: str) -> _LastRun | None:
+    """The silver versions and ``as_of`` of the last finished publish, if any."""
+    if not io.is_table(spark, lake, PUBLISH_LOG):
+        return None
+    rows = io.read_table(spark, lake, PUBLISH_LOG).orderBy(F.desc("finished_at")).limit(1).collect()
+    return _LastRun(rows[0]["as_of"], dict(rows[0]["versions"])) if rows else None
+
+
+def _can_increment(silver: _Silver, last: _LastRun) -> bool:
+    """Whether this run can build on the last one: its tables exist and the event feeds record changes."""
+    spark, lake = silver.spark, silver.lake
+    if not all(io.is_table(spark, lake, t) for t in (ENCOUNTER_FACTS, UTILIZATION_DAILY, PATIENT_360)):
+        return False
+    if any(name not in last.versions for name in (ENCOUNTER, XREF, PERSON)):
+        return False
+    # A new register of areas or institutions moves rows between areas everywhere: rebuild.
+    for reference in ("silver.area", "silver.institution"):
+        if silver.has(reference) and last.versions.get(reference) != silver.version(reference):
+            return False
+    return all(io.has_change_feed(spark, lake, t) for t in _EVENT_TABLES if silver.has(t))
+
+
+_EVENT_TABLES = (
+    ENCOUNTER,
+    "silver.diagnosis",
+    "silver.chronic_followup",
+    "silver.immunization",
+    "silver.nat_test",
+)
+_PATIENT = ["institution_id", "source_patient_id"]
+_KEY = ["institution_id", "source_record_id"]
+
+
+def _changes(silver: _Silver, last: _LastRun, table: str) -> DataFrame | None:
+    """Rows of ``table`` changed since the last run (its change feed), or None when nothing changed."""
+    if not silver.has(table):
+        return None
+    end = silver.version(table)
+    start = last.versions.get(table, -1) + 1  # a table new since the last run: all of it
+    if start > end:
+        return None
+    return io.read_changes(silver.spark, silver.lake, table, start, end)
+
+
+def _link_changes(silver: _Silver, last: _LastRun) -> DataFrame:
+    """``(institution_id, source_patient_id, person_id)`` links added or removed since the last run."""
+    cols = [*_PATIENT, "person_id"]
+    before = io.read_table(silver.spark, silver.lake, XREF, version=last.versions[XREF]).select(cols)
+    now = silver.read(XREF).select(cols)
+    return now.subtract(before).unionByName(before.subtract(now))
+
+
+def _union(frames: list[DataFrame]) -> DataFrame:
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def _persons_of(patients: DataFrame, silver: _Silver, last: _LastRun) -> DataFrame:
+    """The persons (before and now) of some source patients."""
+    before = io.read_table(silver.spark, silver.lake, XREF, version=last.versions[XREF])
+    return _union(
+        [x.join(patients, _PATIENT, "left_semi").select("person_id") for x in (silver.read(XREF), before)]
+    )
+
+
+def _delta_rows(new: DataFrame, old: DataFrame, key: list[str]) -> DataFrame:
+    """Changes for ``io.merge_changes``: the new rows, and a delete for every old key no new row has."""
+    gone = old.join(new.select(key), key, "left_anti").select(
+        *[F.col(c) for c in new.columns], F.lit(True).alias("_delete")
+    )
+    return new.withColumn("_delete", F.lit(False)).unionByName(gone)
+
+
+def _publish_incremental(silver: _Silver, last: _LastRun, as_of: dt.date) -> None:
+    """Recompute the encounters, days and persons silver changed since the last run, and merge them in."""
+    spark, lake, day = silver.spark, silver.lake, F.lit(as_of)
+    links = _link_changes(silver, last)
+    encounter_changes = _changes(silver, last, ENCOUNTER)
+    patients = [links.select(*_PATIENT)]
+    if encounter_changes is not None:
+        patients.append(encounter_changes.select(*_PATIENT))
+    changed_patients = _union(patients).distinct()
+    persons = _union([_persons_of(changed_patients, silver, last), links.select("person_id")]).distinct()
+
+    # Encounter facts: every encounter of an affected person (readmission looks at their whole history),
+    # and every encounter of a changed patient that has no person.
+    xref = silver.read(XREF)
+    in_scope = _union(
+        [xref.join(persons, "person_id", "left_semi").select(*_PATIENT), changed_patients]
+    ).distinct()
+    places = _places(silver)
+    new_facts = encounter_facts(silver.read(ENCOUNTER).join(in_scope, _PATIENT, "left_semi"), xref).transform(
+        lambda df: with_institution_area(df, places)
+    )
+    old_all = io.read_table(
+        spark, lake, ENCOUNTER_FACTS, version=io.latest_version(spark, lake, ENCOUNTER_FACTS)
+    )
+    touched = [old_all.join(persons, "person_id", "left_semi")]
+    if encounter_changes is not None:
+        touched.append(old_all.join(encounter_changes.select(*_KEY).distinct(), _KEY, "left_semi"))
+    old_facts = _union(touched).distinct()
+    new_facts = new_facts.select(*old_all.columns).cache()
+    changed = new_facts.subtract(old_facts).unionByName(old_facts.subtract(new_facts))
+    first_day = changed.agg(
+        F.least(F.min("admit_date"), F.min(F.to_date("discharge_time"))).alias("d")
+    ).first()[0]  # one aggregate row
+    io.merge_changes(_delta_rows(new_facts, old_facts, _KEY), lake, ENCOUNTER_FACTS, _KEY, "_delete")
+    new_facts.unpersist()
+
+    # Daily utilisation: every day from the first one a changed encounter touches (the census of open
+    # stays moves with as_of), recomputed for all institutions of that day, replaces the stored days.
+    days = [first_day] if first_day else []
+    if as_of != last.as_of:
+        days.append(min(last.as_of, as_of) + dt.timedelta(days=1))
+    if days:
+        since = min(days)
+        facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
+        relevant = facts.where(
+            (F.col("admit_date") >= F.lit(since))
+            | (F.to_date("discharge_time") >= F.lit(since))
+            | ((F.col("encounter_class") == "inpatient") & F.col("discharge_time").isNull())
+        )
+        recent = utilization_daily(relevant, places, silver.read("silver.area"), day).where(
+            F.col("date") >= F.lit(since)
+        )
+        io.replace_where(recent, lake, UTILIZATION_DAILY, f"date >= '{since.isoformat()}'")
+
+    # Patient view: persons with a changed event, link or golden record, or a birthday since the last run.
+    event_patients = [changed_patients]
+    for table in _EVENT_TABLES[1:]:
+        rows = _changes(silver, last, table)
+        if rows is not None:
+            event_patients.append(rows.select(*_PATIENT))
+    person_cols = [
+        "person_id",
+        "status",
+        "resident_id_token",
+        "sex",
+        "birth_date",
+        "area_code",
+        "record_count",
+        "institution_count",
+    ]
+    before = io.read_table(spark, lake, PERSON, version=last.versions[PERSON]).select(person_cols)
+    now = silver.read(PERSON).select(person_cols)
+    aged = now.where(age_at(F.col("birth_date"), F.lit(last.as_of)) != age_at(F.col("birth_date"), day))
+    affected = (
+        _union(
+            [
+                _persons_of(_union(event_patients).distinct(), silver, last),
+                links.select("person_id"),
+                now.subtract(before).select("person_id"),
+                before.subtract(now).select("person_id"),
+                aged.select("person_id"),
+            ]
+        )
+        .distinct()
+        .cache()
+    )
+    facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
+    fresh = _patient_360(
+        silver,
+        silver.read(PERSON).join(affected, "person_id", "left_semi"),
+        xref.join(affected, "person_id", "left_semi"),
+        facts.join(affected, "person_id", "left_semi"),
+        day,
+    )
+    stored = io.read_table(spark, lake, PATIENT_360, version=io.latest_version(spark, lake, PATIENT_360))
+    io.merge_changes(
+        _delta_rows(fresh, stored.join(affected, "person_id", "left_semi"), ["person_id"]),
+        lake,
+        PATIENT_360,
+        ["person_id"],
+        "_delete",
+    )
+    affected.unpersist()
+
+
+_LOG_SCHEMA = (
+    "mode string, as_of date, versions map<string,bigint>, tables map<string,bigint>, seconds double, "
+    "finished_at timestamp"
+)
+
+
+def _log_run(spark: SparkSession, lake: str, result: PublishResult) -> None:
+    row = (result.mode, result.as_of, result.versions, result.tables, result.seconds, dt.datetime.now(dt.UTC))
+    io.append(spark.createDataFrame([row], _LOG_SCHEMA), lake, PUBLISH_LOG)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,38 @@ KEY_FILE_ENV = "HEALTHLAKE_HMAC_KEY_FILE"
 MIN_KEY_BYTES = 16
 TOKEN_KINDS = ("resident_id", "name", "phone", "address", "insurance_no", "patient_id")
 """What a token stands for; part of the HMAC input, so equal text of two kinds gives unrelated tokens."""
+
+EXTRACT_KIND_PREFIX = "extract:"
+_EXTRACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""Extract names: no ``:`` (so ``kind:value`` stays unambiguous), no spaces, at most 64 characters."""
+
+
+def extract_kind(extract: str) -> str:
+    """The token kind of a research extract's person keys: ``extract:<name>``.
+
+    Each extract is its own kind, so the same person gets unrelated tokens in two extracts, and the
+    same extract re-run with the same key gives the same tokens. Kinds of ``TOKEN_KINDS`` never start
+    with ``extract:``, so an extract token cannot equal a lake identifier token.
+
+    Raises:
+        ValueError: When ``extract`` is not 1-64 letters, digits, ``_``, ``.`` or ``-`` (first a letter
+            or digit).
+    """
+    if not isinstance(extract, str) or not _EXTRACT_NAME.fullmatch(extract):
+        raise ValueError(
+            f"bad extract name {extract!r}: 1-64 letters, digits, '_', '.' or '-', starting with a letter "
+            "or digit"
+        )
+    return EXTRACT_KIND_PREFIX + extract
+
+
+def is_token_kind(kind: str) -> bool:
+    """True for a kind of ``TOKEN_KINDS`` or an extract kind (``extract_kind``)."""
+    if kind in TOKEN_KINDS:
+        return True
+    return kind.startswith(EXTRACT_KIND_PREFIX) and bool(
+        _EXTRACT_NAME.fullmatch(kind[len(EXTRACT_KIND_PREFIX) :])
+    )
 
 
 class TokenKeyError(HealthlakeError):
@@ -74,10 +107,10 @@ def tokenizer(key: bytes, kind: str) -> Callable[[Column], Column]:
 
     Args:
         key: The key from ``load_key``.
-        kind: One of ``TOKEN_KINDS``.
+        kind: One of ``TOKEN_KINDS``, or ``extract:<name>`` (``extract_kind``) for a research extract.
     """
-    if kind not in TOKEN_KINDS:
-        raise ValueError(f"unknown token kind {kind!r}; one of {', '.join(TOKEN_KINDS)}")
+    if not is_token_kind(kind):
+        raise ValueError(f"unknown token kind {kind!r}; one of {', '.join(TOKEN_KINDS)} or extract:<name>")
     prefix = f"{kind}:".encode()
 
     def tokens(values: pd.Series) -> pd.Series:

@@ -104,6 +104,18 @@ def _truth_schemas() -> dict[str, Any]:
                 ("censored", pa.bool_()),
             ]
         ),
+        "followups": pa.schema(
+            [
+                ("institution_id", pa.string()),
+                ("followup_id", pa.string()),
+                ("person_id", pa.string()),
+                ("disease", pa.string()),
+                ("followup_time", pa.timestamp("us")),
+                ("sbp", pa.int32()),
+                ("dbp", pa.int32()),
+                ("fasting_glucose", pa.float64()),
+            ]
+        ),
         "contacts": pa.schema(
             [
                 ("case_person_id", pa.string()),
@@ -180,11 +192,25 @@ def _truth_rows(persons: list[Person], events: ShardEvents, emitter: FeedEmitter
                     "censored": e.end is None or e.end + dt.timedelta(days=30) > t_end,
                 }
             )
+    followups = [
+        {
+            "institution_id": f.institution.institution_id,
+            "followup_id": f.followup_id,
+            "person_id": f.person.person_id,
+            "disease": f.disease,
+            "followup_time": f.time,
+            "sbp": f.sbp,
+            "dbp": f.dbp,
+            "fasting_glucose": f.glucose,
+        }
+        for f in events.followups
+    ]
     return {
         "persons": persons_rows,
         "patient_records": records,
         "encounters": encounters,
         "readmissions": readmissions,
+        "followups": followups,
     }
 
 

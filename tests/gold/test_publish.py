@@ -1,19 +1,35 @@
-"""``healthlake publish``: gold rebuilt from silver in one commit, the same table on a re-run, one-line
-errors."""
+"""``healthlake publish``: the first run rebuilds gold, later runs merge in only what silver changed and
+give the same tables as a full rebuild; one-line errors."""
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from healthlake import cli, io
 from healthlake.config import load_config
 from healthlake.pipelines import publish
+from healthlake.pipelines.conform import CDF
+
+T = dt.datetime
+ENCOUNTER_SCHEMA = (
+    "institution_id string, source_record_id string, source_patient_id string, encounter_class string, "
+    "is_cancelled boolean, admit_time timestamp, discharge_time timestamp"
+)
+PERSON_SCHEMA = (
+    "person_id string, status string, resident_id_token string, sex string, birth_date date, "
+    "area_code string, record_count bigint, institution_count bigint"
+)
+XREF_SCHEMA = "institution_id string, source_patient_id string, person_id string"
+DIAGNOSIS_SCHEMA = (
+    "institution_id string, source_record_id string, source_patient_id string, icd10_category string, "
+    "diagnosis_time timestamp, is_cancelled boolean"
+)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -22,43 +38,140 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, captured.out, captured.err
 
 
-def test_publish_builds_encounter_facts_and_a_rerun_gives_the_same_table(
+def _write(spark: SparkSession, lake: str, name: str, rows: list[tuple], schema: str, *, cdf: bool) -> None:
+    df = spark.createDataFrame(rows, schema)
+    io.create_table(spark, lake, name, df.schema, properties=CDF if cdf else None)
+    io.append(df, lake, name)
+
+
+def _day1(spark: SparkSession, lake: str) -> None:
+    stay = T(2026, 3, 1, 9)
+    _write(
+        spark,
+        lake,
+        publish.ENCOUNTER,
+        [
+            ("H1", "e1", "H1-7", "inpatient", False, stay, stay + dt.timedelta(days=3)),
+            ("H2", "e2", "H2-9", "inpatient", False, stay + dt.timedelta(days=40), None),
+            ("H2", "e3", "H2-9", "emergency", False, stay, stay + dt.timedelta(hours=2)),
+            ("H2", "e4", "H2-5", "outpatient", False, stay, None),
+        ],
+        ENCOUNTER_SCHEMA,
+        cdf=True,
+    )
+    _write(
+        spark,
+        lake,
+        publish.XREF,
+        [("H1", "H1-7", "P1"), ("H2", "H2-9", "P1"), ("H2", "H2-5", "P2")],
+        XREF_SCHEMA,
+        cdf=False,
+    )
+    _write(
+        spark,
+        lake,
+        publish.PERSON,
+        [
+            ("P1", "active", "tok1", "F", dt.date(1950, 1, 1), "110101", 2, 2),
+            ("P2", "active", "tok2", "M", dt.date(1980, 4, 15), "110101", 1, 1),  # birthday between the runs
+        ],
+        PERSON_SCHEMA,
+        cdf=False,
+    )
+    _write(
+        spark,
+        lake,
+        "silver.diagnosis",
+        [("H1", "d1", "H1-7", "I10", stay, False)],
+        DIAGNOSIS_SCHEMA,
+        cdf=True,
+    )
+
+
+def _day2(spark: SparkSession, lake: str) -> None:
+    """A readmission at another hospital, a cancellation, an unlinked patient, a relink, a new diagnosis."""
+    readmit = T(2026, 3, 12, 9)
+    io.upsert(
+        spark.createDataFrame(
+            [
+                ("H2", "e5", "H2-9", "inpatient", False, readmit, readmit + dt.timedelta(days=5)),
+                ("H2", "e3", "H2-9", "emergency", True, T(2026, 3, 1, 9), T(2026, 3, 1, 11)),
+                ("H3", "e6", "H3-1", "outpatient", False, T(2026, 4, 20, 8), None),
+            ],
+            ENCOUNTER_SCHEMA,
+        ),
+        lake,
+        publish.ENCOUNTER,
+        ["institution_id", "source_record_id"],
+    )
+    io.upsert(
+        spark.createDataFrame([("H2", "H2-5", "P3")], XREF_SCHEMA),
+        lake,
+        publish.XREF,
+        ["institution_id", "source_patient_id"],
+    )
+    io.upsert(
+        spark.createDataFrame(
+            [("P3", "active", "tok3", "M", dt.date(1990, 1, 1), "110101", 1, 1)], PERSON_SCHEMA
+        ),
+        lake,
+        publish.PERSON,
+        ["person_id"],
+    )
+    io.append(
+        spark.createDataFrame([("H2", "d2", "H2-5", "E11", T(2026, 4, 20, 9), False)], DIAGNOSIS_SCHEMA),
+        lake,
+        "silver.diagnosis",
+    )
+
+
+def _gold(spark: SparkSession, lake: str) -> dict[str, DataFrame]:
+    return {t: io.read_table(spark, lake, t) for t in publish.GOLD_TABLES if io.is_table(spark, lake, t)}
+
+
+def test_publish_then_incremental_equals_a_full_rebuild(
     spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     lake = str(tmp_path / "lake")
-    stay = dt.datetime(2026, 3, 1, 9)
-    encounters = spark.createDataFrame(
-        [
-            ("H1", "e1", "H1-7", "inpatient", False, stay, stay + dt.timedelta(days=3)),
-            ("H2", "e2", "H2-9", "inpatient", False, stay + dt.timedelta(days=10), None),
-            ("H2", "e3", "H2-9", "emergency", True, stay, None),
-        ],
-        "institution_id string, source_record_id string, source_patient_id string, encounter_class string, "
-        "is_cancelled boolean, admit_time timestamp, discharge_time timestamp",
-    )
-    xref = spark.createDataFrame(
-        [("H1", "H1-7", "P1"), ("H2", "H2-9", "P1")],
-        "institution_id string, source_patient_id string, person_id string",
-    )
-    io.append(encounters, lake, publish.ENCOUNTER)
-    io.append(xref, lake, publish.XREF)
-
+    _day1(spark, lake)
     code, out, _ = _run(capsys, "publish", "--lake", lake)
-    assert code == 0 and "gold.encounter_facts" in out and " 2" in out
+    assert code == 0 and "gold.encounter_facts" in out and "gold.patient_360" in out
     first = io.read_table(spark, lake, publish.ENCOUNTER_FACTS)
-    # The stay at H1 was followed by an admission at H2 seven days after its discharge date.
-    flags = {r["source_record_id"]: r["readmitted_30d"] for r in first.collect()}
-    assert flags == {"e1": True, "e2": None}
-    assert first.where(F.col("person_id") != "P1").isEmpty()
-
-    assert publish.run(spark, load_config(overrides={"lake_root": lake})).tables == {
-        publish.ENCOUNTER_FACTS: 2
+    assert {r.source_record_id: r.readmitted_30d for r in first.collect()} == {
+        "e1": False,  # the next admission (e2) is 37 days after discharge
+        "e2": None,
+        "e3": None,
+        "e4": None,
     }
-    assert io.latest_version(spark, lake, publish.ENCOUNTER_FACTS) == 1
-    assertDataFrameEqual(
-        io.read_table(spark, lake, publish.ENCOUNTER_FACTS, version=1),
-        io.read_table(spark, lake, publish.ENCOUNTER_FACTS, version=0),
-    )
+
+    _day2(spark, lake)
+    cfg = load_config(overrides={"lake_root": lake})
+    step = publish.run(spark, cfg)
+    assert step.mode == "incremental" and step.as_of == dt.date(2026, 4, 20)
+    rebuilt_lake = str(tmp_path / "rebuilt")
+    shutil.copytree(lake, rebuilt_lake)
+    rebuilt = publish.run(spark, load_config(overrides={"lake_root": rebuilt_lake}), full=True)
+    assert rebuilt.mode == "full" and rebuilt.tables == step.tables
+    incremental, full = _gold(spark, lake), _gold(spark, rebuilt_lake)
+    assert set(incremental) == set(full) and len(full) >= 5
+    for table, df in full.items():
+        assertDataFrameEqual(incremental[table], df)
+
+    facts = {r.source_record_id: r for r in incremental[publish.ENCOUNTER_FACTS].collect()}
+    # e1 (H1) was followed 8 days after its discharge by e5 at H2: a readmission across institutions.
+    assert facts["e1"].readmitted_30d is True and facts["e5"].is_readmission_30d is True
+    assert "e3" not in facts and facts["e6"].person_id is None and facts["e4"].person_id == "P3"
+    people = {r.person_id: r for r in incremental[publish.PATIENT_360].collect()}
+    assert people["P2"].age == 46 and people["P2"].outpatient_visits == 0 and people["P3"].has_diabetes
+
+    # Nothing new: another incremental run leaves every table as it was.
+    again = publish.run(spark, cfg)
+    assert again.mode == "incremental"
+    for table, df in _gold(spark, lake).items():
+        assertDataFrameEqual(df, full[table])
+    log = io.read_table(spark, lake, publish.PUBLISH_LOG).orderBy("finished_at").collect()
+    assert [r.mode for r in log] == ["full", "incremental", "incremental"]
+    assert log[-1].versions[publish.ENCOUNTER] == io.latest_version(spark, lake, publish.ENCOUNTER)
 
 
 def test_publish_errors_are_one_line(

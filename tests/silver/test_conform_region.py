@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,30 +10,16 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from healthlake import io
-from healthlake.config import Config, load_config
 from healthlake.empi import IDENTITY_COLUMNS, patient_identities
-from healthlake.pipelines import conform, ingest
-from tests.synth.conftest import generate
+from healthlake.pipelines import conform
+from tests.conftest import Conformed
 
 SILVER_TABLES = (*conform.conformed_tables(), "silver.quarantine", "silver.dq_metrics", "silver.conform_log")
 
 
-@dataclass
-class Conformed:
-    cfg: Config
-    truth: Path
-    results: list[conform.ConformResult]
-
-
 @pytest.fixture(scope="module")
-def region(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Conformed:
-    root = tmp_path_factory.mktemp("conform_region")
-    # Default rates (every defect on) with more malformed records, duplicates, updates and cancellations.
-    rates = {"malformed": 0.02, "duplicate": 0.03, "update": 0.05, "cancel": 0.03}
-    gen = generate(spark, root, people=300, days=2, seed=5, persons_per_shard=300, rates=rates)
-    cfg = load_config(overrides={"landing_root": str(gen.landing), "lake_root": str(root / "lake")})
-    ingest.run(spark, cfg)
-    return Conformed(cfg, gen.truth, conform.run(spark, cfg))
+def region(conformed_region: Conformed) -> Conformed:
+    return conformed_region
 
 
 def test_every_bronze_row_is_conformed_quarantined_or_a_counted_duplicate(

@@ -116,7 +116,7 @@ def _truth_frames(root: Path) -> dict[str, pd.DataFrame]:
         name: pd.read_parquet(root / f"{name}.parquet")
         .sort_values(list(pd.read_parquet(root / f"{name}.parquet").columns[:2]))
         .reset_index(drop=True)
-        for name in ("persons", "patient_records", "encounters", "readmissions", "contacts")
+        for name in ("persons", "patient_records", "encounters", "readmissions", "followups", "contacts")
     }
 
 

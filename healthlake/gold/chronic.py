@@ -1,0 +1,192 @@
+"""Chronic-disease management (慢病管理): ``gold.chronic_disease_registry`` and
+``gold.chronic_disease_indicators``.
+
+A resident is *registered* for hypertension or diabetes from their first follow-up under the national
+basic public health service (``silver.chronic_followup``), at the grassroots institution that manages
+them (the institution of their latest follow-up). Per month, at the end of the month:
+
+* ``standard_managed`` (规范管理): at least ``STANDARD_FOLLOWUPS`` (4) follow-ups in the 12 months ending
+  with the month; ``standard_management_rate`` = ``standard_managed / registered``.
+* ``controlled`` (控制): the reading of the person's latest follow-up with one (at or before the month's end)
+  is below target: blood pressure < 140/90 mmHg (systolic and diastolic of that follow-up) for
+  hypertension, fasting glucose < 7.0 mmol/L for diabetes; ``control_rate`` = ``controlled / registered``
+  (a registered patient without any reading counts as not controlled).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from healthlake.gold.areas import roll_up
+from healthlake.gold.patients import person_events
+from healthlake.gold.utilization import with_rates
+
+DISEASES = {"I10": "hypertension", "E11": "diabetes"}
+"""Follow-up disease categories (``silver.chronic_followup.disease_icd10_category``) → registry disease."""
+STANDARD_FOLLOWUPS = 4
+SBP, DBP, FASTING_GLUCOSE = "8480-6", "8462-4", "1558-6"
+"""LOINC codes of the control measurements (``silver.observation.loinc``; glucose in mmol/L)."""
+_READINGS = {SBP: "_sbp", DBP: "_dbp", FASTING_GLUCOSE: "_fbg"}
+SBP_TARGET, DBP_TARGET, GLUCOSE_TARGET = 140.0, 90.0, 7.0
+INDICATOR_MEASURES = ("registered", "standard_managed", "controlled")
+INDICATOR_RATES = {
+    "standard_management_rate": ("standard_managed", "registered"),
+    "control_rate": ("controlled", "registered"),
+}
+
+
+def _latest() -> Column:
+    """Orders a person's follow-ups: by time, then id (two at the same minute)."""
+    return F.struct("followup_time", "source_record_id")
+
+
+def followup_readings(followups: DataFrame, observations: DataFrame, person_xref: DataFrame) -> DataFrame:
+    """Each follow-up of a registry disease with its person, place, time and control status.
+
+    A follow-up's measurements are the observations the same institution recorded for the same patient at
+    the follow-up's time (``silver.observation`` rows from the follow-up extract). ``controlled`` is NULL
+    when the follow-up has no reading for its disease (a blood pressure needs both halves).
+
+    Returns:
+        ``person_id``, ``disease``, ``institution_id``, ``followup_time``, ``source_record_id``,
+        ``controlled``.
+    """
+    disease = F.create_map(*[F.lit(x) for kv in DISEASES.items() for x in kv])[
+        F.col("disease_icd10_category")
+    ]
+    loinc = F.col("loinc")
+    values = (
+        observations.where(
+            ~F.coalesce(F.col("is_cancelled"), F.lit(False))
+            & loinc.isin(SBP, DBP, FASTING_GLUCOSE)
+            & F.col("value").isNotNull()
+        )
+        .groupBy("institution_id", "source_patient_id", F.col("observation_time").alias("followup_time"))
+        .agg(*[F.max(F.when(loinc == code, F.col("value"))).alias(name) for code, name in _READINGS.items()])
+    )
+    hypertensive = F.col("disease") == "hypertension"
+    controlled = F.when(hypertensive, (F.col("_sbp") < SBP_TARGET) & (F.col("_dbp") < DBP_TARGET)).otherwise(
+        F.col("_fbg") < GLUCOSE_TARGET
+    )
+    return (
+        person_events(followups.where(F.col("followup_time").isNotNull()), person_xref)
+        .withColumn("disease", disease)  # the registry's name replaces the feed's (Chinese) one
+        .where(F.col("disease").isNotNull())
+        .join(values, ["institution_id", "source_patient_id", "followup_time"], "left")
+        .select(
+            "person_id",
+            "disease",
+            "institution_id",
+            "followup_time",
+            "source_record_id",
+            controlled.alias("controlled"),
+        )
+    )
+
+
+def chronic_disease_registry(
+    followups: DataFrame, observations: DataFrame, person_xref: DataFrame, as_of: Column
+) -> DataFrame:
+    """One row per registered (person, disease) with their management and control as of ``as_of``.
+
+    Args:
+        followups: ``silver.chronic_followup``.
+        observations: ``silver.observation``.
+        person_xref: ``silver.person_xref``.
+        as_of: The date the registry describes (a date Column).
+
+    Returns:
+        ``person_id``, ``disease``, ``registered_on``, ``managing_institution_id``, ``last_followup_date``,
+        ``followups_12m`` (follow-ups in the 12 months ending ``as_of``), ``is_standard_managed``,
+        ``last_reading_time``, ``is_controlled``.
+    """
+    fu = followup_readings(followups, observations, person_xref).where(F.to_date("followup_time") <= as_of)
+    year_ago = F.add_months(as_of, -12)
+    read = F.col("controlled").isNotNull()
+    registry = fu.groupBy("person_id", "disease").agg(
+        F.min(F.to_date("followup_time")).alias("registered_on"),
+        F.max_by("institution_id", _latest()).alias("managing_institution_id"),
+        F.max(F.to_date("followup_time")).alias("last_followup_date"),
+        F.count_if(F.to_date("followup_time") > year_ago).alias("followups_12m"),
+        F.max(F.when(read, F.col("followup_time"))).alias("last_reading_time"),
+        F.max_by("controlled", F.when(read, _latest())).alias("is_controlled"),
+    )
+    return registry.select(
+        "person_id",
+        "disease",
+        "registered_on",
+        "managing_institution_id",
+        "last_followup_date",
+        "followups_12m",
+        (F.col("followups_12m") >= STANDARD_FOLLOWUPS).alias("is_standard_managed"),
+        "last_reading_time",
+        F.coalesce("is_controlled", F.lit(False)).alias("is_controlled"),
+    )
+
+
+def chronic_disease_indicators(
+    followups: DataFrame,
+    observations: DataFrame,
+    person_xref: DataFrame,
+    institution_paths: DataFrame,
+    areas: DataFrame,
+    through: Column,
+) -> DataFrame:
+    """Registered, standard-managed and controlled patients per month, disease, institution and area.
+
+    Args:
+        followups: ``silver.chronic_followup``.
+        observations: ``silver.observation``.
+        person_xref: ``silver.person_xref``.
+        institution_paths: ``healthlake.gold.areas.institution_paths``.
+        areas: ``silver.area``.
+        through: The last date covered (a date Column); months run from the first follow-up's to its.
+
+    Returns:
+        ``month`` (first day), ``disease``, ``level``, ``unit_code``, ``unit_name``, the counts
+        ``INDICATOR_MEASURES`` and the rates ``INDICATOR_RATES``. A patient counts at the institution that
+        managed them last (by the month's end) and at every area above it.
+    """
+    fu = (
+        followup_readings(followups, observations, person_xref)
+        .withColumn("month", F.trunc("followup_time", "month"))
+        .where(F.col("month") <= F.trunc(through, "month"))
+    )
+    per_month = fu.groupBy("person_id", "disease", "month").agg(
+        F.count("*").alias("_n"),
+        F.max_by("institution_id", _latest()).alias("_inst"),
+        F.max_by("controlled", F.when(F.col("controlled").isNotNull(), _latest())).alias("_controlled"),
+    )
+    # One row per registered patient and month, from registration to `through`: a window over these rows
+    # gives the rolling 12-month follow-up count and the latest reading without a range join.
+    months = (
+        per_month.groupBy("person_id", "disease")
+        .agg(F.min("month").alias("_from"))
+        .select(
+            "person_id",
+            "disease",
+            F.explode(F.sequence("_from", F.trunc(through, "month"), F.expr("interval 1 month"))).alias(
+                "month"
+            ),
+        )
+    )
+    timeline = Window.partitionBy("person_id", "disease").orderBy("month")
+    so_far = timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    per_person = months.join(per_month, ["person_id", "disease", "month"], "left").select(
+        "person_id",
+        "disease",
+        "month",
+        F.last("_inst", ignorenulls=True).over(so_far).alias("institution_id"),
+        F.sum(F.coalesce("_n", F.lit(0))).over(timeline.rowsBetween(-11, Window.currentRow)).alias("_n12"),
+        F.last("_controlled", ignorenulls=True).over(so_far).alias("_controlled"),
+    )
+    per_institution = per_person.groupBy("institution_id", "month", "disease").agg(
+        F.count("*").alias("registered"),
+        F.count_if(F.col("_n12") >= STANDARD_FOLLOWUPS).alias("standard_managed"),
+        F.count_if(F.coalesce("_controlled", F.lit(False))).alias("controlled"),
+    )
+    return with_rates(
+        roll_up(per_institution, ["month", "disease"], INDICATOR_MEASURES, institution_paths, areas),
+        INDICATOR_RATES,
+    )

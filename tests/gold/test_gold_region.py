@@ -1,0 +1,264 @@
+"""Gold on a generated region, graded against the generator's truth (pandas, not the gold code path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+
+from healthlake import io
+from healthlake.config import Config
+from healthlake.gold.utilization import ADDITIVE_MEASURES
+from healthlake.pipelines import link, publish
+from tests.conftest import Conformed
+
+CLASSES = {"AMB": "outpatient", "EMER": "emergency", "IMP": "inpatient"}
+LOCAL = dt.timedelta(hours=8)  # truth times are China local time; silver and gold are UTC
+
+
+@dataclass
+class Published:
+    cfg: Config
+    truth: Path
+    reference: Path
+    result: publish.PublishResult
+
+    def gold(self, spark: SparkSession, table: str) -> pd.DataFrame:
+        return io.read_table(spark, self.cfg.lake_root, table).toPandas()
+
+    def truth_table(self, name: str) -> pd.DataFrame:
+        return pd.read_parquet(self.truth / f"{name}.parquet")
+
+
+@pytest.fixture(scope="module")
+def published(
+    spark: SparkSession, conformed_region: Conformed, tmp_path_factory: pytest.TempPathFactory
+) -> Published:
+    lake = tmp_path_factory.mktemp("gold_region") / "lake"
+    shutil.copytree(conformed_region.cfg.lake_root, lake)
+    cfg = conformed_region.cfg.model_copy(update={"lake_root": str(lake)})
+    link.run(spark, cfg)
+    reference = next(conformed_region.landing.glob("reference/*/*"))
+    return Published(cfg, conformed_region.truth, reference, publish.run(spark, cfg))
+
+
+def _truth_encounters(p: Published, spark: SparkSession) -> pd.DataFrame:
+    """Truth encounters that reached gold (malformed messages never do), with UTC dates and silver classes."""
+    truth = p.truth_table("encounters")
+    truth = truth[~truth.cancelled]
+    kept = p.gold(spark, publish.ENCOUNTER_FACTS)[["institution_id", "source_record_id", "person_id"]]
+    truth = truth.merge(
+        kept,
+        left_on=["institution_id", "source_encounter_id"],
+        right_on=["institution_id", "source_record_id"],
+        suffixes=("", "_gold"),
+    )
+    truth["cls"] = truth.encounter_class.map(CLASSES)
+    truth["date"] = (truth.start_time - LOCAL).dt.date
+    truth["end_date"] = (truth.end_time - LOCAL).dt.date
+    return truth
+
+
+def _institution_day(truth: pd.DataFrame) -> pd.DataFrame:
+    starts = pd.crosstab([truth.institution_id, truth.date], truth.cls)
+    for cls in ("outpatient", "emergency", "inpatient"):
+        if cls not in starts:
+            starts[cls] = 0
+    starts = starts.rename(
+        columns={
+            "outpatient": "outpatient_visits",
+            "emergency": "emergency_visits",
+            "inpatient": "admissions",
+        }
+    )[["outpatient_visits", "emergency_visits", "admissions"]]
+    stays = truth[(truth.cls == "inpatient") & truth.end_time.notna()].copy()
+    stays["bed_days"] = [max(1, (e - s).days) for s, e in zip(stays.date, stays.end_date, strict=True)]
+    ended = stays.groupby(["institution_id", "end_date"]).agg(
+        discharges=("bed_days", "size"), discharged_bed_days=("bed_days", "sum")
+    )
+    ended.index = ended.index.set_names(["institution_id", "date"])
+    out = starts.join(ended, how="outer").fillna(0).astype("int64").reset_index()
+    return out
+
+
+def test_utilization_per_institution_and_area_matches_the_truth(
+    spark: SparkSession, published: Published
+) -> None:
+    truth = _truth_encounters(published, spark)
+    assert len(truth) >= 10
+    expected = _institution_day(truth)
+    gold = published.gold(spark, publish.UTILIZATION_DAILY)
+    measures = ["outpatient_visits", "emergency_visits", "admissions", "discharges", "discharged_bed_days"]
+    got = gold[gold.level == "institution"].rename(columns={"unit_code": "institution_id"})
+    got = got[got[measures].sum(axis=1) > 0][["institution_id", "date", *measures]]
+    pd.testing.assert_frame_equal(
+        got.sort_values(["institution_id", "date"]).reset_index(drop=True),
+        expected.sort_values(["institution_id", "date"]).reset_index(drop=True)[
+            ["institution_id", "date", *measures]
+        ],
+        check_dtype=False,
+    )
+    # Every area level from the register the institutions were generated with (the reference CSV).
+    register = pd.read_csv(published.reference / "institutions.csv", dtype=str)
+    areas = pd.read_csv(published.reference / "areas.csv", dtype=str).set_index("area_code")
+    placed = expected.merge(register, on="institution_id")
+    placed["township"] = placed.area_code.where(placed.area_code.str.len() == 9)
+    placed["county"] = placed.county_code
+    placed["city"] = placed.city_code
+    placed["province"] = placed.city_code.map(areas.parent_code)
+    for level in ("township", "county", "city", "province"):
+        want = placed.dropna(subset=[level]).groupby([level, "date"])[measures].sum().reset_index()
+        have = gold[gold.level == level].rename(columns={"unit_code": level})
+        have = have[have[measures].sum(axis=1) > 0][[level, "date", *measures]]
+        pd.testing.assert_frame_equal(
+            have.sort_values([level, "date"]).reset_index(drop=True),
+            want.sort_values([level, "date"]).reset_index(drop=True),
+            check_dtype=False,
+            obj=level,
+        )
+
+
+def test_area_rollups_are_consistent_for_every_additive_measure(
+    spark: SparkSession, published: Published
+) -> None:
+    gold = published.gold(spark, publish.UTILIZATION_DAILY)
+    areas = pd.read_csv(published.reference / "areas.csv", dtype=str).set_index("area_code")
+    register = pd.read_csv(published.reference / "institutions.csv", dtype=str).set_index("institution_id")
+    measures = list(ADDITIVE_MEASURES)
+
+    def summed(rows: pd.DataFrame, parent: pd.Series) -> pd.DataFrame:
+        return rows.assign(parent=parent.values).groupby(["parent", "date"])[measures].sum()
+
+    def level(name: str) -> pd.DataFrame:
+        return gold[gold.level == name]
+
+    province = level("province").set_index(["unit_code", "date"])[measures].rename_axis(["parent", "date"])
+    cities = level("city")
+    pd.testing.assert_frame_equal(
+        summed(cities, cities.unit_code.map(areas.parent_code)).sort_index(),
+        province.sort_index(),
+        check_dtype=False,
+    )
+    # A city: its counties plus the institutions directly under it (no county); a county likewise.
+    institutions = level("institution")
+    direct = institutions[institutions.unit_code.map(register.county_code).isna()]
+    counties = level("county")
+    parts = (
+        pd.concat(
+            [
+                summed(counties, counties.unit_code.map(areas.parent_code)),
+                summed(direct, direct.unit_code.map(register.city_code)),
+            ]
+        )
+        .groupby(level=[0, 1])
+        .sum()
+    )
+    city = cities.set_index(["unit_code", "date"])[measures].rename_axis(["parent", "date"])
+    pd.testing.assert_frame_equal(parts.sort_index(), city.sort_index(), check_dtype=False)
+    assert len(direct) > 0 and len(counties) > 0
+    # Rates are recomputed from the sums, not averaged.
+    p = level("province")
+    with_stays = p[p.discharges > 0]
+    assert (with_stays.average_length_of_stay == with_stays.discharged_bed_days / with_stays.discharges).all()
+
+
+def _one_to_one(spark: SparkSession, p: Published) -> pd.DataFrame:
+    """Gold person ↔ truth person where the EMPI and the truth agree one to one."""
+    xref = io.read_table(spark, p.cfg.lake_root, link.XREF).toPandas()
+    records = p.truth_table("patient_records")[["institution_id", "source_patient_id", "person_id"]]
+    pairs = xref.merge(records, on=["institution_id", "source_patient_id"], suffixes=("", "_truth"))
+    pairs = pairs[["person_id", "person_id_truth"]].drop_duplicates()
+    single = pairs.groupby("person_id").person_id_truth.transform("size").eq(1) & pairs.groupby(
+        "person_id_truth"
+    ).person_id.transform("size").eq(1)
+    return pairs[single]
+
+
+def test_patient_360_counts_and_demographics_match_the_truth(
+    spark: SparkSession, published: Published
+) -> None:
+    pairs = _one_to_one(spark, published)
+    gold = published.gold(spark, publish.PATIENT_360).merge(pairs, on="person_id")
+    assert len(gold) >= 0.95 * len(published.truth_table("persons"))
+    truth = _truth_encounters(published, spark)
+    truth = truth[truth.person_id_gold.notna()]  # a patient whose every record was malformed is no person
+    counts = pd.crosstab(truth.person_id, truth.cls).reindex(columns=list(CLASSES.values()), fill_value=0)
+    gold = gold.merge(counts, left_on="person_id_truth", right_index=True, how="left").fillna(
+        {c: 0 for c in CLASSES.values()}
+    )
+    assert (gold.outpatient_visits == gold.outpatient).all()
+    assert (gold.emergency_visits == gold.emergency).all()
+    assert (gold.admissions == gold.inpatient).all()
+    assert gold.outpatient_visits.sum() > 0
+    persons = published.truth_table("persons").set_index("person_id")
+    assert (gold.sex == gold.person_id_truth.map(persons.sex)).all()
+    assert (gold.birth_year == gold.person_id_truth.map(persons.birth_date).map(lambda d: d.year)).all()
+    # A condition gold records is one the resident has (diagnosed on a visit or managed by a clinic).
+    truth_conditions = gold.person_id_truth.map(persons.conditions).map(set)
+    has = gold.chronic_conditions.map(lambda cs: {c["condition"] for c in cs})
+    named = {"coronary_heart_disease": "chd"}
+    assert all({named.get(c, c) for c in g} <= t for g, t in zip(has, truth_conditions, strict=True))
+    assert has.map(len).sum() > 0
+
+
+def test_chronic_registry_matches_the_truth_followups(spark: SparkSession, published: Published) -> None:
+    as_of = published.result.as_of
+    truth = published.truth_table("followups")
+    truth["time"] = truth.followup_time - LOCAL
+    truth = truth[truth.time.dt.date <= as_of].sort_values(["time", "followup_id"])
+    truth["controlled"] = [
+        (s < 140 and d < 90) if disease == "hypertension" else g < 7.0
+        for disease, s, d, g in zip(truth.disease, truth.sbp, truth.dbp, truth.fasting_glucose, strict=True)
+    ]
+    expected = truth.groupby(["person_id", "disease"]).agg(
+        registered_on=("time", lambda t: t.min().date()),
+        is_controlled=("controlled", "last"),
+        managing_institution_id=("institution_id", "last"),
+    )
+    assert len(expected) >= 1
+    pairs = _one_to_one(spark, published)
+    gold = published.gold(spark, publish.CHRONIC_REGISTRY).merge(pairs, on="person_id")
+    gold = gold.set_index(["person_id_truth", "disease"]).rename_axis(["person_id", "disease"])
+    # Follow-ups lost to a malformed line or a failed rule are the only differences allowed: none here.
+    common = expected.index.intersection(gold.index)
+    assert len(common) >= 0.9 * len(expected)
+    cols = ["registered_on", "is_controlled", "managing_institution_id"]
+    pd.testing.assert_frame_equal(
+        gold.loc[common, cols].sort_index(), expected.loc[common, cols].sort_index()
+    )
+    indicators = published.gold(spark, publish.CHRONIC_INDICATORS)
+    month = indicators[(indicators.level == "province") & (indicators.month == indicators.month.max())]
+    registry = published.gold(spark, publish.CHRONIC_REGISTRY)
+    for disease, row in month.set_index("disease").iterrows():
+        mine = registry[registry.disease == disease]
+        assert row.registered == len(mine)
+        assert row.controlled == mine.is_controlled.sum()
+        assert row.control_rate == pytest.approx(mine.is_controlled.mean())
+
+
+def test_exchange_volume_matches_the_manifest(
+    spark: SparkSession, published: Published, conformed_region: Conformed
+) -> None:
+    import json
+
+    manifest = json.loads((published.truth / "manifest.json").read_text(encoding="utf-8"))
+    gold = published.gold(spark, publish.EXCHANGE_VOLUME)
+    per_feed = gold.groupby("feed")[["files", "records_received", "duplicates"]].sum()
+    bronze_rules = gold.quarantined_by_rule.map(
+        lambda m: sum(n for r, n in dict(m).items() if r.startswith("bronze:"))
+    )
+    malformed = bronze_rules.groupby(gold.feed).sum()
+    for feed, counts in manifest["feeds"].items():
+        if not counts.get("files"):
+            continue
+        assert per_feed.loc[feed, "files"] == counts["files"], feed
+        assert per_feed.loc[feed, "records_received"] == counts["records"], feed
+        assert per_feed.loc[feed, "duplicates"] == counts["duplicates"], feed
+        assert malformed.get(feed, 0) == counts["malformed"], feed
+    assert per_feed.duplicates.sum() > 0 and malformed.sum() > 0
+    assert gold.median_arrival_lag_days.notna().any()

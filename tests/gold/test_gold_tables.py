@@ -1,0 +1,297 @@
+"""The gold tables on small hand-made inputs, against values worked out by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from healthlake.gold.areas import area_paths, institution_paths
+from healthlake.gold.chronic import chronic_disease_indicators, chronic_disease_registry
+from healthlake.gold.encounters import encounter_facts, with_institution_area
+from healthlake.gold.patients import age_band, patient_360
+from healthlake.gold.utilization import utilization_daily
+
+D = dt.date
+T = dt.datetime
+FOLLOWUP_SCHEMA = (
+    "institution_id string, source_record_id string, source_patient_id string, "
+    "disease_icd10_category string, followup_time timestamp"
+)
+
+
+@pytest.fixture(scope="module")
+def areas(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame(
+        [
+            ("110000", "省", "province", None),
+            ("110100", "甲市", "city", "110000"),
+            ("110101", "甲县", "county", "110100"),
+            ("110101001", "甲镇", "township", "110101"),
+            ("110200", "乙市", "city", "110000"),
+            ("110201", "乙县", "county", "110200"),
+        ],
+        "area_code string, name string, level string, parent_code string",
+    )
+
+
+@pytest.fixture(scope="module")
+def places(spark: SparkSession, areas: DataFrame) -> DataFrame:
+    institutions = spark.createDataFrame(
+        [
+            ("CT1", "甲镇卫生院", "110101001"),  # a township clinic
+            ("HK1", "甲县人民医院", "110101"),  # a county hospital
+            ("HC1", "甲市第一人民医院", "110100"),  # a city hospital, under no county
+            ("HK2", "乙县人民医院", "110201"),
+        ],
+        "institution_id string, name string, area_code string",
+    )
+    return institution_paths(institutions, areas)
+
+
+def test_area_paths_reach_the_province(areas: DataFrame, places: DataFrame) -> None:
+    paths = {r.area_code: r for r in area_paths(areas).collect()}
+    town = paths["110101001"]
+    assert (town.township_code, town.county_code, town.city_code, town.province_code) == (
+        "110101001",
+        "110101",
+        "110100",
+        "110000",
+    )
+    assert (paths["110100"].county_code, paths["110100"].province_code) == (None, "110000")
+    hc1 = next(r for r in places.collect() if r.institution_id == "HC1")
+    assert (hc1.county_code, hc1.city_code, hc1.province_code) == (None, "110100", "110000")
+
+
+def test_utilization_daily_by_hand(spark: SparkSession, areas: DataFrame, places: DataFrame) -> None:
+    encounters = spark.createDataFrame(
+        [
+            ("CT1", "e1", "a1", "outpatient", False, T(2026, 3, 1, 2), None),
+            ("HK1", "e2", "b1", "inpatient", False, T(2026, 3, 1, 10), T(2026, 3, 4, 9)),
+            ("HC1", "e3", "c1", "inpatient", False, T(2026, 3, 10, 1), T(2026, 3, 10, 20)),  # same-day stay
+            ("HK2", "e4", "d2", "emergency", False, T(2026, 3, 1, 3), T(2026, 3, 1, 5)),
+            ("HK1", "e5", "b2", "inpatient", False, T(2026, 3, 2, 8), None),  # still in hospital
+            ("HK1", "e6", "b1", "outpatient", True, T(2026, 3, 1, 8), None),  # cancelled
+            ("HK2", "e7", "d3", "inpatient", False, T(2026, 3, 2, 8), T(2026, 3, 4, 8)),
+            ("HK2", "e8", "d4", "inpatient", False, T(2026, 3, 3, 8), T(2026, 3, 4, 18)),
+        ],
+        "institution_id string, source_record_id string, source_patient_id string, encounter_class string, "
+        "is_cancelled boolean, admit_time timestamp, discharge_time timestamp",
+    )
+    xref = spark.createDataFrame(
+        [
+            ("CT1", "a1", "P1"),
+            ("HK1", "b1", "P1"),
+            ("HC1", "c1", "P1"),
+            ("HK2", "d2", "P2"),
+            ("HK1", "b2", "P2"),
+        ]
+        + [("HK2", "d3", "P3"), ("HK2", "d4", "P4")],
+        "institution_id string, source_patient_id string, person_id string",
+    )
+    facts = encounter_facts(encounters, xref).transform(lambda df: with_institution_area(df, places))
+    rows = {
+        (r.level, r.unit_code, r.date): r
+        for r in utilization_daily(facts, places, areas, F.lit(D(2026, 3, 10))).collect()
+    }
+
+    def at(level: str, unit: str, day: int) -> dict:
+        r = rows[(level, unit, D(2026, 3, day))].asDict()
+        return {k: v for k, v in r.items() if k not in ("date", "level", "unit_code", "unit_name")}
+
+    hk1_4 = at("institution", "HK1", 4)
+    assert hk1_4 == dict(
+        outpatient_visits=0,
+        emergency_visits=0,
+        admissions=0,
+        discharges=1,
+        discharged_bed_days=3,
+        occupied_bed_days=1,  # P2's open stay; P1 left that morning
+        index_stays=1,
+        readmissions_30d=1,  # P1 came back to another hospital (HC1) six days later
+        average_length_of_stay=3.0,
+        readmission_rate_30d=1.0,
+    )
+    assert at("institution", "HK1", 2)["occupied_bed_days"] == 2
+    # The open stay is counted every night up to the last day of activity (10 March): 2..10 March.
+    assert sum(r.occupied_bed_days for k, r in rows.items() if k[:2] == ("institution", "HK1")) == 3 + 9
+    hc1 = at("institution", "HC1", 10)
+    assert (hc1["discharged_bed_days"], hc1["occupied_bed_days"], hc1["readmission_rate_30d"]) == (1, 0, 0.0)
+    assert ("institution", "HK1", D(2026, 3, 1)) in rows and at("institution", "HK1", 1)[
+        "outpatient_visits"
+    ] == 0
+    # The county: its township clinic plus its county hospital.
+    k1 = at("county", "110101", 1)
+    assert (k1["outpatient_visits"], k1["admissions"], k1["occupied_bed_days"]) == (1, 1, 1)
+    assert rows[("county", "110101", D(2026, 3, 1))].unit_name == "甲县"
+    # The city on 10 March: the county hospital's open stay plus the city hospital, which has no county.
+    c1 = at("city", "110100", 10)
+    assert (c1["admissions"], c1["discharges"], c1["occupied_bed_days"]) == (1, 1, 1)
+    # The province on 4 March: rates from the summed counts (1/3, 6/3), not the mean of the cities' rates.
+    p = at("province", "110000", 4)
+    assert (p["discharges"], p["discharged_bed_days"], p["index_stays"], p["readmissions_30d"]) == (
+        3,
+        6,
+        3,
+        1,
+    )
+    assert p["readmission_rate_30d"] == pytest.approx(1 / 3)
+    assert p["average_length_of_stay"] == pytest.approx(2.0)
+
+
+def _followup_inputs(spark: SparkSession) -> tuple[DataFrame, DataFrame, DataFrame]:
+    visits = [  # (followup id, patient, disease category, time, sbp, dbp, fasting glucose)
+        ("f1", "a1", "I10", T(2025, 1, 15, 2), 150.0, 95.0, None),
+        ("f2", "a1", "I10", T(2025, 4, 15, 2), 130.0, 85.0, None),
+        ("f3", "a1", "I10", T(2025, 7, 15, 2), None, None, None),  # seen, not measured
+        ("f4", "a1", "I10", T(2025, 10, 15, 2), 145.0, 92.0, None),
+        ("f5", "a1", "I10", T(2026, 1, 15, 2), 128.0, 80.0, None),
+        ("f6", "a2", "E11", T(2025, 10, 20, 2), None, None, 6.5),
+    ]
+    followups = spark.createDataFrame(
+        [("CT1", f, p, c, t) for f, p, c, t, *_ in visits],
+        FOLLOWUP_SCHEMA,
+    )
+    observations = spark.createDataFrame(
+        [
+            ("CT1", p, code, value, t, False)
+            for _, p, _, t, sbp, dbp, glucose in visits
+            for code, value in (("8480-6", sbp), ("8462-4", dbp), ("1558-6", glucose))
+            if value is not None
+        ]
+        + [("HK1", "b1", "8480-6", 180.0, T(2026, 1, 20, 2), False)],  # a hospital reading: not a follow-up's
+        "institution_id string, source_patient_id string, loinc string, value double, "
+        "observation_time timestamp, is_cancelled boolean",
+    )
+    xref = spark.createDataFrame(
+        [("CT1", "a1", "P1"), ("CT1", "a2", "P2"), ("HK1", "b1", "P1")],
+        "institution_id string, source_patient_id string, person_id string",
+    )
+    return followups, observations, xref
+
+
+def test_chronic_registry_and_indicators_by_hand(
+    spark: SparkSession, areas: DataFrame, places: DataFrame
+) -> None:
+    followups, observations, xref = _followup_inputs(spark)
+    registry = {
+        (r.person_id, r.disease): r
+        for r in chronic_disease_registry(followups, observations, xref, F.lit(D(2026, 1, 31))).collect()
+    }
+    p1 = registry[("P1", "hypertension")]
+    assert (p1.registered_on, p1.managing_institution_id, p1.followups_12m) == (D(2025, 1, 15), "CT1", 4)
+    assert p1.is_standard_managed and p1.is_controlled  # 128/80 on 15 January
+    p2 = registry[("P2", "diabetes")]
+    assert (p2.followups_12m, p2.is_standard_managed, p2.is_controlled) == (1, False, True)
+
+    indicators = chronic_disease_indicators(
+        followups, observations, xref, places, areas, F.lit(D(2026, 1, 31))
+    )
+    got = {
+        (r.month, r.disease): (r.registered, r.standard_managed, r.controlled)
+        for r in indicators.where("level = 'institution'").collect()
+    }
+    htn = {month: got[(month, "hypertension")] for month, disease in got if disease == "hypertension"}
+    assert len(htn) == 13  # January 2025 to January 2026
+    assert htn[D(2025, 1, 1)] == (1, 0, 0)  # 150/95
+    assert htn[D(2025, 4, 1)] == (1, 0, 1)  # 130/85
+    assert htn[D(2025, 7, 1)] == (1, 0, 1)  # no reading in July: April's stands
+    assert htn[D(2025, 10, 1)] == (1, 1, 0)  # the fourth follow-up in 12 months; 145/92
+    assert htn[D(2025, 12, 1)] == (1, 1, 0)
+    assert htn[D(2026, 1, 1)] == (1, 1, 1)  # February 2025 to January 2026: still four
+    assert got[(D(2025, 10, 1), "diabetes")] == (1, 0, 1) and (D(2025, 9, 1), "diabetes") not in got
+    province = {(r.month, r.disease): r for r in indicators.where("level = 'province'").collect()}[
+        (D(2026, 1, 1), "hypertension")
+    ]
+    assert (province.registered, province.control_rate, province.standard_management_rate) == (1, 1.0, 1.0)
+
+
+def test_patient_360_by_hand(spark: SparkSession, areas: DataFrame) -> None:
+    persons = spark.createDataFrame(
+        [
+            ("P1", "active", "tok1", "F", D(1960, 6, 15), "110101001", 2, 2),
+            ("P9", "merged", "tok9", "M", D(1970, 1, 1), "110101", 1, 1),
+        ],
+        "person_id string, status string, resident_id_token string, sex string, birth_date date, "
+        "area_code string, record_count bigint, institution_count bigint",
+    )
+    xref = spark.createDataFrame(
+        [("CT1", "a1", "P1"), ("HK1", "b1", "P1")],
+        "institution_id string, source_patient_id string, person_id string",
+    )
+    facts = spark.createDataFrame(
+        [
+            ("CT1", "e1", "P1", "outpatient", T(2025, 3, 1, 2)),
+            ("HK1", "e2", "P1", "inpatient", T(2025, 5, 1, 2)),
+            ("HK1", "e3", "P1", "outpatient", T(2025, 9, 1, 2)),
+        ],
+        "institution_id string, source_record_id string, person_id string, encounter_class string, "
+        "admit_time timestamp",
+    )
+    diagnoses = spark.createDataFrame(
+        [
+            ("HK1", "b1", "I10", T(2025, 5, 1, 3), False),
+            ("CT1", "a1", "E11", T(2025, 3, 1, 3), False),
+            ("HK1", "b1", "N18", T(2025, 5, 1, 3), True),  # cancelled
+            ("HK1", "b1", "J06", T(2025, 9, 1, 3), False),  # not chronic
+        ],
+        "institution_id string, source_patient_id string, icd10_category string, diagnosis_time timestamp, "
+        "is_cancelled boolean",
+    )
+    followups = spark.createDataFrame(
+        [("CT1", "f1", "a1", "I10", T(2025, 2, 1, 2))],
+        FOLLOWUP_SCHEMA,
+    )
+    immunizations = spark.createDataFrame(
+        [("CT1", "a1", False), ("CT1", "a1", True)],
+        "institution_id string, source_patient_id string, is_cancelled boolean",
+    )
+    nat_tests = spark.createDataFrame(
+        [
+            ("L1", "n1", "zz", T(2025, 1, 1), None, "positive"),
+            ("CT1", "n2", "a1", T(2025, 6, 1), None, "negative"),
+        ]
+        + [("CT1", "n3", "a1", T(2025, 4, 1), None, "positive")],
+        "institution_id string, source_record_id string, source_patient_id string, sample_time timestamp, "
+        "report_time timestamp, result string",
+    )
+    out = patient_360(
+        persons,
+        xref,
+        facts,
+        diagnoses,
+        followups,
+        immunizations,
+        nat_tests,
+        area_paths(areas),
+        F.lit(D(2026, 1, 1)),
+    ).collect()
+    assert [r.person_id for r in out] == ["P1"]  # merged persons are not residents of their own
+    p = out[0]
+    assert (p.sex, p.birth_year, p.age, p.age_band) == ("F", 1960, 65, "65-69")
+    assert (p.county_code, p.city_code, p.province_code) == ("110101", "110100", "110000")
+    assert [(c.condition, c.first_diagnosed) for c in p.chronic_conditions] == [
+        ("diabetes", D(2025, 3, 1)),
+        ("hypertension", D(2025, 2, 1)),  # managed by the clinic before the hospital diagnosed it
+    ]
+    assert (p.has_hypertension, p.has_diabetes) == (True, True)
+    assert (p.outpatient_visits, p.emergency_visits, p.admissions) == (2, 0, 1)
+    assert (p.last_encounter_institution_id, p.last_encounter_class) == ("HK1", "outpatient")
+    assert (p.immunizations, p.last_nat_test_result, p.last_nat_test_time) == (1, "negative", T(2025, 6, 1))
+    assert (p.source_records, p.institutions) == (2, 2)
+    assert "name_token" not in out[0].asDict()
+
+
+def test_age_bands_at_the_edges(spark: SparkSession) -> None:
+    ages = spark.createDataFrame([(a,) for a in (0, 4, 5, 84, 85, 101, -1)], "age int")
+    assert [r.band for r in ages.select(age_band(F.col("age")).alias("band")).collect()] == [
+        "00-04",
+        "00-04",
+        "05-09",
+        "80-84",
+        "85+",
+        "85+",
+        None,
+    ]
