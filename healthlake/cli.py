@@ -132,9 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_argument(link)
     link.set_defaults(func=cmd_link)
 
-    publish = commands.add_parser("publish", help="silver → gold: rebuild the topic library (gold.*)")
+    publish = commands.add_parser(
+        "publish",
+        help="silver → gold, research.*, omop.*: the topic library, changes only after the first run",
+    )
     _conf_argument(publish)
     publish.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    publish.add_argument(
+        "--full", action="store_true", help="rebuild every table, not only what silver changed"
+    )
     _verbose_argument(publish)
     publish.set_defaults(func=cmd_publish)
 
@@ -257,7 +263,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from healthlake.pipelines import publish
     from healthlake.spark import get_spark
 
-    result = publish.run(get_spark("publish", cfg), cfg)
+    result = publish.run(get_spark("publish", cfg), cfg, full=args.full)
     output(format_table(("table", "rows"), sorted(result.tables.items())))
     return EXIT_OK
 

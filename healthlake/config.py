@@ -254,6 +254,22 @@ class EmpiSettings(_Settings):
         return self
 
 
+class ResearchSettings(_Settings):
+    """How ``healthlake publish`` builds the de-identified research zone (``research.*``).
+
+    Attributes:
+        release: Name of the research release: person keys are re-tokenised per release, so two releases
+            cannot be joined on them, while the tables of one release join to each other.
+        min_cell: Aggregate cells counting fewer people or events than this (but more than 0) are
+            suppressed.
+        k: The k of the k-anonymity report on each extract's quasi-identifiers.
+    """
+
+    release: str = Field(default="release-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    min_cell: int = Field(default=5, ge=1)
+    k: int = Field(default=5, ge=2)
+
+
 class Config(_Settings):
     """The whole healthlake configuration.
 
@@ -268,6 +284,7 @@ class Config(_Settings):
         ingest: Landing → bronze settings.
         conform: Bronze → silver settings.
         empi: Linking settings (the master patient index).
+        research: The research zone (de-identified extracts).
     """
 
     lake_root: str = DEFAULT_LAKE_ROOT
@@ -280,6 +297,7 @@ class Config(_Settings):
     ingest: IngestSettings = IngestSettings()
     conform: ConformSettings = ConformSettings()
     empi: EmpiSettings = EmpiSettings()
+    research: ResearchSettings = ResearchSettings()
 
     @property
     def mlflow_tracking_uri(self) -> str:

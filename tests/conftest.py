@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
+from healthlake import io
 from healthlake.config import Config, load_config
 from healthlake.spark import get_test_spark
 
@@ -60,3 +63,36 @@ def conformed_region(spark: SparkSession, tmp_path_factory: pytest.TempPathFacto
     cfg = load_config(overrides={"landing_root": str(gen.landing), "lake_root": str(root / "lake")})
     ingest.run(spark, cfg)
     return Conformed(cfg, gen.truth, gen.landing, conform.run(spark, cfg))
+
+
+@dataclass
+class Published:
+    """The conformed region linked and published, on a copy of its lake."""
+
+    cfg: Config
+    truth: Path
+    reference: Path
+    result: object  # healthlake.pipelines.publish.PublishResult
+
+    def gold(self, spark: SparkSession, table: str) -> pd.DataFrame:
+        """A table of the published lake as pandas (small tables only)."""
+        return io.read_table(spark, self.cfg.lake_root, table).toPandas()
+
+    def truth_table(self, name: str) -> pd.DataFrame:
+        """A truth table of the generator as pandas."""
+        return pd.read_parquet(self.truth / f"{name}.parquet")
+
+
+@pytest.fixture(scope="session")
+def published_region(
+    spark: SparkSession, conformed_region: Conformed, tmp_path_factory: pytest.TempPathFactory
+) -> Published:
+    """``conformed_region`` linked and published (gold, research, OMOP) on a copy of its lake."""
+    from healthlake.pipelines import link, publish
+
+    lake = tmp_path_factory.mktemp("gold_region") / "lake"
+    shutil.copytree(conformed_region.cfg.lake_root, lake)
+    cfg = conformed_region.cfg.model_copy(update={"lake_root": str(lake)})
+    link.run(spark, cfg)
+    reference = next(conformed_region.landing.glob("reference/*/*"))
+    return Published(cfg, conformed_region.truth, reference, publish.run(spark, cfg))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.research.deidentify import age_at, age_band
+
 CHRONIC_CONDITIONS: dict[str, tuple[str, ...]] = {
     "hypertension": ("I10", "I11", "I12", "I13", "I15"),
     "diabetes": ("E10", "E11", "E12", "E13", "E14"),
@@ -20,18 +22,6 @@ CHRONIC_CONDITIONS: dict[str, tuple[str, ...]] = {
     "chronic_kidney_disease": ("N18",),
 }
 """Chronic conditions tracked per person and the ICD-10 categories that establish each."""
-
-
-def age_band(age: Column) -> Column:
-    """The 5-year band of an age in whole years: ``00-04`` … ``80-84``, ``85+``; NULL for NULL or negative."""
-    low = (F.floor(age / 5) * 5).cast("int")
-    band = F.concat(F.lpad(low.cast("string"), 2, "0"), F.lit("-"), F.lpad((low + 4).cast("string"), 2, "0"))
-    return F.when(age >= 85, F.lit("85+")).when(age >= 0, band)
-
-
-def age_at(birth_date: Column, as_of: Column) -> Column:
-    """Completed years between ``birth_date`` and ``as_of``."""
-    return F.floor(F.months_between(as_of, birth_date) / 12).cast("int")
 
 
 def condition_of(icd10_category: Column) -> Column:

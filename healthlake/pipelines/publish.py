@@ -25,9 +25,12 @@ from healthlake.gold.areas import area_paths, institution_paths
 from healthlake.gold.chronic import chronic_disease_indicators, chronic_disease_registry
 from healthlake.gold.encounters import encounter_facts, with_institution_area
 from healthlake.gold.exchange import exchange_volume_daily
-from healthlake.gold.patients import age_at, patient_360
+from healthlake.gold.patients import patient_360
 from healthlake.gold.utilization import utilization_daily
 from healthlake.pipelines import omop
+from healthlake.privacy.tokens import load_key
+from healthlake.research import extracts
+from healthlake.research.deidentify import age_at
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -114,7 +117,8 @@ class PublishResult:
         tables: Gold table → its rows after the run.
         as_of: The last day of clinical activity in the silver versions used.
         versions: Silver table → the version read.
-        mode: ``full`` (everything rebuilt) or ``incremental``.
+        mode: ``full`` (everything rebuilt), ``incremental`` or ``unchanged`` (silver had not moved).
+        steps: Seconds per step of the run.
         seconds: Wall time of the run.
     """
 
@@ -123,17 +127,18 @@ class PublishResult:
     versions: dict[str, int] = field(default_factory=dict)
     mode: str = "full"
     seconds: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
 
 
 class _Silver:
     """Silver (and bronze) inputs pinned at their version when first read, so one run sees one state."""
 
-    def __init__(self, spark: SparkSession, lake: str) -> None:
+    def __init__(self, spark: SparkSession, lake: str, versions: dict[str, int]) -> None:
         self.spark, self.lake = spark, lake
-        self.versions: dict[str, int] = {}
+        self.versions: dict[str, int] = dict(versions)
 
     def has(self, name: str) -> bool:
-        return io.is_table(self.spark, self.lake, name)
+        return name in self.versions or io.is_table(self.spark, self.lake, name)
 
     def version(self, name: str) -> int:
         """The version this run reads of ``name`` (pinned on first use)."""
@@ -204,30 +209,48 @@ def run(spark: SparkSession, cfg: Config, *, full: bool = False) -> PublishResul
     for table, stage in REQUIRED.items():
         if not io.is_table(spark, lake, table):
             raise PublishError(f"{table} is not in the lake {lake}: run `healthlake {stage}` first")
-    silver = _Silver(spark, lake)
-    as_of = _as_of(silver)
+    # Pin every input at its version now: the run reads one state of silver, and the log records it.
+    silver = _Silver(spark, lake, _input_versions(spark, lake))
     last = None if full else _last_run(spark, lake)
-    result = PublishResult(as_of=as_of)
+    if last is not None and last.versions == silver.versions:
+        # Nothing in silver moved since the last run: its tables stand as they are.
+        log.info("publish: silver unchanged since the last run (as of %s), nothing to do", last.as_of)
+        return PublishResult(dict(last.tables), last.as_of, dict(last.versions), "unchanged")
+    result = PublishResult()
+    steps = result.steps
+
+    def step(name: str) -> _Step:
+        return _Step(steps, name)
+
+    with step("as_of"):
+        as_of = result.as_of = _as_of(silver)
     if last is not None and _can_increment(silver, last):
         result.mode = "incremental"
-        _publish_incremental(silver, last, as_of)
+        with step("incremental"):
+            _publish_incremental(silver, last, as_of)
     else:
-        _publish_full(silver, as_of)
-    _publish_rebuilt(silver, as_of)
-
-    result.versions = dict(silver.versions)
-    for table in GOLD_TABLES:
-        if io.is_table(spark, lake, table):
-            result.tables[table] = io.read_table(spark, lake, table).count()
+        with step("full"):
+            _publish_full(silver, as_of)
+    with step("chronic_and_exchange"):
+        _publish_rebuilt(silver, as_of)
+    with step("research"):
+        result.tables.update(_publish_research(spark, cfg))
     missing = [table for table in omop.INPUTS if not silver.has(table)]
     if missing:
         log.info("publish: OMOP export skipped, the lake has no %s", ", ".join(missing))
     else:
-        result.tables.update(omop.run(spark, cfg))
+        with step("omop"):
+            result.tables.update(omop.run(spark, cfg))
+    with step("row_counts"):
+        for table in GOLD_TABLES:
+            if io.is_table(spark, lake, table):
+                result.tables[table] = io.read_table(spark, lake, table).count()
+    result.versions = dict(silver.versions)
     result.seconds = time.monotonic() - started
     _log_run(spark, lake, result)  # the commit point: the next run increments from these versions
     written = ", ".join(f"{table} {rows} rows" for table, rows in result.tables.items())
     log.info("publish %s (as of %s): %s in %.1fs", result.mode, as_of, written, result.seconds)
+    log.info("publish steps (s): %s", ", ".join(f"{k} {v}" for k, v in result.steps.items()))
     return result
 
 
@@ -266,6 +289,41 @@ def _publish_rebuilt(silver: _Silver, as_of: dt.date) -> None:
         io.overwrite(exchange, lake, EXCHANGE_VOLUME)
 
 
+RESEARCH_PATIENTS, RESEARCH_ENCOUNTERS = "research.patients", "research.encounters"
+RESEARCH_UTILIZATION, RESEARCH_CHRONIC = "research.utilization_monthly", "research.chronic_disease_monthly"
+RESEARCH_K_ANONYMITY = "research.k_anonymity"
+
+
+def _publish_research(spark: SparkSession, cfg: Config) -> dict[str, int]:
+    """Rebuild the research zone from the gold tables just written (``docs/research.md``)."""
+    lake, settings = cfg.lake_root, cfg.research
+    key = load_key()
+    gold = {t: io.read_table(spark, lake, t) for t in GOLD_TABLES if io.is_table(spark, lake, t)}
+    io.overwrite(extracts.patient_extract(gold[PATIENT_360], settings.release, key), lake, RESEARCH_PATIENTS)
+    patients = io.read_table(spark, lake, RESEARCH_PATIENTS)
+    io.overwrite(
+        extracts.encounter_extract(gold[ENCOUNTER_FACTS], settings.release, key), lake, RESEARCH_ENCOUNTERS
+    )
+    io.overwrite(
+        extracts.utilization_monthly(gold[UTILIZATION_DAILY], settings.min_cell), lake, RESEARCH_UTILIZATION
+    )
+    io.overwrite(
+        extracts.chronic_monthly(gold[CHRONIC_INDICATORS], settings.min_cell), lake, RESEARCH_CHRONIC
+    )
+    report = extracts.k_anonymity_report(
+        patients, RESEARCH_PATIENTS, extracts.PATIENT_QUASI_IDENTIFIERS, settings.k
+    )
+    io.overwrite(report, lake, RESEARCH_K_ANONYMITY)
+    tables = (
+        RESEARCH_PATIENTS,
+        RESEARCH_ENCOUNTERS,
+        RESEARCH_UTILIZATION,
+        RESEARCH_CHRONIC,
+        RESEARCH_K_ANONYMITY,
+    )
+    return {t: io.read_table(spark, lake, t).count() for t in tables}
+
+
 def _places(silver: _Silver) -> DataFrame:
     return institution_paths(silver.read("silver.institution"), silver.read("silver.area"))
 
@@ -290,10 +348,42 @@ def _patient_360(
 # Incremental publish
 
 
+class _Step:
+    """Times one step of a run into ``steps``."""
+
+    def __init__(self, steps: dict[str, float], name: str) -> None:
+        self.steps, self.name = steps, name
+
+    def __enter__(self) -> None:
+        self.started = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self.steps[self.name] = round(time.monotonic() - self.started, 2)
+
+
+INPUTS = (
+    *REQUIRED,
+    *_EMPTY,
+    *BRONZE_DATA,
+    *SILVER_EVENTS,
+    "bronze.ingest_log",
+    "silver.medication",
+)
+"""Every table a run may read (the OMOP inputs are among them)."""
+
+
+def _input_versions(spark: SparkSession, lake: str) -> dict[str, int]:
+    """The latest version of every input table the lake holds."""
+    return {
+        t: io.latest_version(spark, lake, t) for t in dict.fromkeys(INPUTS) if io.is_table(spark, lake, t)
+    }
+
+
 @dataclass(frozen=True)
 class _LastRun:
     as_of: dt.date
     versions: dict[str, int]
+    tables: dict[str, int]
 
 
 def _last_run(spark: SparkSession, lake: str) -> _LastRun | None:
@@ -301,7 +391,7 @@ def _last_run(spark: SparkSession, lake: str) -> _LastRun | None:
     if not io.is_table(spark, lake, PUBLISH_LOG):
         return None
     rows = io.read_table(spark, lake, PUBLISH_LOG).orderBy(F.desc("finished_at")).limit(1).collect()
-    return _LastRun(rows[0]["as_of"], dict(rows[0]["versions"])) if rows else None
+    return _LastRun(rows[0]["as_of"], dict(rows[0]["versions"]), dict(rows[0]["tables"])) if rows else None
 
 
 def _can_increment(silver: _Silver, last: _LastRun) -> bool:

@@ -3,48 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from healthlake import io
-from healthlake.config import Config
 from healthlake.gold.utilization import ADDITIVE_MEASURES
 from healthlake.pipelines import link, publish
-from tests.conftest import Conformed
+from tests.conftest import Conformed, Published
 
 CLASSES = {"AMB": "outpatient", "EMER": "emergency", "IMP": "inpatient"}
 LOCAL = dt.timedelta(hours=8)  # truth times are China local time; silver and gold are UTC
 
 
-@dataclass
-class Published:
-    cfg: Config
-    truth: Path
-    reference: Path
-    result: publish.PublishResult
-
-    def gold(self, spark: SparkSession, table: str) -> pd.DataFrame:
-        return io.read_table(spark, self.cfg.lake_root, table).toPandas()
-
-    def truth_table(self, name: str) -> pd.DataFrame:
-        return pd.read_parquet(self.truth / f"{name}.parquet")
-
-
 @pytest.fixture(scope="module")
-def published(
-    spark: SparkSession, conformed_region: Conformed, tmp_path_factory: pytest.TempPathFactory
-) -> Published:
-    lake = tmp_path_factory.mktemp("gold_region") / "lake"
-    shutil.copytree(conformed_region.cfg.lake_root, lake)
-    cfg = conformed_region.cfg.model_copy(update={"lake_root": str(lake)})
-    link.run(spark, cfg)
-    reference = next(conformed_region.landing.glob("reference/*/*"))
-    return Published(cfg, conformed_region.truth, reference, publish.run(spark, cfg))
+def published(published_region: Published) -> Published:
+    return published_region
 
 
 def _truth_encounters(p: Published, spark: SparkSession) -> pd.DataFrame:
@@ -262,3 +238,58 @@ def test_exchange_volume_matches_the_manifest(
         assert malformed.get(feed, 0) == counts["malformed"], feed
     assert per_feed.duplicates.sum() > 0 and malformed.sum() > 0
     assert gold.median_arrival_lag_days.notna().any()
+
+
+def test_no_direct_identifier_or_lake_key_reaches_research_or_omop(
+    spark: SparkSession, published: Published
+) -> None:
+    lake = published.cfg.lake_root
+    persons = published.truth_table("persons")
+    clear = {
+        str(v) for c in ("national_id", "name", "phone", "address") for v in persons[c].dropna() if str(v)
+    }
+    # Keys that lead back to identified rows: lake tokens, EMPI person ids, source patient numbers.
+    lake_keys = io.read_table(spark, lake, "silver.person").select(
+        F.explode(F.array("person_id", "resident_id_token", "name_token", "phone_token")).alias("value")
+    )
+    patients = published.truth_table("patient_records").source_patient_id
+    forbidden = (
+        spark.createDataFrame([(v,) for v in sorted(clear | set(patients))], "value string")
+        .unionByName(lake_keys)
+        .where(F.col("value").isNotNull())
+    )
+    names = [
+        f"{t.layer}.{t.name}"
+        for t in io.list_tables(lake, spark)
+        if t.layer in ("research", "omop") and t.name != "id_map"
+    ]
+    assert {"research.patients", "research.encounters", "omop.person"} <= set(names)
+    for name in names:
+        df = io.read_table(spark, lake, name)
+        strings = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+        # (OMOP's person_id is the CDM's own integer id, not the EMPI's: checked by value below.)
+        keys = ("source_patient_id",) if name.startswith("omop.") else ("person_id", "source_patient_id")
+        assert not [c for c in df.columns if c.endswith("_token") or c in keys], name
+        if not strings:
+            continue
+        values = df.select(F.explode(F.array(*[F.col(c) for c in strings])).alias("value"))
+        leaks = values.join(forbidden, "value", "left_semi")
+        assert leaks.isEmpty(), f"{name}: {leaks.limit(3).collect()}"
+
+
+def test_research_aggregates_suppress_small_cells_and_report_k_anonymity(
+    spark: SparkSession, published: Published
+) -> None:
+    lake = published.cfg.lake_root
+    monthly = published.gold(spark, publish.RESEARCH_UTILIZATION)
+    counts = monthly[list(ADDITIVE_MEASURES)]
+    assert ((counts.isna()) | (counts == 0) | (counts >= 5)).all().all()
+    assert monthly.suppressed.any() and (monthly.level == "county").any()
+    # A suppressed count hides its rate too.
+    hidden = monthly[monthly.discharges.isna()]
+    assert hidden.average_length_of_stay.isna().all()
+    report = published.gold(spark, publish.RESEARCH_K_ANONYMITY)
+    patients = io.read_table(spark, lake, publish.RESEARCH_PATIENTS).count()
+    assert set(report.quasi_identifiers) == {"sex, birth_year, county_code", "sex, age_band, county_code"}
+    assert (report.records == patients).all() and (report.k == 5).all()
+    assert (report.is_k_anonymous == (report.classes_below_k == 0)).all()

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from healthlake.gold.areas import area_paths, institution_paths
 from healthlake.gold.chronic import chronic_disease_indicators, chronic_disease_registry
 from healthlake.gold.encounters import encounter_facts, with_institution_area
-from healthlake.gold.patients import age_band, patient_360
+from healthlake.gold.patients import patient_360
 from healthlake.gold.utilization import utilization_daily
 
 D = dt.date
@@ -282,16 +282,3 @@ def test_patient_360_by_hand(spark: SparkSession, areas: DataFrame) -> None:
     assert (p.immunizations, p.last_nat_test_result, p.last_nat_test_time) == (1, "negative", T(2025, 6, 1))
     assert (p.source_records, p.institutions) == (2, 2)
     assert "name_token" not in out[0].asDict()
-
-
-def test_age_bands_at_the_edges(spark: SparkSession) -> None:
-    ages = spark.createDataFrame([(a,) for a in (0, 4, 5, 84, 85, 101, -1)], "age int")
-    assert [r.band for r in ages.select(age_band(F.col("age")).alias("band")).collect()] == [
-        "00-04",
-        "00-04",
-        "05-09",
-        "80-84",
-        "85+",
-        "85+",
-        None,
-    ]
