@@ -179,8 +179,9 @@ def person(persons: DataFrame, id_map: DataFrame) -> DataFrame:
         id_map: The id map (``entity``, ``source_key``, ``omop_id``) holding every exported person.
 
     Returns:
-        CDM ``person``. ``person_source_value`` is the EMPI ``person_id`` (a surrogate, not an identifier);
-        the day of birth, location and the identity tokens are not exported.
+        CDM ``person``. ``person_source_value`` is the EMPI ``person_id`` here; the export pipeline replaces
+        it with the research release's key before writing. The day of birth, location and the identity
+        tokens are not exported.
     """
     ids = _ids(id_map, ENTITY_PERSON).withColumnRenamed("source_key", "person_id")
     kept = _exported_persons(persons).join(ids, "person_id")

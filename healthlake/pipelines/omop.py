@@ -26,6 +26,8 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from healthlake import io
 from healthlake.errors import HealthlakeError
 from healthlake.omop import cdm
+from healthlake.privacy.tokens import load_key
+from healthlake.research.deidentify import retokenize
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -94,7 +96,13 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, int]:
     )
     _log_unlinked(silver, xref)
 
-    io.overwrite(cdm.person(persons, id_map), lake, "omop.person")
+    # person_source_value: the research release's key (research.patients' research_id), not the EMPI id,
+    # so the export joins the release's extracts but not the lake.
+    io.overwrite(
+        retokenize(cdm.person(persons, id_map), "person_source_value", cfg.research.release, load_key()),
+        lake,
+        "omop.person",
+    )
     io.overwrite(
         cdm.visit_occurrence(silver[ENCOUNTER], xref, persons, id_map), lake, "omop.visit_occurrence"
     )

@@ -1,7 +1,10 @@
 """OMOP CDM 5.4 export: concept mapping, kept and left-out rows, stable ids across re-runs, no identifiers.
 
-One small silver lake, exported twice (a new encounter arrives in between); every expected value below was
-worked out by hand from the rows written in ``exports``.
+One small silver lake, exported once by ``omop.run``; then a new encounter arrives and the next export's
+steps run against the same lake: ``update_id_map`` with its keys, then the ``cdm`` transforms of the tables
+the encounter touches. Every expected value below was worked out by hand from the rows written in
+``exports``. (Spark jobs, Delta commits and Delta scans are what cost time here: the fixture writes only
+what ``run`` needs and collects each group of tables in one job.)
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyspark.sql import Row, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from healthlake import io
 from healthlake.config import load_config
-from healthlake.omop import CDM_COLUMNS
+from healthlake.omop import CDM_COLUMNS, cdm
 from healthlake.pipelines import omop
+from healthlake.privacy.tokens import extract_kind, load_key, token_of
 
 PERSONS = (
     "person_id string, status string, merged_into string, resident_id_token string, name_token string, "
@@ -77,13 +83,39 @@ def _key(institution: str, record: str) -> str:
     return json.dumps([institution, record], separators=(",", ":"))
 
 
-def _snapshot(spark: SparkSession, lake: str, tables: tuple[str, ...]) -> dict[str, list[Row]]:
-    return {name: io.read_table(spark, lake, name).collect() for name in tables}
+def _collect_all(frames: dict[str, DataFrame]) -> tuple[dict[str, list[Row]], dict[str, StructType]]:
+    """Rows and schema of every frame, in one Spark job.
+
+    Each frame becomes one struct column of a union (the others NULL on its rows), so one ``collect`` serves
+    them all instead of a job (and a Delta snapshot read) per table; the struct keeps names, order and types.
+    """
+    parts = [
+        frame.select(F.lit(i).alias("_frame"), F.struct(*[F.col(c) for c in frame.columns]).alias(f"_{i}"))
+        for i, frame in enumerate(frames.values())
+    ]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part, allowMissingColumns=True)
+    rows = union.collect()
+    tables = {name: [r[f"_{i}"] for r in rows if r["_frame"] == i] for i, name in enumerate(frames)}
+    types = {name: union.schema[f"_{i}"].dataType for i, name in enumerate(frames)}
+    return tables, types
+
+
+_EVENTS = ("omop.condition_occurrence", "omop.measurement", "omop.drug_exposure")
+NEW_KEY = ("visit_occurrence", _key("H1", "e6"))
+"""The id map key of the encounter that arrives after the first export."""
 
 
 @pytest.fixture(scope="module")
 def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Silver written by hand, exported, one encounter added, exported again."""
+    """Silver written by hand and exported; then the id step and tables of the export after a new encounter.
+
+    ``first``: every ``omop.*`` table and the id map as the export wrote them (``first_types``: their
+    schemas; ``first_rows``: what ``run`` returned). ``second``: the id map after ``update_id_map`` got the
+    same keys plus the new encounter's, and ``person``, ``visit_occurrence`` and ``observation_period``
+    rebuilt from it.
+    """
     lake = str(tmp_path_factory.mktemp("omop") / "lake")
     born1, born2, born3 = dt.date(1980, 5, 17), dt.date(1975, 11, 2), dt.date(2001, 1, 30)
     persons = [
@@ -93,9 +125,7 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
         _person("P5", "active", "F", None, "360103"),  # no birth year: not exported (CDM requires it)
         _person("P9", "retired", "M", born1, "360102001"),  # merged into P1
     ]
-    io.append(spark.createDataFrame(persons, PERSONS), lake, "silver.person")
     xref = [("H1", MRN_A, "P1"), ("C9", MRN_A2, "P1"), ("H1", MRN_B, "P2"), ("H2", MRN_C, "P3")]
-    io.append(spark.createDataFrame(xref, XREF), lake, "silver.person_xref")
     encounters = [
         ("H1", "e1", MRN_A, "inpatient", False, _t("03-01"), _t("03-05", 11), "home"),
         ("C9", "e2", MRN_A2, "outpatient", False, _t("03-10"), _t("03-10", 10), None),
@@ -104,7 +134,6 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
         ("H2", "e5", MRN_C, "other", False, _t("04-01"), None, None),
         ("H3", "x1", MRN_X, "inpatient", False, _t("03-01"), _t("03-02"), None),  # patient not linked
     ]
-    io.append(spark.createDataFrame(encounters, ENCOUNTERS), lake, "silver.encounter")
     diagnoses = [
         ("H1", "d1", MRN_A, "e1", "ICD-10", "I10.x00", _t("03-01", 10), False, True, "I10.x00"),
         ("H1", "d2", MRN_B, "e3", "local", "LOCALDX", _t("03-02", 23, 45), False, False, None),
@@ -123,7 +152,6 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
             "E11.900",
         ),  # visit cancelled
     ]
-    io.append(spark.createDataFrame(diagnoses, DIAGNOSES), lake, "silver.diagnosis")
     observations = [
         ("H1", "o1", MRN_A, "e1", "SBP", 150.0, "mmHg", _t("03-02", 8, 15), False, "8480-6", 150.0, "mm[Hg]"),
         ("H1", "o2", MRN_A, "e1", "8310-5", 37.2, "℃", _t("03-02", 8, 20), False, "8310-5", 37.2, "Cel"),
@@ -144,24 +172,50 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
             "mm[Hg]",
         ),  # cancelled
     ]
-    io.append(spark.createDataFrame(observations, OBSERVATIONS), lake, "silver.observation")
     medications = [
         ("H1", "m1", MRN_A, "e1", "X01", "氨氯地平", f"qd, for {MRN_A}", _t("03-03"), False),
         ("C9", "m2", MRN_A2, "e2", None, "Metformin", "bid", _t("03-25"), False),
         ("H1", "m3", MRN_B, "e3", "X02", "Aspirin", "qd", _t("05-01"), True),  # cancelled
     ]
-    io.append(spark.createDataFrame(medications, MEDICATIONS), lake, "silver.medication")
+    silver = {
+        omop.PERSON: spark.createDataFrame(persons, PERSONS),
+        omop.XREF: spark.createDataFrame(xref, XREF),
+        omop.ENCOUNTER: spark.createDataFrame(encounters, ENCOUNTERS),
+        omop.DIAGNOSIS: spark.createDataFrame(diagnoses, DIAGNOSES),
+        omop.OBSERVATION: spark.createDataFrame(observations, OBSERVATIONS),
+        omop.MEDICATION: spark.createDataFrame(medications, MEDICATIONS),
+    }
+    for table, frame in silver.items():
+        io.append(frame, lake, table)
 
     cfg = load_config(overrides={"lake_root": lake})
     first_rows = omop.run(spark, cfg)
-    first = _snapshot(spark, lake, (*omop.OMOP_TABLES, omop.ID_MAP))
+    written = {t: io.read_table(spark, lake, t) for t in (*omop.OMOP_TABLES, omop.ID_MAP)}
+    first, first_types = _collect_all(written)
+
+    # Then a new encounter arrives. The next export's id step on the same lake, given (as run gives it) every
+    # key to export: the first export's keys plus the new encounter's. Old keys must keep their ids.
+    keys = [(r["entity"], r["source_key"]) for r in first[omop.ID_MAP]] + [NEW_KEY]
+    keys_frame = spark.createDataFrame(keys, "entity string, source_key string")
+    map_rows = omop.update_id_map(spark, lake, keys_frame).collect()
+    # The tables the new encounter touches, built from the new map by the cdm transforms run applies (the
+    # other event tables as written), on in-memory frames: no Delta scan.
+    id_map = spark.createDataFrame(map_rows, first_types[omop.ID_MAP])
     new_visit = [("H1", "e6", MRN_B, "outpatient", False, _t("04-15"), _t("04-15", 10), None)]
-    io.append(spark.createDataFrame(new_visit, ENCOUNTERS), lake, "silver.encounter")
-    second_rows = omop.run(spark, cfg)
-    # A new encounter is the only change: the tables it can touch, and the id map.
-    touched = ("omop.person", "omop.visit_occurrence", "omop.observation_period", omop.ID_MAP)
-    second = _snapshot(spark, lake, touched)
-    return {"first": first, "second": second, "first_rows": first_rows, "second_rows": second_rows}
+    encounters = silver[omop.ENCOUNTER].unionByName(spark.createDataFrame(new_visit, ENCOUNTERS))
+    persons, xref = silver[omop.PERSON], silver[omop.XREF]
+    second, second_types = _collect_all(
+        {
+            "omop.person": cdm.person(persons, id_map),
+            "omop.visit_occurrence": cdm.visit_occurrence(encounters, xref, persons, id_map),
+        }
+    )
+    # observation_period from the visits just collected, as run builds it from the visits it wrote.
+    tables, types = {**first, **second}, {**first_types, **second_types}
+    inputs = [spark.createDataFrame(tables[t], types[t]) for t in ("omop.visit_occurrence", *_EVENTS)]
+    second["omop.observation_period"] = cdm.observation_period(*inputs).collect()
+    second[omop.ID_MAP] = map_rows
+    return {"first": first, "second": second, "first_rows": first_rows, "first_types": first_types}
 
 
 def _ids(snapshot: dict[str, list[Row]], entity: str) -> dict[str, int]:
@@ -183,16 +237,32 @@ def test_counts_and_cdm_columns(spark: SparkSession, exports: dict[str, Any]) ->
         "omop.drug_exposure": 2,
         "omop.measurement": 4,
     }
-    assert exports["second_rows"]["omop.visit_occurrence"] == 5
+    # run's counts are the rows written; after the new encounter one more visit is exported.
+    assert {t: len(exports["first"][t]) for t in omop.OMOP_TABLES} == exports["first_rows"]
+    assert len(exports["second"]["omop.visit_occurrence"]) == 5
     for table, columns in CDM_COLUMNS.items():
         row = exports["first"][f"omop.{table}"][0]
         assert tuple(row.asDict()) == tuple(name for name, _ in columns), table
+        # The written Delta table has exactly the CDM columns, in order, with the CDM types.
+        fields = exports["first_types"][f"omop.{table}"].fields
+        assert [(f.name, f.dataType.simpleString()) for f in fields] == list(columns), table
     assert dict(CDM_COLUMNS["person"])["person_id"] == "bigint"
     assert dict(CDM_COLUMNS["measurement"])["measurement_concept_id"] == "int"
 
 
+def _empi(snapshot: dict[str, list[Row]]) -> dict[int, str]:
+    """OMOP person_id → EMPI person_id, through the id map (person_source_value is a release key)."""
+    return {omop_id: key for key, omop_id in _ids(snapshot, cdm.ENTITY_PERSON).items()}
+
+
 def test_person_maps_sex_and_keeps_birth_year_and_month_only(exports: dict[str, Any]) -> None:
-    people = {r["person_source_value"]: r for r in exports["first"]["omop.person"]}
+    empi = _empi(exports["first"])
+    people = {empi[r["person_id"]]: r for r in exports["first"]["omop.person"]}
+    # The source value is the research release's key for the person: not the EMPI id.
+    release = load_config().research.release
+    assert {r["person_source_value"] for r in people.values()} == {
+        token_of(load_key(), extract_kind(release), p) for p in people
+    }
     assert set(people) == {"P1", "P2", "P3"}  # P5 has no birth year, P9 was merged into P1
     got = {
         p: (r["gender_concept_id"], r["gender_source_value"], r["year_of_birth"], r["month_of_birth"])
@@ -223,8 +293,7 @@ def test_visits_map_encounter_class_and_skip_cancelled_and_unlinked(exports: dic
     # The person's previous visit, across institutions.
     assert visits["e2"]["preceding_visit_occurrence_id"] == visits["e1"]["visit_occurrence_id"]
     assert visits["e1"]["preceding_visit_occurrence_id"] is None
-    people = {r["person_source_value"]: r["person_id"] for r in first["omop.person"]}
-    assert visits["e2"]["person_id"] == visits["e1"]["person_id"] == people["P1"]
+    assert visits["e2"]["person_id"] == visits["e1"]["person_id"] == _ids(first, cdm.ENTITY_PERSON)["P1"]
 
 
 def test_conditions_keep_icd10_as_source_value_with_concept_zero(exports: dict[str, Any]) -> None:
@@ -291,7 +360,7 @@ def test_drugs_keep_code_or_name_and_drop_free_text(exports: dict[str, Any]) -> 
 
 def test_observation_period_spans_first_to_last_event(exports: dict[str, Any]) -> None:
     first = exports["first"]
-    people = {r["person_id"]: r["person_source_value"] for r in first["omop.person"]}
+    people = _empi(first)
     periods = {
         people[r["person_id"]]: (
             r["observation_period_start_date"],
@@ -330,11 +399,10 @@ def test_ids_are_unique_and_the_same_after_a_second_run(exports: dict[str, Any])
         {(r["entity"], r["source_key"]): r["omop_id"] for r in second[omop.ID_MAP]},
     )
     assert {k: after[k] for k in before} == before  # nothing renumbered
-    assert set(after) - set(before) == {("visit_occurrence", _key("H1", "e6"))}
-    assert after[("visit_occurrence", _key("H1", "e6"))] not in before.values()
-    assert {r["person_source_value"]: r["person_id"] for r in first["omop.person"]} == {
-        r["person_source_value"]: r["person_id"] for r in second["omop.person"]
-    }
+    assert set(after) - set(before) == {NEW_KEY}
+    assert after[NEW_KEY] not in before.values()
+    assert set(_empi(first).items()) <= set(_empi(second).items())
+    assert {r["person_id"] for r in first["omop.person"]} == {r["person_id"] for r in second["omop.person"]}
     old_visits = {r["visit_occurrence_id"]: r["visit_start_date"] for r in first["omop.visit_occurrence"]}
     new_visits = {r["visit_occurrence_id"]: r["visit_start_date"] for r in second["omop.visit_occurrence"]}
     assert {k: new_visits[k] for k in old_visits} == old_visits
