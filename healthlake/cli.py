@@ -256,14 +256,17 @@ def cmd_link(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    """``healthlake publish``: rebuild the gold tables from silver and print their rows."""
+    """``healthlake publish``: bring gold, research and OMOP up to date, register them, print their rows."""
     cfg = load_config(args.conf, {"lake_root": args.lake}, overrides_source=COMMAND_LINE)
     if not is_uri(cfg.lake_root) and not Path(cfg.lake_root).is_dir():
         raise UsageError(f"lake root {cfg.lake_root} does not exist (run link first or pass --lake)")
+    from healthlake import io
     from healthlake.pipelines import publish
     from healthlake.spark import get_spark
 
-    result = publish.run(get_spark("publish", cfg), cfg, full=args.full)
+    spark = get_spark("publish", cfg)
+    result = publish.run(spark, cfg, full=args.full)
+    io.register_tables(spark, cfg.lake_root)  # SELECT … FROM gold.x, research.x, omop.x
     output(format_table(("table", "rows"), sorted(result.tables.items())))
     return EXIT_OK
 

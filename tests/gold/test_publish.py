@@ -137,6 +137,8 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     _day1(spark, lake)
     code, out, _ = _run(capsys, "publish", "--lake", lake)
     assert code == 0 and "gold.encounter_facts" in out and "gold.patient_360" in out
+    # Registered in the catalog for SQL users.
+    assert spark.sql("SELECT count(*) FROM gold.encounter_facts").first()[0] == 4
     first = io.read_table(spark, lake, publish.ENCOUNTER_FACTS)
     assert {r.source_record_id: r.readmitted_30d for r in first.collect()} == {
         "e1": False,  # the next admission (e2) is 37 days after discharge
