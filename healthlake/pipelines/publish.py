@@ -170,19 +170,13 @@ def _as_of(silver: _Silver) -> dt.date:
 
 def _bronze_records(silver: _Silver) -> DataFrame:
     cols = ("_source_file", "_source_feed", "_institution_id", "_record_offset", "_ingested_at", "raw")
-    frames = [silver.read(t).select(*cols) for t in BRONZE_DATA if silver.has(t)]
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out
+    return _union([silver.read(t).select(*cols) for t in BRONZE_DATA if silver.has(t)])
 
 
 def _silver_events(silver: _Silver) -> DataFrame:
-    frames = [silver.read(t).select("_source_file", "_event_time") for t in SILVER_EVENTS if silver.has(t)]
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out
+    return _union(
+        [silver.read(t).select("_source_file", "_event_time") for t in SILVER_EVENTS if silver.has(t)]
+    )
 
 
 def run(spark: SparkSession, cfg: Config, *, full: bool = False) -> PublishResult:
