@@ -174,8 +174,8 @@ def test_generate_writes_landing_truth_and_prints_the_manifest(
     total = out.strip().splitlines()[-1].split()
     assert total[0] == "total" and int(total[2]) > 0
     assert sorted(p.name for p in truth.glob("*.parquet")) == [
-        "contacts.parquet", "encounters.parquet", "patient_records.parquet", "persons.parquet",
-        "readmissions.parquet",
+        "contacts.parquet", "encounters.parquet", "followups.parquet", "patient_records.parquet",
+        "persons.parquet", "readmissions.parquet",
     ]  # fmt: skip
 
 
