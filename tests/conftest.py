@@ -29,26 +29,6 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     session.stop()
 
 
-INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
-"""Spark without generated code: faster for tests of many tiny queries (gold, research, OMOP, EMPI: the
-gold and research files took 84 s with code generation, 71 s without), slower for conform's wide parsing
-plans, so only the packages that gain use it (``interpreted`` fixture). Results are the same either way."""
-
-
-@pytest.fixture(scope="module")
-def interpreted(spark: SparkSession) -> Iterator[None]:
-    """Run a test module's queries interpreted (``INTERPRETED``), then restore the session's settings."""
-    before = {k: spark.conf.get(k, None) for k in INTERPRETED}
-    for key, value in INTERPRETED.items():
-        spark.conf.set(key, value)
-    yield
-    for key, value in before.items():
-        if value is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, value)
-
-
 @pytest.fixture
 def lake(tmp_path: Path) -> str:
     """A fresh, empty lake root folder for one test."""

@@ -21,8 +21,6 @@ from healthlake.synth.patients import patient_records as _records
 from healthlake.synth.patients import synthetic_people as _people
 from healthlake.synth.patients import write_patient_silver as _write_silver
 
-pytestmark = pytest.mark.usefixtures("interpreted")  # many tiny queries: see tests/conftest.py
-
 
 def _truth(spark: SparkSession, rows: list[dict]) -> DataFrame:
     return spark.createDataFrame(

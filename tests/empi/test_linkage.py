@@ -13,8 +13,6 @@ from pyspark.sql import functions as F
 from healthlake.empi import link_persons, standardize_person_columns
 from healthlake.synth.identity import homophone_variant, make_phone, make_resident_id, transpose_digits
 
-pytestmark = pytest.mark.usefixtures("interpreted")  # many tiny queries: see tests/conftest.py
-
 COLUMNS = {
     "record_id": "record_no",
     "full_name": "name",

@@ -14,8 +14,6 @@ from healthlake.gold.encounters import encounter_facts, with_institution_area
 from healthlake.gold.patients import patient_360
 from healthlake.gold.utilization import utilization_daily
 
-pytestmark = pytest.mark.usefixtures("interpreted")  # many tiny queries: see tests/conftest.py
-
 D = dt.date
 T = dt.datetime
 FOLLOWUP_SCHEMA = (

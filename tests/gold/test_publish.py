@@ -16,8 +16,6 @@ from healthlake.config import load_config
 from healthlake.pipelines import publish
 from healthlake.pipelines.conform import CDF
 
-pytestmark = pytest.mark.usefixtures("interpreted")  # many tiny queries: see tests/conftest.py
-
 T = dt.datetime
 ENCOUNTER_SCHEMA = (
     "institution_id string, source_record_id string, source_patient_id string, encounter_class string, "

@@ -25,8 +25,6 @@ from healthlake.omop import CDM_COLUMNS, cdm
 from healthlake.pipelines import omop
 from healthlake.privacy.tokens import extract_kind, load_key, token_of
 
-pytestmark = pytest.mark.usefixtures("interpreted")  # many tiny queries: see tests/conftest.py
-
 PERSONS = (
     "person_id string, status string, merged_into string, resident_id_token string, name_token string, "
     "phone_token string, address_token string, insurance_no_token string, sex string, birth_date date, "

@@ -33,8 +33,6 @@ from healthlake.research import (
     suppress_small_cells,
 )
 
-pytestmark = pytest.mark.usefixtures("interpreted")  # many tiny queries: see tests/conftest.py
-
 KEY = os.environ["HEALTHLAKE_HMAC_KEY"].encode()  # set by tests/conftest.py
 UTC = dt.UTC
 
