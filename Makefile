@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+TEST_WORKERS ?= 2
 
 .PHONY: setup test lint format clean distclean
 
@@ -13,11 +14,12 @@ setup:
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m healthlake.spark --warm
 
-## test: lint, then run the test suite (one local Spark session with Delta)
+## test: lint, then run the test suite on two workers (a local Spark session with Delta each;
+## tests/conftest.py keeps each module, and the modules sharing the generated region, on one worker)
 test:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 ## lint: ruff checks and formatting check
 lint:

@@ -134,12 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser(
         "publish",
-        help="silver → gold, research.*, omop.*: the topic library, changes only after the first run",
+        help="silver → gold (changes only after the first run); research.* and omop.* releases",
     )
     _conf_argument(publish)
     publish.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
     publish.add_argument(
         "--full", action="store_true", help="rebuild every table, not only what silver changed"
+    )
+    publish.add_argument(
+        "--extracts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "rebuild (or with --no-extracts, keep) the research zone and OMOP export; by default they are "
+            "rebuilt on the first and on full runs and when research.release changes"
+        ),
     )
     _verbose_argument(publish)
     publish.set_defaults(func=cmd_publish)
@@ -265,7 +274,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from healthlake.spark import get_spark
 
     spark = get_spark("publish", cfg)
-    result = publish.run(spark, cfg, full=args.full)
+    result = publish.run(spark, cfg, full=args.full, extracts=args.extracts)
     io.register_tables(spark, cfg.lake_root)  # SELECT … FROM gold.x, research.x, omop.x
     output(format_table(("table", "rows"), sorted(result.tables.items())))
     return EXIT_OK

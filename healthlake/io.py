@@ -53,6 +53,10 @@ def is_table(spark: SparkSession, lake_root: str, name: str) -> bool:
     return bool(DeltaTable.isDeltaTable(spark, table_path(lake_root, name)))
 
 
+CHANGE_DATA_FEED = {"delta.enableChangeDataFeed": "true"}
+"""Table properties of a table whose readers follow its changes (``read_changes``)."""
+
+
 def create_table(
     spark: SparkSession,
     lake_root: str,
@@ -120,6 +124,7 @@ def append(
     partition_by: Sequence[str] | None = None,
     merge_schema: bool = False,
     txn: tuple[str, int] | None = None,
+    properties: dict[str, str] | None = None,
 ) -> None:
     """Append rows to a Delta table, creating it on first write.
 
@@ -132,9 +137,12 @@ def append(
         txn: ``(application id, version)`` for an idempotent write: Delta skips the append when this
             table already committed that version (or a later one) for that application, so a replayed
             batch after a crash adds nothing twice.
+        properties: Table properties set when this write creates the table (in the same commit).
     """
     path = table_path(lake_root, name)
     writer = df.write.format("delta").mode("append")
+    for key, value in (properties or {}).items():
+        writer = writer.option(key, value)  # Delta takes ``delta.*`` options as properties of a new table
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
     if partition_by:
@@ -165,6 +173,7 @@ def upsert(
     *,
     update_condition: str | None = None,
     partition_by: Sequence[str] | None = None,
+    properties: dict[str, str] | None = None,
 ) -> None:
     """Insert new rows and update matching ones with a Delta MERGE on ``keys``; create the table if absent.
 
@@ -179,6 +188,7 @@ def upsert(
         update_condition: Update a matched row only when this SQL condition holds, e.g.
             ``"s.event_time >= t.event_time"`` to keep the latest by event time.
         partition_by: Partition columns, used when the table is created.
+        properties: Table properties, set when the table is created.
 
     Raises:
         LakeError: For a bad name, no keys, or keys missing from ``df``.
@@ -191,7 +201,7 @@ def upsert(
         raise LakeError(f"upsert into {name}: key columns {missing} are not in the incoming rows")
     spark = df.sparkSession
     if not DeltaTable.isDeltaTable(spark, path):
-        append(df, lake_root, name, partition_by=partition_by)
+        append(df, lake_root, name, partition_by=partition_by, properties=properties)
         return
     condition = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
     (

@@ -16,9 +16,45 @@ from healthlake import io
 from healthlake.config import Config, load_config
 from healthlake.spark import get_test_spark
 
+# Test modules that share the session's generated region run on one xdist worker (building it once).
+REGION_MODULES = (
+    "tests/silver/test_conform_region.py",
+    "tests/gold/test_gold_region.py",
+    "tests/test_notebooks.py",
+)
+# The slowest groups first, so that under ``pytest -n 2`` neither worker is left with a long one at the end.
+SLOWEST_FIRST = (
+    "region",
+    "tests/empi/test_link_pipeline.py",
+    "tests/silver/test_conform.py",
+    "tests/silver/test_conform_real_fhir.py",
+    "tests/silver/test_conform_crash.py",
+    "tests/bronze/test_ingest.py",
+    "tests/gold/test_publish.py",
+    "tests/omop/test_omop.py",
+    "tests/empi/test_linkage.py",
+)
+
 # A key for tests only (conform tokenises identifiers with it); real keys come from the environment.
 TEST_HMAC_KEY = "healthlake-tests-only-key-0123456789"
 os.environ.setdefault("HEALTHLAKE_HMAC_KEY", TEST_HMAC_KEY)
+
+
+def _test_group(item: pytest.Item) -> str:
+    module = item.nodeid.split("::", 1)[0]
+    return "region" if module in REGION_MODULES else module
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests by module (modules share module-scoped fixtures) for ``--dist loadgroup``, slowest first.
+
+    Runs before xdist's own hook, which turns the ``xdist_group`` marks into work units.
+    """
+    rank = {group: i for i, group in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_test_group(item), len(rank)))  # stable: module order kept
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_test_group(item)))
 
 
 @pytest.fixture(scope="session")

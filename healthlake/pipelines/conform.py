@@ -75,7 +75,7 @@ POINTER = ("_bronze_table", "_bronze_version", "_source_file", "_record_offset")
 """Where a silver row came from: the bronze table, the version that added the row, the file and offset."""
 PROVENANCE = ("_source_feed", *POINTER, "_ingested_at")
 NOT_IN_MODEL = "record_type_in_silver_model"
-CDF = {"delta.enableChangeDataFeed": "true"}
+CDF = io.CHANGE_DATA_FEED
 PLANNED, FINISHED = "planned", "finished"
 """``silver.conform_log`` statuses: a range recorded before its work starts, and once it is done."""
 

@@ -239,13 +239,15 @@ def run(
         _write_model(spark, lake, model, from_version)
     _ensure_tables(spark, lake)
     _write_features(lake, population if rewrite_features else fresh, everything=rewrite_features)
-    io.upsert(persons, lake, PERSON, ["person_id"])
+    # Both with a change feed: publish follows the persons and links a run changed, not all of them.
+    io.upsert(persons, lake, PERSON, ["person_id"], properties=io.CHANGE_DATA_FEED)
     audit = events.withColumn("from_version", F.lit(from_version).cast("long")).withColumn(
         "logged_at", F.current_timestamp()
     )
     io.insert_new(audit, lake, AUDIT, ["event", "person_id", "other_person_id", "from_version"])
     io.insert_new(reviews, lake, REVIEW, ["review_id"])
-    io.upsert(updates.select(*XREF_COLUMNS), lake, XREF, list(KEY))  # the commit point
+    # The commit point.
+    io.upsert(updates.select(*XREF_COLUMNS), lake, XREF, list(KEY), properties=io.CHANGE_DATA_FEED)
     _mark_decisions_applied(spark, lake, io.latest_version(spark, lake, XREF))
     _progress(started, "written", updates.count())
 

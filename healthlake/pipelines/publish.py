@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -118,6 +119,8 @@ class PublishResult:
         as_of: The last day of clinical activity in the silver versions used.
         versions: Silver table → the version read.
         mode: ``full`` (everything rebuilt), ``incremental`` or ``unchanged`` (silver had not moved).
+        release: The research release whose extracts (research zone and OMOP export) this run rebuilt,
+            None when it left them as they were.
         steps: Seconds per step of the run.
         seconds: Wall time of the run.
     """
@@ -126,6 +129,7 @@ class PublishResult:
     as_of: dt.date | None = None
     versions: dict[str, int] = field(default_factory=dict)
     mode: str = "full"
+    release: str | None = None
     seconds: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
 
@@ -179,21 +183,29 @@ def _silver_events(silver: _Silver) -> DataFrame:
     )
 
 
-def run(spark: SparkSession, cfg: Config, *, full: bool = False) -> PublishResult:
-    """Bring the gold tables (and the OMOP export) up to date with silver.
+def run(
+    spark: SparkSession, cfg: Config, *, full: bool = False, extracts: bool | None = None
+) -> PublishResult:
+    """Bring the gold tables up to date with silver, and release the research extracts when due.
 
     The first run, or ``full=True``, rebuilds every table. Later runs recompute only what silver changed
     since the last run (``gold.publish_log`` holds the silver versions each run read): the encounters and
     patients the change data feeds name, and the days of ``gold.utilization_daily`` they touch. The
-    chronic-disease tables, the exchange volumes and the OMOP export are rebuilt on every run.
+    chronic-disease tables and the exchange volumes are rebuilt on every run that silver moved.
+
+    The research zone and the OMOP export are a *release* (``research.release``): fixed extracts a study
+    cites, rebuilt from the gold of the day on the first and on every full run, when the configured
+    release changes, or when ``extracts=True``; a daily incremental run leaves them as they are.
 
     Args:
         spark: Session.
-        cfg: Configuration (``lake_root``).
+        cfg: Configuration (``lake_root``, ``research``).
         full: Rebuild everything, whatever the log says.
+        extracts: Rebuild the research zone and the OMOP export (True), leave them (False), or decide as
+            above (None).
 
     Returns:
-        The tables written and their rows, the ``as_of`` day, the silver versions read and the mode.
+        The tables and their rows, the ``as_of`` day, the silver versions read, the mode and the release.
 
     Raises:
         PublishError: When ``silver.encounter``, ``silver.person_xref`` or ``silver.person`` is missing.
@@ -205,36 +217,45 @@ def run(spark: SparkSession, cfg: Config, *, full: bool = False) -> PublishResul
             raise PublishError(f"{table} is not in the lake {lake}: run `healthlake {stage}` first")
     # Pin every input at its version now: the run reads one state of silver, and the log records it.
     silver = _Silver(spark, lake, _input_versions(spark, lake))
-    last = None if full else _last_run(spark, lake)
-    if last is not None and last.versions == silver.versions:
+    previous = _last_run(spark, lake)
+    last = None if full else previous
+    release = cfg.research.release
+    if extracts is None:
+        extracts = last is None or previous.release != release
+    if last is not None and last.versions == silver.versions and not extracts:
         # Nothing in silver moved since the last run: its tables stand as they are.
         log.info("publish: silver unchanged since the last run (as of %s), nothing to do", last.as_of)
         return PublishResult(dict(last.tables), last.as_of, dict(last.versions), "unchanged")
-    result = PublishResult()
+    result = PublishResult(tables=dict(last.tables) if last is not None else {})
     steps = result.steps
 
     def step(name: str) -> _Step:
         return _Step(steps, name)
 
-    with step("as_of"):
-        as_of = result.as_of = _as_of(silver)
-    if last is not None and _can_increment(silver, last):
-        result.mode = "incremental"
-        with step("incremental"):
-            _publish_incremental(silver, last, as_of)
+    if last is not None and last.versions == silver.versions:
+        result.mode, as_of = "unchanged", last.as_of
     else:
-        with step("full"):
-            _publish_full(silver, as_of)
-    with step("chronic_and_exchange"):
-        _publish_rebuilt(silver, as_of)
-    with step("research"):
-        result.tables.update(_publish_research(spark, cfg))
-    missing = [table for table in omop.INPUTS if not silver.has(table)]
-    if missing:
-        log.info("publish: OMOP export skipped, the lake has no %s", ", ".join(missing))
-    else:
-        with step("omop"):
-            result.tables.update(omop.run(spark, cfg))
+        with step("as_of"):
+            as_of = _as_of(silver)
+        if last is not None and _can_increment(silver, last):
+            result.mode = "incremental"
+            _publish_incremental(silver, last, as_of, step)
+        else:
+            with step("full"):
+                _publish_full(silver, as_of)
+        with step("chronic_and_exchange"):
+            _publish_rebuilt(silver, as_of)
+    result.as_of = as_of
+    if extracts:
+        result.release = release
+        with step("research"):
+            result.tables.update(_publish_research(spark, cfg))
+        missing = [table for table in omop.INPUTS if not silver.has(table)]
+        if missing:
+            log.info("publish: OMOP export skipped, the lake has no %s", ", ".join(missing))
+        else:
+            with step("omop"):
+                result.tables.update(omop.run(spark, cfg))
     with step("row_counts"):
         for table in GOLD_TABLES:
             if io.is_table(spark, lake, table):
@@ -244,6 +265,8 @@ def run(spark: SparkSession, cfg: Config, *, full: bool = False) -> PublishResul
     _log_run(spark, lake, result)  # the commit point: the next run increments from these versions
     written = ", ".join(f"{table} {rows} rows" for table, rows in result.tables.items())
     log.info("publish %s (as of %s): %s in %.1fs", result.mode, as_of, written, result.seconds)
+    if result.release is not None:
+        log.info("publish: research and OMOP extracts of release %s rebuilt", result.release)
     log.info("publish steps (s): %s", ", ".join(f"{k} {v}" for k, v in result.steps.items()))
     return result
 
@@ -378,14 +401,22 @@ class _LastRun:
     as_of: dt.date
     versions: dict[str, int]
     tables: dict[str, int]
+    release: str | None  # the research release of the last run that rebuilt the extracts
 
 
 def _last_run(spark: SparkSession, lake: str) -> _LastRun | None:
     """The silver versions and ``as_of`` of the last finished publish, if any."""
     if not io.is_table(spark, lake, PUBLISH_LOG):
         return None
-    rows = io.read_table(spark, lake, PUBLISH_LOG).orderBy(F.desc("finished_at")).limit(1).collect()
-    return _LastRun(rows[0]["as_of"], dict(rows[0]["versions"]), dict(rows[0]["tables"])) if rows else None
+    logged = io.read_table(spark, lake, PUBLISH_LOG)
+    rows = logged.orderBy(F.desc("finished_at")).limit(1).collect()
+    if not rows:
+        return None
+    release = None
+    if "release" in logged.columns:  # logs written before releases were recorded lack it
+        built = logged.where(F.col("release").isNotNull()).orderBy(F.desc("finished_at")).limit(1)
+        release = next((r["release"] for r in built.collect()), None)
+    return _LastRun(rows[0]["as_of"], dict(rows[0]["versions"]), dict(rows[0]["tables"]), release)
 
 
 def _can_increment(silver: _Silver, last: _LastRun) -> bool:
@@ -425,11 +456,43 @@ def _changes(silver: _Silver, last: _LastRun, table: str) -> DataFrame | None:
 
 
 def _link_changes(silver: _Silver, last: _LastRun) -> DataFrame:
-    """``(institution_id, source_patient_id, person_id)`` links added or removed since the last run."""
+    """``(institution_id, source_patient_id, person_id)`` links added or removed since the last run.
+
+    From the xref's change feed when it has one (``healthlake link`` creates it so): rows whose link did
+    not move come along too (an update's two images), which only widens what is recomputed. Otherwise
+    the two versions are compared in full.
+    """
     cols = [*_PATIENT, "person_id"]
+    if io.has_change_feed(silver.spark, silver.lake, XREF):
+        feed = _changes(silver, last, XREF)
+        return feed.select(cols) if feed is not None else silver.read(XREF).select(cols).limit(0)
     before = io.read_table(silver.spark, silver.lake, XREF, version=last.versions[XREF]).select(cols)
     now = silver.read(XREF).select(cols)
     return now.subtract(before).unionByName(before.subtract(now))
+
+
+_PERSON_COLUMNS = [
+    "person_id",
+    "status",
+    "resident_id_token",
+    "sex",
+    "birth_date",
+    "area_code",
+    "record_count",
+    "institution_count",
+]
+
+
+def _person_changes(silver: _Silver, last: _LastRun) -> DataFrame:
+    """``person_id`` of the golden records changed since the last run (change feed, else a comparison)."""
+    if io.has_change_feed(silver.spark, silver.lake, PERSON):
+        feed = _changes(silver, last, PERSON)
+        return (
+            feed.select("person_id") if feed is not None else silver.read(PERSON).select("person_id").limit(0)
+        )
+    before = io.read_table(silver.spark, silver.lake, PERSON, version=last.versions[PERSON])
+    before, now = before.select(_PERSON_COLUMNS), silver.read(PERSON).select(_PERSON_COLUMNS)
+    return now.subtract(before).select("person_id").unionByName(before.subtract(now).select("person_id"))
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:
@@ -455,117 +518,129 @@ def _delta_rows(new: DataFrame, old: DataFrame, key: list[str]) -> DataFrame:
     return new.withColumn("_delete", F.lit(False)).unionByName(gone)
 
 
-def _publish_incremental(silver: _Silver, last: _LastRun, as_of: dt.date) -> None:
+def _publish_incremental(
+    silver: _Silver, last: _LastRun, as_of: dt.date, step: Callable[[str], _Step]
+) -> None:
     """Recompute the encounters, days and persons silver changed since the last run, and merge them in."""
     spark, lake, day = silver.spark, silver.lake, F.lit(as_of)
-    links = _link_changes(silver, last)
-    encounter_changes = _changes(silver, last, ENCOUNTER)
-    patients = [links.select(*_PATIENT)]
-    if encounter_changes is not None:
-        patients.append(encounter_changes.select(*_PATIENT))
-    changed_patients = _union(patients).distinct()
-    persons = _union([_persons_of(changed_patients, silver, last), links.select("person_id")]).distinct()
+    with step("changes"):
+        links = _link_changes(silver, last).cache()
+        encounter_changes = _changes(silver, last, ENCOUNTER)
+        patients = [links.select(*_PATIENT)]
+        if encounter_changes is not None:
+            encounter_changes = encounter_changes.select(*_KEY, *_PATIENT).cache()
+            patients.append(encounter_changes.select(*_PATIENT))
+        changed_patients = _union(patients).distinct().cache()
+        persons = (
+            _union([_persons_of(changed_patients, silver, last), links.select("person_id")])
+            .distinct()
+            .cache()
+        )
+        log.info("publish: %d source patients, %d persons changed", changed_patients.count(), persons.count())
 
-    # Encounter facts: every encounter of an affected person (readmission looks at their whole history),
-    # and every encounter of a changed patient that has no person.
-    xref = silver.read(XREF)
-    in_scope = _union(
-        [xref.join(persons, "person_id", "left_semi").select(*_PATIENT), changed_patients]
-    ).distinct()
-    places = _places(silver)
-    new_facts = encounter_facts(silver.read(ENCOUNTER).join(in_scope, _PATIENT, "left_semi"), xref).transform(
-        lambda df: with_institution_area(df, places)
-    )
-    old_all = io.read_table(
-        spark, lake, ENCOUNTER_FACTS, version=io.latest_version(spark, lake, ENCOUNTER_FACTS)
-    )
-    touched = [old_all.join(persons, "person_id", "left_semi")]
-    if encounter_changes is not None:
-        touched.append(old_all.join(encounter_changes.select(*_KEY).distinct(), _KEY, "left_semi"))
-    old_facts = _union(touched).distinct()
-    new_facts = new_facts.select(*old_all.columns).cache()
-    changed = new_facts.subtract(old_facts).unionByName(old_facts.subtract(new_facts))
-    first_day = changed.agg(
-        F.least(F.min("admit_date"), F.min(F.to_date("discharge_time"))).alias("d")
-    ).first()[0]  # one aggregate row
-    io.merge_changes(_delta_rows(new_facts, old_facts, _KEY), lake, ENCOUNTER_FACTS, _KEY, "_delete")
-    new_facts.unpersist()
+    with step("encounter_facts"):
+        # Every encounter of an affected person (readmission looks at their whole history), and every
+        # encounter of a changed patient that has no person.
+        xref = silver.read(XREF)
+        in_scope = _union(
+            [xref.join(persons, "person_id", "left_semi").select(*_PATIENT), changed_patients]
+        ).distinct()
+        places = _places(silver)
+        new_facts = encounter_facts(
+            silver.read(ENCOUNTER).join(in_scope, _PATIENT, "left_semi"), xref
+        ).transform(lambda df: with_institution_area(df, places))
+        old_all = io.read_table(
+            spark, lake, ENCOUNTER_FACTS, version=io.latest_version(spark, lake, ENCOUNTER_FACTS)
+        )
+        touched = [old_all.join(persons, "person_id", "left_semi")]
+        if encounter_changes is not None:
+            touched.append(old_all.join(encounter_changes.select(*_KEY).distinct(), _KEY, "left_semi"))
+        old_facts = _union(touched).distinct().cache()
+        new_facts = new_facts.select(*old_all.columns).cache()
+        changed = new_facts.subtract(old_facts).unionByName(old_facts.subtract(new_facts))
+        first_day = changed.agg(
+            F.least(F.min("admit_date"), F.min(F.to_date("discharge_time"))).alias("d")
+        ).first()[0]  # one aggregate row
+        io.merge_changes(_delta_rows(new_facts, old_facts, _KEY), lake, ENCOUNTER_FACTS, _KEY, "_delete")
+        new_facts.unpersist()
+        old_facts.unpersist()
 
-    # Daily utilisation: every day from the first one a changed encounter touches (the census of open
-    # stays moves with as_of), recomputed for all institutions of that day, replaces the stored days.
-    days = [first_day] if first_day else []
-    if as_of != last.as_of:
-        days.append(min(last.as_of, as_of) + dt.timedelta(days=1))
-    if days:
-        since = min(days)
+    with step("utilization_daily"):
+        # Every day from the first one a changed encounter touches (the census of open stays moves with
+        # as_of), recomputed for all institutions of that day, replaces the stored days.
+        days = [first_day] if first_day else []
+        if as_of != last.as_of:
+            days.append(min(last.as_of, as_of) + dt.timedelta(days=1))
+        if days:
+            since = min(days)
+            facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
+            relevant = facts.where(
+                (F.col("admit_date") >= F.lit(since))
+                | (F.to_date("discharge_time") >= F.lit(since))
+                | ((F.col("encounter_class") == "inpatient") & F.col("discharge_time").isNull())
+            )
+            recent = utilization_daily(relevant, places, silver.read("silver.area"), day).where(
+                F.col("date") >= F.lit(since)
+            )
+            io.replace_where(recent, lake, UTILIZATION_DAILY, f"date >= '{since.isoformat()}'")
+
+    with step("patient_360"):
+        # Persons with a changed event, link or golden record, or a birthday since the last run.
+        event_patients = [changed_patients]
+        for table in _EVENT_TABLES[1:]:
+            rows = _changes(silver, last, table)
+            if rows is not None:
+                event_patients.append(rows.select(*_PATIENT))
+        now = silver.read(PERSON)
+        aged = now.where(age_at(F.col("birth_date"), F.lit(last.as_of)) != age_at(F.col("birth_date"), day))
+        affected = (
+            _union(
+                [
+                    _persons_of(_union(event_patients).distinct(), silver, last),
+                    links.select("person_id"),
+                    _person_changes(silver, last),
+                    aged.select("person_id"),
+                ]
+            )
+            .distinct()
+            .cache()
+        )
         facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
-        relevant = facts.where(
-            (F.col("admit_date") >= F.lit(since))
-            | (F.to_date("discharge_time") >= F.lit(since))
-            | ((F.col("encounter_class") == "inpatient") & F.col("discharge_time").isNull())
+        fresh = _patient_360(
+            silver,
+            now.join(affected, "person_id", "left_semi"),
+            xref.join(affected, "person_id", "left_semi"),
+            facts.join(affected, "person_id", "left_semi"),
+            day,
         )
-        recent = utilization_daily(relevant, places, silver.read("silver.area"), day).where(
-            F.col("date") >= F.lit(since)
+        stored = io.read_table(spark, lake, PATIENT_360, version=io.latest_version(spark, lake, PATIENT_360))
+        io.merge_changes(
+            _delta_rows(fresh, stored.join(affected, "person_id", "left_semi"), ["person_id"]),
+            lake,
+            PATIENT_360,
+            ["person_id"],
+            "_delete",
         )
-        io.replace_where(recent, lake, UTILIZATION_DAILY, f"date >= '{since.isoformat()}'")
-
-    # Patient view: persons with a changed event, link or golden record, or a birthday since the last run.
-    event_patients = [changed_patients]
-    for table in _EVENT_TABLES[1:]:
-        rows = _changes(silver, last, table)
-        if rows is not None:
-            event_patients.append(rows.select(*_PATIENT))
-    person_cols = [
-        "person_id",
-        "status",
-        "resident_id_token",
-        "sex",
-        "birth_date",
-        "area_code",
-        "record_count",
-        "institution_count",
-    ]
-    before = io.read_table(spark, lake, PERSON, version=last.versions[PERSON]).select(person_cols)
-    now = silver.read(PERSON).select(person_cols)
-    aged = now.where(age_at(F.col("birth_date"), F.lit(last.as_of)) != age_at(F.col("birth_date"), day))
-    affected = (
-        _union(
-            [
-                _persons_of(_union(event_patients).distinct(), silver, last),
-                links.select("person_id"),
-                now.subtract(before).select("person_id"),
-                before.subtract(now).select("person_id"),
-                aged.select("person_id"),
-            ]
-        )
-        .distinct()
-        .cache()
-    )
-    facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
-    fresh = _patient_360(
-        silver,
-        silver.read(PERSON).join(affected, "person_id", "left_semi"),
-        xref.join(affected, "person_id", "left_semi"),
-        facts.join(affected, "person_id", "left_semi"),
-        day,
-    )
-    stored = io.read_table(spark, lake, PATIENT_360, version=io.latest_version(spark, lake, PATIENT_360))
-    io.merge_changes(
-        _delta_rows(fresh, stored.join(affected, "person_id", "left_semi"), ["person_id"]),
-        lake,
-        PATIENT_360,
-        ["person_id"],
-        "_delete",
-    )
-    affected.unpersist()
+    for frame in (affected, persons, changed_patients, links, encounter_changes):
+        if frame is not None:
+            frame.unpersist()
 
 
 _LOG_SCHEMA = (
     "mode string, as_of date, versions map<string,bigint>, tables map<string,bigint>, seconds double, "
-    "finished_at timestamp"
+    "finished_at timestamp, release string"
 )
 
 
 def _log_run(spark: SparkSession, lake: str, result: PublishResult) -> None:
-    row = (result.mode, result.as_of, result.versions, result.tables, result.seconds, dt.datetime.now(dt.UTC))
-    io.append(spark.createDataFrame([row], _LOG_SCHEMA), lake, PUBLISH_LOG)
+    row = (
+        result.mode,
+        result.as_of,
+        result.versions,
+        result.tables,
+        result.seconds,
+        dt.datetime.now(dt.UTC),
+        result.release,
+    )
+    # mergeSchema: a log begun before releases were recorded gains the column.
+    io.append(spark.createDataFrame([row], _LOG_SCHEMA), lake, PUBLISH_LOG, merge_schema=True)

@@ -220,6 +220,9 @@ def test_first_run_links_records_to_persons_against_the_truth(spark: SparkSessio
     rows, first, xref = day1["rows"], day1["first"], day1["xref"]
     assert (first.mode, first.linked, first.records) == ("full", len(rows), len(rows))
     assert xref.count() == len(rows) == xref.select(*link.KEY).distinct().count()
+    # Created with a change feed, which publish follows from one run to the next.
+    for table in (link.XREF, link.PERSON):
+        assert io.has_change_feed(spark, day1["cfg"].lake_root, table), table
     truth = _truth(spark, rows)
     true_pairs, found = _pairs(truth, "person"), _pairs(xref, "person_id")
     tp = found.join(true_pairs, ["id_l", "id_r"]).count()

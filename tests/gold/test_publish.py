@@ -65,7 +65,7 @@ def _day1(spark: SparkSession, lake: str) -> None:
         publish.XREF,
         [("H1", "H1-7", "P1"), ("H2", "H2-9", "P1"), ("H2", "H2-5", "P2")],
         XREF_SCHEMA,
-        cdf=False,
+        cdf=True,  # as `healthlake link` creates it; the persons have none (a lake linked before it did)
     )
     _write(
         spark,
@@ -149,12 +149,19 @@ def test_publish_then_incremental_equals_a_full_rebuild(
 
     _day2(spark, lake)
     cfg = load_config(overrides={"lake_root": lake})
+    extract_version = io.latest_version(spark, lake, publish.RESEARCH_PATIENTS)
     step = publish.run(spark, cfg)
     assert step.mode == "incremental" and step.as_of == dt.date(2026, 4, 20)
+    # A daily run leaves the research release as it was; a new release name rebuilds it from this gold.
+    assert step.release is None
+    assert io.latest_version(spark, lake, publish.RESEARCH_PATIENTS) == extract_version
+    cfg = load_config(overrides={"lake_root": lake, "research.release": "release-2"})
+    released = publish.run(spark, cfg)
+    assert (released.mode, released.release, released.as_of) == ("unchanged", "release-2", step.as_of)
     rebuilt_lake = str(tmp_path / "rebuilt")
     shutil.copytree(lake, rebuilt_lake)
-    rebuilt = publish.run(spark, load_config(overrides={"lake_root": rebuilt_lake}), full=True)
-    assert rebuilt.mode == "full" and rebuilt.tables == step.tables
+    rebuilt = publish.run(spark, cfg.model_copy(update={"lake_root": rebuilt_lake}), full=True)
+    assert rebuilt.mode == "full" and rebuilt.tables == released.tables
     incremental, full = _gold(spark, lake), _gold(spark, rebuilt_lake)
     assert set(incremental) == set(full) and len(full) >= 7
     for table, df in full.items():
@@ -170,10 +177,15 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     # Nothing new: the next run writes nothing and reports the tables as they stand.
     versions = {t: io.latest_version(spark, lake, t) for t in incremental}
     again = publish.run(spark, cfg)
-    assert again.mode == "unchanged" and again.tables == step.tables and again.as_of == step.as_of
+    assert again.mode == "unchanged" and again.tables == released.tables and again.as_of == step.as_of
+    assert again.release is None
     assert {t: io.latest_version(spark, lake, t) for t in incremental} == versions
     log = io.read_table(spark, lake, publish.PUBLISH_LOG).orderBy("finished_at").collect()
-    assert [r.mode for r in log] == ["full", "incremental"]
+    assert [(r.mode, r.release) for r in log] == [
+        ("full", "release-1"),
+        ("incremental", None),
+        ("unchanged", "release-2"),
+    ]
     assert log[-1].versions[publish.ENCOUNTER] == io.latest_version(spark, lake, publish.ENCOUNTER)
 
 
