@@ -295,8 +295,9 @@ def main() -> None:
     io.overwrite(areas, lake, "silver.area")
     io.overwrite(institutions, lake, "silver.institution")
     people, xref = _people(spark, args.persons, ids)
-    io.overwrite(people, lake, publish.PERSON)
-    io.overwrite(xref, lake, publish.XREF)
+    # With change feeds, as `healthlake link` creates them.
+    io.append(people, lake, publish.PERSON, properties=CDF)
+    io.append(xref, lake, publish.XREF, properties=CDF)
     print(
         f"\npublish benchmark: {args.persons:,} persons, {args.day_records:,} event rows a day, "
         f"checkpoints {checkpoints} (setup {time.monotonic() - started:.0f}s), {os.cpu_count()} cores"
