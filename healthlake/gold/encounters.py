@@ -84,6 +84,70 @@ def encounter_facts(encounters: DataFrame, person_xref: DataFrame) -> DataFrame:
     )
 
 
+def recompute_bounds(
+    changed: DataFrame, person_xref: DataFrame, stored_facts: DataFrame, whole: DataFrame
+) -> DataFrame:
+    """From when each affected person's encounter facts must be recomputed after some encounters changed.
+
+    An encounter's facts depend on the person's other encounters only through the inpatient stays just
+    before and after it (``_next`` and ``_previous`` in ``encounter_facts``). So when a person's earliest
+    changed encounter was admitted at ``t0``, the facts that can move are those admitted from the last
+    stay before ``t0`` (call it A: its next admission may now differ) onwards; recomputing them needs the
+    stay before A (B) as well, for A's previous discharge.
+
+    Args:
+        changed: Changed encounter rows (both images of an update), with ``institution_id``,
+            ``source_patient_id`` and ``admit_time``.
+        person_xref: ``silver.person_xref`` now.
+        stored_facts: ``gold.encounter_facts`` as stored (before this change).
+        whole: ``person_id`` of persons to recompute whole (their links moved).
+
+    Returns:
+        ``person_id``, ``recompute_from`` (encounters admitted from then feed the recomputation; null: all
+        of them) and ``keep_from`` (facts admitted from then are replaced; null: all of them): ``t0`` and
+        ``t0`` without a stay before it, A and A with one, B and A with more; null and null for ``whole``
+        persons, for a changed encounter without an admission time, or when A and B tie.
+    """
+    patients = ["institution_id", "source_patient_id"]
+    firsts = (
+        changed.join(person_xref.select(*patients, "person_id"), patients)
+        .groupBy("person_id")
+        .agg(
+            F.min("admit_time").alias("_t0"),
+            F.max(F.col("admit_time").isNull().cast("int")).alias("_undated"),
+        )
+        .join(whole, "person_id", "left_anti")
+    )
+    stays = stored_facts.where(
+        (F.col("encounter_class") == "inpatient") & F.col("admit_time").isNotNull()
+    ).join(firsts.where(F.col("_undated") == 0), "person_id")
+    latest_first = Window.partitionBy("person_id").orderBy(
+        F.desc("admit_time"), F.desc("institution_id"), F.desc("source_record_id")
+    )
+    before = (
+        stays.where(F.col("admit_time") < F.col("_t0"))
+        .select("person_id", "admit_time", F.row_number().over(latest_first).alias("_n"))
+        .where(F.col("_n") <= 2)
+        .groupBy("person_id")
+        .agg(
+            F.max(F.when(F.col("_n") == 1, F.col("admit_time"))).alias("_a"),
+            F.max(F.when(F.col("_n") == 2, F.col("admit_time"))).alias("_b"),
+        )
+    )
+    bounded = firsts.join(before, "person_id", "left")
+    tie = F.col("_b").isNotNull() & (F.col("_b") == F.col("_a"))
+    whole_history = (F.col("_undated") == 1) | tie
+    none = F.lit(None).cast("timestamp")
+    windowed = bounded.select(
+        "person_id",
+        F.when(whole_history, none).otherwise(F.coalesce("_b", "_a", "_t0")).alias("recompute_from"),
+        F.when(whole_history, none).otherwise(F.coalesce("_a", "_t0")).alias("keep_from"),
+    )
+    return windowed.unionByName(
+        whole.select("person_id", none.alias("recompute_from"), none.alias("keep_from"))
+    )
+
+
 def with_institution_area(facts: DataFrame, institution_paths: DataFrame) -> DataFrame:
     """Add the institution's area: ``institution_area_code``, ``township_code`` … ``province_code``.
 

@@ -24,7 +24,7 @@ from healthlake import io
 from healthlake.errors import HealthlakeError
 from healthlake.gold.areas import area_paths, institution_paths
 from healthlake.gold.chronic import chronic_disease_indicators, chronic_disease_registry
-from healthlake.gold.encounters import encounter_facts, with_institution_area
+from healthlake.gold.encounters import encounter_facts, recompute_bounds, with_institution_area
 from healthlake.gold.exchange import exchange_volume_daily
 from healthlake.gold.patients import patient_360
 from healthlake.gold.utilization import utilization_daily
@@ -528,31 +528,50 @@ def _publish_incremental(
         encounter_changes = _changes(silver, last, ENCOUNTER)
         patients = [links.select(*_PATIENT)]
         if encounter_changes is not None:
-            encounter_changes = encounter_changes.select(*_KEY, *_PATIENT).cache()
+            encounter_changes = encounter_changes.select(*_KEY, *_PATIENT, "admit_time").cache()
             patients.append(encounter_changes.select(*_PATIENT))
         changed_patients = _union(patients).distinct().cache()
-        persons = (
-            _union([_persons_of(changed_patients, silver, last), links.select("person_id")])
-            .distinct()
-            .cache()
-        )
-        log.info("publish: %d source patients, %d persons changed", changed_patients.count(), persons.count())
-
-    with step("encounter_facts"):
-        # Every encounter of an affected person (readmission looks at their whole history), and every
-        # encounter of a changed patient that has no person.
+        # Persons whose links moved are recomputed whole; the others from their first changed encounter.
+        relinked = _union([_persons_of(links.select(*_PATIENT), silver, last), links.select("person_id")])
+        relinked = relinked.where(F.col("person_id").isNotNull()).distinct()
         xref = silver.read(XREF)
-        in_scope = _union(
-            [xref.join(persons, "person_id", "left_semi").select(*_PATIENT), changed_patients]
-        ).distinct()
-        places = _places(silver)
-        new_facts = encounter_facts(
-            silver.read(ENCOUNTER).join(in_scope, _PATIENT, "left_semi"), xref
-        ).transform(lambda df: with_institution_area(df, places))
         old_all = io.read_table(
             spark, lake, ENCOUNTER_FACTS, version=io.latest_version(spark, lake, ENCOUNTER_FACTS)
         )
-        touched = [old_all.join(persons, "person_id", "left_semi")]
+        if encounter_changes is not None:
+            changed_encounters = encounter_changes
+        else:
+            changed_encounters = links.select(*_PATIENT, F.lit(None).cast("timestamp").alias("admit_time"))
+            changed_encounters = changed_encounters.limit(0)
+        bounds = recompute_bounds(changed_encounters, xref, old_all, relinked).cache()
+        log.info("publish: %d source patients, %d persons changed", changed_patients.count(), bounds.count())
+
+    with step("encounter_facts"):
+        # The affected persons' encounters from their bound on, and every encounter of a changed patient
+        # that has no person.
+        unlinked = changed_patients.join(xref, _PATIENT, "left_anti")
+        none = F.lit(None).cast("timestamp")
+        in_scope = (
+            xref.join(bounds, "person_id")
+            .select(*_PATIENT, "recompute_from")
+            .unionByName(unlinked.select(*_PATIENT, none.alias("recompute_from")))
+        )
+        recompute = (
+            silver.read(ENCOUNTER)
+            .join(in_scope, _PATIENT)
+            .where(F.col("recompute_from").isNull() | (F.col("admit_time") >= F.col("recompute_from")))
+            .drop("recompute_from")
+        )
+        places = _places(silver)
+        keep = F.col("keep_from").isNull() | (F.col("admit_time") >= F.col("keep_from"))
+        new_facts = (
+            encounter_facts(recompute, xref)
+            .join(bounds.select("person_id", "keep_from"), "person_id", "left")
+            .where(keep)
+            .drop("keep_from")
+            .transform(lambda df: with_institution_area(df, places))
+        )
+        touched = [old_all.join(bounds, "person_id").where(keep).select(*old_all.columns)]
         if encounter_changes is not None:
             touched.append(old_all.join(encounter_changes.select(*_KEY).distinct(), _KEY, "left_semi"))
         old_facts = _union(touched).distinct().cache()
@@ -621,7 +640,7 @@ def _publish_incremental(
             ["person_id"],
             "_delete",
         )
-    for frame in (affected, persons, changed_patients, links, encounter_changes):
+    for frame in (affected, bounds, changed_patients, links, encounter_changes):
         if frame is not None:
             frame.unpersist()
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 import datetime as dt
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from healthlake.gold.encounters import encounter_facts
+from healthlake.gold.encounters import encounter_facts, recompute_bounds
 
 ENCOUNTERS = (
     "institution_id string, source_record_id string, source_patient_id string, encounter_class string, "
     "is_cancelled boolean, admit_time timestamp, discharge_time timestamp"
 )
+
+
+KEYS = ["institution_id", "source_record_id"]
 
 
 def _t(day: str, hour: int = 9) -> dt.datetime:
@@ -76,3 +80,84 @@ def test_readmission_counts_across_hospitals_and_not_for_transfers(spark: SparkS
         got.schema,
     )
     assertDataFrameEqual(got, expected)
+
+
+def test_recompute_bounds_cover_every_fact_a_change_can_move(spark: SparkSession) -> None:
+    """Bounds by hand; then the facts recomputed from each bound equal a full recomputation."""
+    xref_schema = "institution_id string, source_patient_id string, person_id string"
+    stays = [  # person P: five stays at two hospitals, a clinic visit; Q: one stay; R and S: see below
+        ("H1", "p0", "H1-P", "inpatient", False, _t("01-01"), _t("01-05")),
+        ("H1", "p1", "H1-P", "inpatient", False, _t("01-15"), _t("01-18")),
+        ("H2", "p2", "H2-P", "inpatient", False, _t("02-01"), _t("02-03")),
+        ("C9", "p3", "C9-P", "outpatient", False, _t("02-20"), None),
+        ("H1", "p4", "H1-P", "inpatient", False, _t("03-01"), _t("03-02")),
+        ("H2", "p5", "H2-P", "inpatient", False, _t("03-20"), _t("03-25")),
+        ("H1", "q1", "H1-Q", "inpatient", False, _t("01-10"), _t("01-12")),
+        ("H1", "r1", "H1-R", "inpatient", False, _t("01-10"), _t("01-12")),
+        ("H2", "r2", "H2-R", "inpatient", False, _t("01-10"), _t("01-11")),  # ties r1's admission
+        ("H1", "s1", "H1-S", "inpatient", False, _t("01-10"), _t("01-12")),
+    ]
+    xref = spark.createDataFrame(
+        [
+            ("H1", "H1-P", "P"),
+            ("H2", "H2-P", "P"),
+            ("C9", "C9-P", "P"),
+            ("H1", "H1-Q", "Q"),
+            ("H1", "H1-R", "R"),
+            ("H2", "H2-R", "R"),
+            ("H1", "H1-S", "S"),
+        ],
+        xref_schema,
+    )
+    before = spark.createDataFrame(stays, ENCOUNTERS)
+    stored = encounter_facts(before, xref)
+    # The day: P cancels p4 and has a new stay on 03-10; Q a new visit; R a stay after its tie; S's
+    # changed record has no admission time. T is a person whose links moved.
+    changes = [
+        ("H1", "p4", "H1-P", "inpatient", True, _t("03-01"), _t("03-02")),
+        ("H1", "p6", "H1-P", "inpatient", False, _t("03-10"), _t("03-12")),
+        ("H1", "q2", "H1-Q", "outpatient", False, _t("02-01"), None),
+        ("H1", "r3", "H1-R", "inpatient", False, _t("02-01"), _t("02-02")),
+        ("H1", "s2", "H1-S", "outpatient", False, None, None),
+    ]
+    changed = spark.createDataFrame(changes, ENCOUNTERS)
+    whole = spark.createDataFrame([("T",)], "person_id string")
+    got = recompute_bounds(changed, xref, stored, whole)
+    none = None
+    expected = spark.createDataFrame(
+        [
+            ("P", _t("01-15"), _t("02-01")),  # the last two stays before 03-01: B = p1, A = p2
+            ("Q", _t("01-10"), _t("01-10")),  # one stay before: from it
+            ("R", none, none),  # the two stays before tie: everything
+            ("S", none, none),  # a changed record without admission time: everything
+            ("T", none, none),
+        ],
+        "person_id string, recompute_from timestamp, keep_from timestamp",
+    )
+    assertDataFrameEqual(got, expected)
+
+    after = spark.createDataFrame(
+        [s for s in stays if s[1] != "p4"] + [c for c in changes if c[1] != "p4"], ENCOUNTERS
+    )
+    full = encounter_facts(after, xref)
+    windowed = (
+        encounter_facts(
+            after.join(xref, ["institution_id", "source_patient_id"])
+            .join(got, "person_id")
+            .where(F.col("recompute_from").isNull() | (F.col("admit_time") >= F.col("recompute_from")))
+            .select(*before.columns),
+            xref,
+        )
+        .join(got, "person_id")
+        .where(F.col("keep_from").isNull() | (F.col("admit_time") >= F.col("keep_from")))
+        .select(*full.columns)
+    )
+    kept = full.join(got, "person_id").where(
+        F.col("keep_from").isNull() | (F.col("admit_time") >= F.col("keep_from"))
+    )
+    assertDataFrameEqual(windowed, kept.select(*full.columns))
+    # And what lies before the bounds did not move.
+    unmoved = stored.join(got, "person_id").where(F.col("admit_time") < F.col("keep_from"))
+    assertDataFrameEqual(
+        unmoved.select(*stored.columns), full.join(unmoved.select(*KEYS), KEYS).select(*stored.columns)
+    )
