@@ -1,8 +1,9 @@
 """``healthlake publish``: silver → gold, the topic library (主题库).
 
-Builds the gold tables ``healthlake.gold`` defines (``docs/gold.md``) and the OMOP CDM export
-(``docs/omop.md``) from pinned versions of their silver inputs. Each table is rebuilt and replaces the
-previous one in a single Delta commit (an overwrite), so a re-run after success or after a crash gives the
+Builds the gold tables ``healthlake.gold`` defines (``docs/gold.md``) from pinned versions of their silver
+inputs, and releases the research zone (``docs/research.md``) and the OMOP CDM export (``docs/omop.md``)
+when one is due. Each table is written in a single Delta commit (an overwrite, a ``replaceWhere`` or a
+MERGE), and the log row that ends a run comes last, so a re-run after success or after a crash gives the
 same tables and never half of one.
 
 ``as_of`` (ages, the registry's 12-month window, the census end) is the last day of clinical activity in
