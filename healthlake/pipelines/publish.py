@@ -465,11 +465,16 @@ def _link_changes(silver: _Silver, last: _LastRun) -> DataFrame:
     """
     cols = [*_PATIENT, "person_id"]
     if io.has_change_feed(silver.spark, silver.lake, XREF):
-        feed = _changes(silver, last, XREF)
-        return feed.select(cols) if feed is not None else silver.read(XREF).select(cols).limit(0)
+        return _fed_changes(silver, last, XREF, cols)
     before = io.read_table(silver.spark, silver.lake, XREF, version=last.versions[XREF]).select(cols)
     now = silver.read(XREF).select(cols)
     return now.subtract(before).unionByName(before.subtract(now))
+
+
+def _fed_changes(silver: _Silver, last: _LastRun, table: str, cols: list[str]) -> DataFrame:
+    """``cols`` of the rows ``table``'s change feed holds since the last run (none when it did not move)."""
+    feed = _changes(silver, last, table)
+    return (feed if feed is not None else silver.read(table).limit(0)).select(cols)
 
 
 _PERSON_COLUMNS = [
@@ -487,10 +492,7 @@ _PERSON_COLUMNS = [
 def _person_changes(silver: _Silver, last: _LastRun) -> DataFrame:
     """``person_id`` of the golden records changed since the last run (change feed, else a comparison)."""
     if io.has_change_feed(silver.spark, silver.lake, PERSON):
-        feed = _changes(silver, last, PERSON)
-        return (
-            feed.select("person_id") if feed is not None else silver.read(PERSON).select("person_id").limit(0)
-        )
+        return _fed_changes(silver, last, PERSON, ["person_id"])
     before = io.read_table(silver.spark, silver.lake, PERSON, version=last.versions[PERSON])
     before, now = before.select(_PERSON_COLUMNS), silver.read(PERSON).select(_PERSON_COLUMNS)
     return now.subtract(before).select("person_id").unionByName(before.subtract(now).select("person_id"))
@@ -545,7 +547,9 @@ def _publish_incremental(
             changed_encounters = links.select(*_PATIENT, F.lit(None).cast("timestamp").alias("admit_time"))
             changed_encounters = changed_encounters.limit(0)
         bounds = recompute_bounds(changed_encounters, xref, old_all, relinked).cache()
-        log.info("publish: %d source patients, %d persons changed", changed_patients.count(), bounds.count())
+        if log.isEnabledFor(logging.INFO):  # counting is an action: only when someone reads it
+            counts = changed_patients.count(), bounds.count()
+            log.info("publish: %d source patients, %d persons changed", *counts)
 
     with step("encounter_facts"):
         # The affected persons' encounters from their bound on, and every encounter of a changed patient
