@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--days", type=int, metavar="D", help="days of activity (synth.days)")
     generate.add_argument("--start", type=parse_date, metavar="YYYY-MM-DD", help="first day (synth.start)")
     generate.add_argument("--seed", type=int, metavar="S", help="random seed (synth.seed)")
+    generate.add_argument(
+        "--followup-history-days",
+        type=int,
+        metavar="D",
+        help="chronic follow-up history before the first day, sent on day one (synth.followup_history_days)",
+    )
     _conf_argument(generate)
     _verbose_argument(generate)
     generate.set_defaults(func=cmd_generate)
@@ -166,7 +172,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     overrides = {
         "landing_root": args.landing,
         "truth_root": args.truth,
-        "synth": {"people": args.people, "days": args.days, "start": args.start, "seed": args.seed},
+        "synth": {
+            "people": args.people,
+            "days": args.days,
+            "start": args.start,
+            "seed": args.seed,
+            "followup_history_days": args.followup_history_days,
+        },
     }
     cfg = load_config(args.conf, overrides, overrides_source=COMMAND_LINE)
     from healthlake.spark import get_spark

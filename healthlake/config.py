@@ -164,6 +164,9 @@ class SynthSettings(_Settings):
         ping_share: Share of residents who carry a phone that sends location pings.
         pings_per_day: Location pings per such resident per day.
         rates: Defect rates.
+        followup_history_days: Days of chronic-disease follow-up history before ``start``, sent with the
+            first day's follow-up extract as a go-live backfill (0: none). A year or more gives the
+            12-month standardised-management rate something to count.
     """
 
     people: int = Field(default=1000, ge=10)
@@ -174,6 +177,7 @@ class SynthSettings(_Settings):
     ping_share: Rate = 0.3
     pings_per_day: int = Field(default=6, ge=0)
     rates: DefectRates = DefectRates()
+    followup_history_days: int = Field(default=0, ge=0, le=1100)
 
     @field_validator("start", mode="before")
     @classmethod

@@ -95,7 +95,17 @@ def conformed_region(spark: SparkSession, tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp("conform_region")
     # Default rates (every defect on) with more malformed records, duplicates, updates and cancellations.
     rates = {"malformed": 0.02, "duplicate": 0.03, "update": 0.05, "cancel": 0.03}
-    gen = generate(spark, root, people=300, days=2, seed=5, persons_per_shard=300, rates=rates)
+    # A year of follow-up history gives the 12-month chronic-disease indicators something to grade.
+    gen = generate(
+        spark,
+        root,
+        people=300,
+        days=2,
+        seed=5,
+        persons_per_shard=300,
+        rates=rates,
+        followup_history_days=400,
+    )
     cfg = load_config(overrides={"landing_root": str(gen.landing), "lake_root": str(root / "lake")})
     ingest.run(spark, cfg)
     return Conformed(cfg, gen.truth, gen.landing, conform.run(spark, cfg))

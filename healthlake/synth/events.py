@@ -38,6 +38,16 @@ class Observation:
     time: dt.datetime
 
 
+MANAGED_CONDITIONS = ("hypertension", "diabetes")
+"""Conditions under the basic public health service's chronic-disease management (follow-ups)."""
+
+
+def under_management(seed: int, p: Person) -> bool:
+    """Whether a resident is registered for chronic-disease management (three in four of those eligible)."""
+    eligible = any(c in MANAGED_CONDITIONS for c in p.conditions)
+    return eligible and stable_fraction(seed, p.index, "registered") < 0.75
+
+
 @dataclass(slots=True)
 class Encounter:
     """An outpatient, emergency or inpatient encounter at one institution."""
@@ -347,17 +357,21 @@ class Simulator:
                 self._inpatient(p, again, where, age, readmission_of=enc.encounter_id)
 
     def _followups(self, p: Person) -> None:
-        managed = [c for c in p.conditions if c in ("hypertension", "diabetes")]
-        if not managed or stable_fraction(self.s.seed, p.index, "registered") >= 0.75:
+        if not under_management(self.s.seed, p):
             return
+        managed = [c for c in p.conditions if c in MANAGED_CONDITIONS]
         # Regularly managed patients are seen every ~90 days, the others every 120-200 days.
         regular = stable_fraction(self.s.seed, p.index, "regular") < 0.65
         interval = 90 if regular else 120 + 80 * stable_fraction(self.s.seed, p.index, "interval")
         phase = self.rng.uniform(0, interval)
         inst = self.thc[p.township_code]
+        # A region joins the platform with its follow-up history (synth.followup_history_days before the
+        # first day), so the 12-month management indicators mean something from the first month.
+        history = self.s.followup_history_days
+        first = self.t0 - dt.timedelta(days=history)
         k = 0
-        while phase + k * interval < self.days:
-            day = self.t0 + dt.timedelta(days=phase + k * interval)
+        while phase + k * interval < history + self.days:
+            day = first + dt.timedelta(days=phase + k * interval)
             t = day.replace(
                 hour=self.rng.randint(8, 16), minute=self.rng.randrange(60), second=0, microsecond=0
             )

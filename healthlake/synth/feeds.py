@@ -15,7 +15,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from healthlake.synth.catalog import CONDITION_BY_NAME, GIVEN_NAME_CHARS, LAB_TESTS
-from healthlake.synth.events import Encounter, FollowUp, NatTest, Observation, Ping, Vaccination
+from healthlake.synth.events import (
+    Encounter,
+    FollowUp,
+    NatTest,
+    Observation,
+    Ping,
+    Vaccination,
+    under_management,
+)
 from healthlake.synth.identity import homophone_variant, stable_fraction, transpose_digits, typo_variant
 from healthlake.synth.population import Person
 from healthlake.synth.region import PROVINCE_NAME, Institution, Region
@@ -774,7 +782,11 @@ class FeedEmitter:
         thc = {i.area_code: i for i in self.region.institutions if i.kind == "township_health_centre"}
         t0 = dt.datetime.combine(self.start, dt.time(1, 0))
         for p in persons:
-            if stable_fraction(self.s.seed, p.index, "health-record") >= 0.9:
+            # One resident in ten has no record, but never one under chronic-disease management: a
+            # township health centre manages only residents it keeps a record for (建档 comes first).
+            if stable_fraction(self.s.seed, p.index, "health-record") >= 0.9 and not under_management(
+                self.s.seed, p
+            ):
                 continue
             inst = thc[p.township_code]
             sp = self.patient(inst, p)
@@ -836,9 +848,10 @@ class FeedEmitter:
         sp = self.patient(f.institution, f.person)
         glucose, unit = self._glucose(f.institution, f.glucose)
         nxt = (f.time + dt.timedelta(days=90)).date().isoformat()
+        # History from before the first day arrives with the first day's extract (the go-live backfill).
         self._csv(
             f.institution,
-            f.time,
+            max(f.time, dt.datetime.combine(self.start, dt.time())),
             "followups",
             [
                 f.followup_id,
