@@ -513,12 +513,28 @@ def _persons_of(patients: DataFrame, silver: _Silver, last: _LastRun) -> DataFra
     )
 
 
+def _materialised(df: DataFrame) -> DataFrame:
+    """``df`` cached and computed, so the planner knows its real size.
+
+    The persons and patients a day touches are a small share of the lake: once their size is known, Spark
+    broadcasts them (below ``spark.sql.autoBroadcastJoinThreshold``) and filters the large event tables
+    as it scans them, instead of shuffling those tables whole to join them. A large day still joins by
+    shuffle, as before.
+    """
+    df = df.cache()
+    df.count()  # an action on purpose: it fills the cache and gives the plan its statistics
+    return df
+
+
 def _delta_rows(new: DataFrame, old: DataFrame, key: list[str]) -> DataFrame:
-    """Changes for ``io.merge_changes``: the new rows, and a delete for every old key no new row has."""
+    """Changes for ``io.merge_changes``: new rows unlike the old, and a delete for each old key now gone.
+
+    A recomputed row equal to the stored one is left out, so MERGE rewrites only files that change.
+    """
     gone = old.join(new.select(key), key, "left_anti").select(
         *[F.col(c) for c in new.columns], F.lit(True).alias("_delete")
     )
-    return new.withColumn("_delete", F.lit(False)).unionByName(gone)
+    return new.subtract(old.select(*new.columns)).withColumn("_delete", F.lit(False)).unionByName(gone)
 
 
 def _publish_incremental(
@@ -546,7 +562,7 @@ def _publish_incremental(
         else:
             changed_encounters = links.select(*_PATIENT, F.lit(None).cast("timestamp").alias("admit_time"))
             changed_encounters = changed_encounters.limit(0)
-        bounds = recompute_bounds(changed_encounters, xref, old_all, relinked).cache()
+        bounds = _materialised(recompute_bounds(changed_encounters, xref, old_all, relinked))
         if log.isEnabledFor(logging.INFO):  # counting is an action: only when someone reads it
             counts = changed_patients.count(), bounds.count()
             log.info("publish: %d source patients, %d persons changed", *counts)
@@ -556,7 +572,7 @@ def _publish_incremental(
         # that has no person.
         unlinked = changed_patients.join(xref, _PATIENT, "left_anti")
         none = F.lit(None).cast("timestamp")
-        in_scope = (
+        in_scope = _materialised(
             xref.join(bounds, "person_id")
             .select(*_PATIENT, "recompute_from")
             .unionByName(unlinked.select(*_PATIENT, none.alias("recompute_from")))
@@ -617,23 +633,23 @@ def _publish_incremental(
                 event_patients.append(rows.select(*_PATIENT))
         now = silver.read(PERSON)
         aged = now.where(age_at(F.col("birth_date"), F.lit(last.as_of)) != age_at(F.col("birth_date"), day))
-        affected = (
-            _union(
-                [
-                    _persons_of(_union(event_patients).distinct(), silver, last),
-                    links.select("person_id"),
-                    _person_changes(silver, last),
-                    aged.select("person_id"),
-                ]
-            )
-            .distinct()
-            .cache()
+        affected = _union(
+            [
+                _persons_of(_union(event_patients).distinct(), silver, last),
+                links.select("person_id"),
+                _person_changes(silver, last),
+                aged.select("person_id"),
+            ]
+        ).distinct()
+        affected, affected_xref = (
+            _materialised(affected),
+            _materialised(xref.join(affected, "person_id", "left_semi")),
         )
         facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
         fresh = _patient_360(
             silver,
             now.join(affected, "person_id", "left_semi"),
-            xref.join(affected, "person_id", "left_semi"),
+            affected_xref,
             facts.join(affected, "person_id", "left_semi"),
             day,
         )
@@ -645,7 +661,7 @@ def _publish_incremental(
             ["person_id"],
             "_delete",
         )
-    for frame in (affected, bounds, changed_patients, links, encounter_changes):
+    for frame in (affected, affected_xref, bounds, in_scope, changed_patients, links, encounter_changes):
         if frame is not None:
             frame.unpersist()
 
