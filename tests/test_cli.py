@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
@@ -159,10 +160,14 @@ def test_generate_writes_landing_truth_and_prints_the_manifest(
 ) -> None:
     landing, truth = tmp_path / "landing", tmp_path / "truth"
     argv = ["generate", "--landing", str(landing), "--truth", str(truth), "--people", "200", "--days", "2"]
-    code, out, _ = _run(capsys, *argv, "--start", "2026-03-02", "--seed", "5")
+    history = ["--followup-history-days", "200"]
+    code, out, _ = _run(capsys, *argv, "--start", "2026-03-02", "--seed", "5", *history)
     assert code == 0
     manifest = (truth / "manifest.json").read_text(encoding="utf-8")
     assert '"seed": 5' in manifest and '"start": "2026-03-02"' in manifest
+    followups = pd.read_parquet(truth / "followups.parquet").followup_time
+    start = pd.Timestamp("2026-03-02")
+    assert start - pd.Timedelta(days=200) <= followups.min() < start  # the history went out on day one
     assert {p.name for p in landing.iterdir()} == {
         "fhir",
         "hl7v2",
