@@ -51,7 +51,7 @@ def _count(spark: SparkSession, lake: str, table: str, feed: str) -> int:
 def region(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Ingested:
     root = tmp_path_factory.mktemp("ingest")
     rates = {
-        "malformed": 0.03,
+        "malformed": 0.1,  # HL7 is ~50 messages here: enough that each kind of damage occurs
         "duplicate": 0.03,
         "gbk_share": 0.5,
         "mllp_share": 0.5,
