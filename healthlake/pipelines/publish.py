@@ -641,10 +641,8 @@ def _publish_incremental(
                 aged.select("person_id"),
             ]
         ).distinct()
-        affected, affected_xref = (
-            _materialised(affected),
-            _materialised(xref.join(affected, "person_id", "left_semi")),
-        )
+        affected = _materialised(affected)
+        affected_xref = _materialised(xref.join(affected, "person_id", "left_semi"))
         facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
         fresh = _patient_360(
             silver,
