@@ -195,7 +195,7 @@ def _day(
             ).otherwise(
                 F.array(
                     F.struct(
-                        F.lit("1558-6").alias("loinc"),
+                        F.lit("14771-0").alias("loinc"),
                         (4.5 + _h("source_record_id", salt="g") * 5).alias("v"),
                     )
                 )
@@ -211,14 +211,14 @@ def _day(
         F.col("m.loinc").alias("code"),
         F.lit(None).cast("string").alias("display"),
         F.col("m.v").alias("value_original"),
-        F.when(F.col("m.loinc") == "1558-6", "mmol/L").otherwise("mm[Hg]").alias("unit_original"),
+        F.when(F.col("m.loinc") == "14771-0", "mmol/L").otherwise("mm[Hg]").alias("unit_original"),
         F.col("followup_time").alias("observation_time"),
         F.lit("vital-signs").alias("category"),
         F.lit(False).alias("is_cancelled"),
         F.col("m.loinc").alias("loinc"),
         F.lit(True).alias("unit_known"),
         F.col("m.v").alias("value"),
-        F.when(F.col("m.loinc") == "1558-6", "mmol/L").otherwise("mm[Hg]").alias("unit"),
+        F.when(F.col("m.loinc") == "14771-0", "mmol/L").otherwise("mm[Hg]").alias("unit"),
         F.lit(True).alias("value_in_range"),
         F.col("followup_time").alias("_event_time"),
     )

@@ -25,8 +25,8 @@ from healthlake.gold.utilization import with_rates
 DISEASES = {"I10": "hypertension", "E11": "diabetes"}
 """Follow-up disease categories (``silver.chronic_followup.disease_icd10_category``) → registry disease."""
 STANDARD_FOLLOWUPS = 4
-SBP, DBP, FASTING_GLUCOSE = "8480-6", "8462-4", "1558-6"
-"""LOINC codes of the control measurements (``silver.observation.loinc``; glucose in mmol/L)."""
+SBP, DBP, FASTING_GLUCOSE = "8480-6", "8462-4", "14771-0"
+"""LOINC codes of the control measurements (``silver.observation.loinc``; fasting glucose in mmol/L)."""
 _READINGS = {SBP: "_sbp", DBP: "_dbp", FASTING_GLUCOSE: "_fbg"}
 SBP_TARGET, DBP_TARGET, GLUCOSE_TARGET = 140.0, 90.0, 7.0
 INDICATOR_MEASURES = ("registered", "standard_managed", "controlled")

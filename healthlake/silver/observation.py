@@ -47,7 +47,7 @@ class CodeMaps:
     """The code maps of ``conf/code_maps``, read once on the driver (they are small)."""
 
     lab_codes: dict[str, str]  # "<institution or *>|<local code>" → LOINC
-    units: dict[str, tuple[str, float]]  # "<LOINC>|<unit>" → (canonical unit, factor)
+    units: dict[str, tuple[str, float, str]]  # "<LOINC>|<unit>" → (canonical unit, factor, canonical LOINC)
     ranges: dict[str, tuple[float, float]]  # LOINC → (low, high) in the canonical unit
 
     @classmethod
@@ -80,6 +80,8 @@ class CodeMaps:
                     f"{r['loinc'].strip()}|{r['unit'].strip()}": (
                         r["canonical_unit"].strip(),
                         float(r["factor"]),
+                        # optional column: a map without it keeps every code as sent
+                        (r.get("canonical_loinc") or "").strip() or r["loinc"].strip(),
                     )
                     for r in rows("units.csv", ("loinc", "unit", "canonical_unit", "factor"))
                 },
@@ -101,14 +103,19 @@ def _literal_map(pairs: dict) -> Column:
 def standardize_observations(parsed: DataFrame, maps: CodeMaps) -> DataFrame:
     """Map codes to LOINC and values to the canonical unit of their LOINC code.
 
-    ``loinc`` is the code itself for LOINC codings, else the code map's entry for the institution (or
-    ``*``). Units the map knows for that LOINC code are converted (``value = value_original × factor``);
-    a LOINC code the map does not list keeps its value and unit as sent. ``unit_known`` is False when
-    the map lists the code but not the unit; ``value_in_range`` compares with the plausible range.
+    The code as sent is the code itself for LOINC codings, else the code map's entry for the institution
+    (or ``*``). Units the map knows for that code are converted (``value = value_original × factor``),
+    and ``loinc`` becomes the code of the quantity in the canonical unit (``units.csv``'s
+    ``canonical_loinc``): LOINC codes the property, so glucose sent as 2345-7 in mg/dL (mass/volume) is
+    stored as 14749-6 in mmol/L (moles/volume), and 2345-7 sent with mmol/L, a common mislabel, as well.
+    A LOINC code the map does not list keeps its code, value and unit as sent. ``unit_known`` is False
+    when the map lists the code but not the unit (the code is then kept); ``value_in_range`` compares
+    with the plausible range of the canonical code.
     """
     lab = _literal_map(maps.lab_codes)
     canonical = _literal_map({k: v[0] for k, v in maps.units.items()})
     factor = _literal_map({k: str(v[1]) for k, v in maps.units.items()})
+    canonical_code = _literal_map({k: v[2] for k, v in maps.units.items()})
     listed = _literal_map({k.split("|")[0]: "1" for k in maps.units})
     low = _literal_map({k: str(v[0]) for k, v in maps.ranges.items()})
     high = _literal_map({k: str(v[1]) for k, v in maps.ranges.items()})
@@ -128,6 +135,7 @@ def standardize_observations(parsed: DataFrame, maps: CodeMaps) -> DataFrame:
             ),
         )
         .withColumn("unit", F.when(~is_listed, F.col("unit_original")).otherwise(canonical[unit_key]))
+        .withColumn("loinc", F.coalesce(canonical_code[unit_key], F.col("loinc")))
         .withColumn(
             "value_in_range",
             F.when(low[F.col("loinc")].isNull(), F.lit(True)).otherwise(

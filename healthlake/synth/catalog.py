@@ -97,7 +97,11 @@ WARDS = ("1病区", "2病区", "3病区", "5病区", "ICU")
 
 
 class LabTest(NamedTuple):
-    """A lab test or vital sign: LOINC code, local code, canonical unit, and an alternative unit."""
+    """A lab test or vital sign: LOINC code, local code, canonical unit, and an alternative unit.
+
+    LOINC codes the quantity, not just the analyte: glucose in mmol/L is 14749-6 (moles/volume), in mg/dL
+    2345-7 (mass/volume). A site reporting in the alternative unit sends ``alt_loinc``.
+    """
 
     loinc: str
     local_code: str
@@ -106,13 +110,14 @@ class LabTest(NamedTuple):
     alt_unit: str | None  # the unit some sites report in instead (None: always the canonical one)
     alt_factor: float  # value_in_alt_unit = value_in_unit * alt_factor
     category: str  # laboratory | vital-signs
+    alt_loinc: str | None = None  # the LOINC code of the quantity in alt_unit (None: same as loinc)
 
 
 LAB_TESTS: dict[str, LabTest] = {
-    "glucose": LabTest("2345-7", "GLU", "葡萄糖", "mmol/L", "mg/dL", 18.016, "laboratory"),
+    "glucose": LabTest("14749-6", "GLU", "葡萄糖", "mmol/L", "mg/dL", 18.016, "laboratory", "2345-7"),
     "hba1c": LabTest("4548-4", "HBA1C", "糖化血红蛋白", "%", None, 1.0, "laboratory"),
-    "creatinine": LabTest("2160-0", "CREA", "肌酐", "umol/L", "mg/dL", 1 / 88.42, "laboratory"),
-    "cholesterol": LabTest("2093-3", "TC", "总胆固醇", "mmol/L", "mg/dL", 38.67, "laboratory"),
+    "creatinine": LabTest("14682-9", "CREA", "肌酐", "umol/L", "mg/dL", 1 / 88.42, "laboratory", "2160-0"),
+    "cholesterol": LabTest("14647-2", "TC", "总胆固醇", "mmol/L", "mg/dL", 38.67, "laboratory", "2093-3"),
     "wbc": LabTest("6690-2", "WBC", "白细胞计数", "10*9/L", None, 1.0, "laboratory"),
     "sbp": LabTest("8480-6", "SBP", "收缩压", "mm[Hg]", None, 1.0, "vital-signs"),
     "dbp": LabTest("8462-4", "DBP", "舒张压", "mm[Hg]", None, 1.0, "vital-signs"),

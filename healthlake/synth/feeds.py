@@ -390,9 +390,10 @@ class FeedEmitter:
     def _measure(self, inst: Institution, obs: Observation) -> tuple[str, str, str, float, str]:
         """(code system, code, display, value, unit) as this site reports a result."""
         test = LAB_TESTS[obs.test]
-        value, unit = obs.value, test.unit
+        value, unit, loinc = obs.value, test.unit, test.loinc
         if inst.glucose_mgdl and test.alt_unit:
             value, unit = round(obs.value * test.alt_factor, 1), test.alt_unit
+            loinc = test.alt_loinc or test.loinc
         if inst.local_lab_codes:
             return (
                 f"urn:healthlake:institution:{inst.institution_id}:lab",
@@ -401,7 +402,7 @@ class FeedEmitter:
                 value,
                 unit,
             )
-        return LOINC_SYSTEM, test.loinc, test.display, value, unit
+        return LOINC_SYSTEM, loinc, test.display, value, unit
 
     def _encounter_versions(self, enc: Encounter) -> list[tuple[dt.datetime, str]]:
         """The encounter's messages in time order: (time, what happened)."""

@@ -158,7 +158,7 @@ def _followup_inputs(spark: SparkSession) -> tuple[DataFrame, DataFrame, DataFra
         [
             ("CT1", p, code, value, t, False)
             for _, p, _, t, sbp, dbp, glucose in visits
-            for code, value in (("8480-6", sbp), ("8462-4", dbp), ("1558-6", glucose))
+            for code, value in (("8480-6", sbp), ("8462-4", dbp), ("14771-0", glucose))
             if value is not None
         ]
         + [("HK1", "b1", "8480-6", 180.0, T(2026, 1, 20, 2), False)],  # a hospital reading: not a follow-up's

@@ -248,7 +248,7 @@ def test_the_same_facts_in_three_formats_give_the_same_silver_rows(
     }
     observations = _table(spark, cfg, "silver.observation").where(F.col("_source_feed") == "fhir")
     assert {(r.loinc, round(r.value, 2), r.unit) for r in observations.collect()} == {
-        ("2345-7", 6.99, "mmol/L"),
+        ("14749-6", 6.99, "mmol/L"),
         ("8480-6", 150.0, "mm[Hg]"),
         ("8462-4", 95.0, "mm[Hg]"),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
@@ -22,6 +23,9 @@ from healthlake.silver.identifiers import (
     resident_id_problem,
     sex_from_resident_id,
 )
+from healthlake.silver.observation import CodeMaps, standardize_observations
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def check_char(first17: str) -> str:
@@ -182,3 +186,47 @@ def test_icd10_code_and_category(spark: SparkSession) -> None:
         "value string, code string, category string",
         {"code": icd10_code, "category": icd10_category},
     )
+
+
+def test_lab_codes_move_to_the_loinc_of_the_canonical_unit(spark: SparkSession, tmp_path: Path) -> None:
+    """LOINC codes the property: a value converted to mmol/L takes the moles/volume code."""
+    maps = CodeMaps.load(REPO / "conf" / "code_maps")
+    schema = (
+        "institution_id string, code_system string, code string, value_original double, unit_original string"
+    )
+    # (as sent) → (loinc, value, unit, unit_known, value_in_range)
+    cases = [
+        (("H1", "LOINC", "2345-7", 126.0, "mg/dL"), ("14749-6", 6.99, "mmol/L", True, True)),
+        (("H1", "LOINC", "2345-7", 7.0, "mmol/L"), ("14749-6", 7.0, "mmol/L", True, True)),  # a mislabel
+        (("H1", "LOINC", "14749-6", 7.0, "mmol/L"), ("14749-6", 7.0, "mmol/L", True, True)),
+        (("H1", "LOINC", "1558-6", 900.0, "mg/dL"), ("14771-0", 49.96, "mmol/L", True, True)),
+        (("H1", "local", "fbg", 6.1, "mmol/L"), ("14771-0", 6.1, "mmol/L", True, True)),
+        (("H1", "local", "CREA", 1.0, "mg/dL"), ("14682-9", 88.42, "umol/L", True, True)),
+        (("H1", "LOINC", "2093-3", 200.0, "mg/dL"), ("14647-2", 5.17, "mmol/L", True, True)),
+        (("H1", "LOINC", "2345-7", 7.0, "g/L"), ("2345-7", None, None, False, True)),  # unknown unit: kept
+        (("H1", "LOINC", "8480-6", 150.0, "mmHg"), ("8480-6", 150.0, "mm[Hg]", True, True)),
+        (("H1", "LOINC", "99999-9", 3.0, "x"), ("99999-9", 3.0, "x", True, True)),  # not in the map
+    ]
+    out = standardize_observations(
+        spark.createDataFrame([sent for sent, _ in cases], schema).withColumn(
+            "category", F.lit(None).cast("string")
+        ),
+        maps,
+    ).select("code", "loinc", F.round("value", 2).alias("value"), "unit", "unit_known", "value_in_range")
+    expected = spark.createDataFrame(
+        [(sent[2], *want) for sent, want in cases],
+        "code string, loinc string, value double, unit string, unit_known boolean, value_in_range boolean",
+    )
+    assertDataFrameEqual(out, expected)
+
+    # A code map written before canonical_loinc existed keeps every code as sent.
+    old = tmp_path / "old_maps"
+    old.mkdir()
+    for name in ("lab_codes.csv", "observation_ranges.csv"):
+        (old / name).write_text((REPO / "conf" / "code_maps" / name).read_text(encoding="utf-8"))
+    (old / "units.csv").write_text("loinc,unit,canonical_unit,factor\n2345-7,mg/dL,mmol/L,0.0555062\n")
+    kept = standardize_observations(
+        spark.createDataFrame([cases[0][0]], schema).withColumn("category", F.lit(None).cast("string")),
+        CodeMaps.load(old),
+    ).select("loinc", F.round("value", 2).alias("value"), "unit")
+    assert [tuple(r) for r in kept.collect()] == [("2345-7", 6.99, "mmol/L")]
