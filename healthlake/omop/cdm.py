@@ -38,9 +38,12 @@ MEASUREMENT_CONCEPTS: dict[str, int] = {
     "8462-4": 3012888,  # Diastolic blood pressure
     "8867-4": 3027018,  # Heart rate
     "8310-5": 3020891,  # Body temperature
-    "2345-7": 3004501,  # Glucose [Mass/volume] in Serum or Plasma
+    "14749-6": 3013826,  # Glucose [Moles/volume] in Serum or Plasma
+    "2345-7": 3004501,  # Glucose [Mass/volume] in Serum or Plasma: a source code (silver stores 14749-6)
+    "1558-6": 3037110,  # Fasting glucose [Mass/volume] in Serum or Plasma: a source code (silver: 14771-0)
 }
-"""LOINC code (``silver.observation.loinc``) → standard measurement concept."""
+"""LOINC code → standard measurement concept: of ``silver.observation.loinc`` for the measurement, of the
+LOINC code as sent for the source concept."""
 
 UNIT_CONCEPTS: dict[str, int] = {
     "mm[Hg]": 8876,  # millimeter mercury column
@@ -171,12 +174,17 @@ def source_keys(
     return keys.distinct()
 
 
-def person(persons: DataFrame, id_map: DataFrame) -> DataFrame:
-    """``person``: one row per exported EMPI person, with birth year and month only.
+def person(persons: DataFrame, id_map: DataFrame, observation_periods: DataFrame) -> DataFrame:
+    """``person``: one row per exported EMPI person with an observation period, birth year and month only.
+
+    A golden record with no exported event (a resident known only from a health record, say) has no time
+    in observation, and OHDSI tools expect every person to have some (DQD's person-completeness check on
+    ``observation_period``): such persons are left out until they have an event.
 
     Args:
         persons: ``silver.person`` (the golden records).
         id_map: The id map (``entity``, ``source_key``, ``omop_id``) holding every exported person.
+        observation_periods: The exported ``observation_period``.
 
     Returns:
         CDM ``person``. ``person_source_value`` is the EMPI ``person_id`` here; the export pipeline replaces
@@ -184,7 +192,8 @@ def person(persons: DataFrame, id_map: DataFrame) -> DataFrame:
         tokens are not exported.
     """
     ids = _ids(id_map, ENTITY_PERSON).withColumnRenamed("source_key", "person_id")
-    kept = _exported_persons(persons).join(ids, "person_id")
+    observed = observation_periods.select(F.col("person_id").alias("omop_id"))
+    kept = _exported_persons(persons).join(ids, "person_id").join(observed, "omop_id", "left_semi")
     return _conform(
         kept.select(
             F.col("omop_id").alias("person_id"),
@@ -310,7 +319,7 @@ def measurement(
         CDM ``measurement``: the concept from the silver LOINC code (``MEASUREMENT_CONCEPTS``, else 0);
         ``value_as_number`` in silver's standard unit, whose UCUM code is ``unit_source_value`` and mapped
         by ``UNIT_CONCEPTS`` (else 0); ``measurement_source_value`` the source code; the source concept is
-        the standard concept when the source code is the LOINC code itself, else 0;
+        the concept of the LOINC code as sent (0 for a local code);
         ``value_source_value`` the value and unit as sent.
     """
     rows = _with_visit(
@@ -332,8 +341,9 @@ def measurement(
             unit_concept.alias("unit_concept_id"),
             F.col("_visit").alias("visit_occurrence_id"),
             F.col("code").alias("measurement_source_value"),
-            # A LOINC source code is its own source concept; a local code has none in the vocabulary.
-            F.when(F.col("code") == F.col("loinc"), concept)
+            # A LOINC code as sent is its own source concept (2345-7 for a glucose silver stores as
+            # 14749-6); a local code has none in the vocabulary.
+            F.when(F.col("code_system") == "LOINC", _lookup(MEASUREMENT_CONCEPTS, F.trim("code")))
             .otherwise(F.lit(NO_MATCHING_CONCEPT))
             .alias("measurement_source_concept_id"),
             F.col("unit").alias("unit_source_value"),

@@ -96,13 +96,6 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, int]:
     )
     _log_unlinked(silver, xref)
 
-    # person_source_value: the research release's key (research.patients' research_id), not the EMPI id,
-    # so the export joins the release's extracts but not the lake.
-    io.overwrite(
-        retokenize(cdm.person(persons, id_map), "person_source_value", cfg.research.release, load_key()),
-        lake,
-        "omop.person",
-    )
     io.overwrite(
         cdm.visit_occurrence(silver[ENCOUNTER], xref, persons, id_map), lake, "omop.visit_occurrence"
     )
@@ -127,6 +120,17 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, int]:
         io.read_table(spark, lake, "omop.drug_exposure"),
     )
     io.overwrite(periods, lake, "omop.observation_period")
+    # Last: only persons with time in observation. person_source_value is the research release's key
+    # (research.patients' research_id), not the EMPI id, so the export joins the release's extracts but
+    # not the lake.
+    periods = io.read_table(spark, lake, "omop.observation_period")
+    io.overwrite(
+        retokenize(
+            cdm.person(persons, id_map, periods), "person_source_value", cfg.research.release, load_key()
+        ),
+        lake,
+        "omop.person",
+    )
 
     rows = {table: io.read_table(spark, lake, table).count() for table in OMOP_TABLES}
     written = ", ".join(f"{table} {count} rows" for table, count in rows.items())

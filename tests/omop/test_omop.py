@@ -42,8 +42,8 @@ DIAGNOSES = (
 )
 OBSERVATIONS = (
     "institution_id string, source_record_id string, source_patient_id string, source_encounter_id string, "
-    "code string, value_original double, unit_original string, observation_time timestamp, "
-    "is_cancelled boolean, loinc string, value double, unit string"
+    "code_system string, code string, value_original double, unit_original string, "
+    "observation_time timestamp, is_cancelled boolean, loinc string, value double, unit string"
 )
 MEDICATIONS = (
     "institution_id string, source_record_id string, source_patient_id string, source_encounter_id string, "
@@ -122,6 +122,7 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
         _person("P1", "active", "M", born1, "360102001"),
         _person("P2", "active", "F", born2, "360103"),
         _person("P3", "active", "U", born3, "360103"),
+        _person("P4", "active", "M", born2, "360103"),  # no event, so no observation period: not exported
         _person("P5", "active", "F", None, "360103"),  # no birth year: not exported (CDM requires it)
         _person("P9", "retired", "M", born1, "360102001"),  # merged into P1
     ]
@@ -153,15 +154,72 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
         ),  # visit cancelled
     ]
     observations = [
-        ("H1", "o1", MRN_A, "e1", "SBP", 150.0, "mmHg", _t("03-02", 8, 15), False, "8480-6", 150.0, "mm[Hg]"),
-        ("H1", "o2", MRN_A, "e1", "8310-5", 37.2, "℃", _t("03-02", 8, 20), False, "8310-5", 37.2, "Cel"),
-        ("C9", "o3", MRN_A2, None, "FBG", 110.0, "mg/dL", _t("02-20", 7), False, None, 6.1, "mmol/L"),
-        ("H1", "o4", MRN_B, "e3", "HR", 88.0, "bpm", _t("03-02", 23, 40), False, "8867-4", 88.0, "/min"),
+        (
+            "H1",
+            "o1",
+            MRN_A,
+            "e1",
+            "local",
+            "SBP",
+            150.0,
+            "mmHg",
+            _t("03-02", 8, 15),
+            False,
+            "8480-6",
+            150.0,
+            "mm[Hg]",
+        ),
+        (
+            "H1",
+            "o2",
+            MRN_A,
+            "e1",
+            "LOINC",
+            "8310-5",
+            37.2,
+            "℃",
+            _t("03-02", 8, 20),
+            False,
+            "8310-5",
+            37.2,
+            "Cel",
+        ),
+        (
+            "C9",
+            "o3",
+            MRN_A2,
+            None,
+            "local",
+            "FBG",
+            110.0,
+            "mg/dL",
+            _t("02-20", 7),
+            False,
+            None,
+            6.1,
+            "mmol/L",
+        ),
+        (
+            "H1",
+            "o4",
+            MRN_B,
+            "e3",
+            "local",
+            "HR",
+            88.0,
+            "bpm",
+            _t("03-02", 23, 40),
+            False,
+            "8867-4",
+            88.0,
+            "/min",
+        ),
         (
             "H1",
             "o5",
             MRN_B,
             "e3",
+            "local",
             "SBP",
             1.0,
             "mmHg",
@@ -171,6 +229,22 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
             1.0,
             "mm[Hg]",
         ),  # cancelled
+        # glucose sent as mass/volume in mg/dL, stored by silver as moles/volume in mmol/L
+        (
+            "H1",
+            "o6",
+            MRN_A,
+            "e1",
+            "LOINC",
+            "2345-7",
+            126.0,
+            "mg/dL",
+            _t("03-02", 9),
+            False,
+            "14749-6",
+            7.0,
+            "mmol/L",
+        ),
     ]
     medications = [
         ("H1", "m1", MRN_A, "e1", "X01", "氨氯地平", f"qd, for {MRN_A}", _t("03-03"), False),
@@ -205,15 +279,15 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
     encounters = silver[omop.ENCOUNTER].unionByName(spark.createDataFrame(new_visit, ENCOUNTERS))
     persons, xref = silver[omop.PERSON], silver[omop.XREF]
     second, second_types = _collect_all(
-        {
-            "omop.person": cdm.person(persons, id_map),
-            "omop.visit_occurrence": cdm.visit_occurrence(encounters, xref, persons, id_map),
-        }
+        {"omop.visit_occurrence": cdm.visit_occurrence(encounters, xref, persons, id_map)}
     )
-    # observation_period from the visits just collected, as run builds it from the visits it wrote.
+    # observation_period from the visits just collected, as run builds it from the visits it wrote; then
+    # person, from those periods.
     tables, types = {**first, **second}, {**first_types, **second_types}
     inputs = [spark.createDataFrame(tables[t], types[t]) for t in ("omop.visit_occurrence", *_EVENTS)]
-    second["omop.observation_period"] = cdm.observation_period(*inputs).collect()
+    periods = cdm.observation_period(*inputs)
+    second["omop.observation_period"] = periods.collect()
+    second["omop.person"] = cdm.person(persons, id_map, periods).collect()
     second[omop.ID_MAP] = map_rows
     return {"first": first, "second": second, "first_rows": first_rows, "first_types": first_types}
 
@@ -235,7 +309,7 @@ def test_counts_and_cdm_columns(spark: SparkSession, exports: dict[str, Any]) ->
         "omop.visit_occurrence": 4,
         "omop.condition_occurrence": 3,
         "omop.drug_exposure": 2,
-        "omop.measurement": 4,
+        "omop.measurement": 5,
     }
     # run's counts are the rows written; after the new encounter one more visit is exported.
     assert {t: len(exports["first"][t]) for t in omop.OMOP_TABLES} == exports["first_rows"]
@@ -263,7 +337,11 @@ def test_person_maps_sex_and_keeps_birth_year_and_month_only(exports: dict[str, 
     assert {r["person_source_value"] for r in people.values()} == {
         token_of(load_key(), extract_kind(release), p) for p in people
     }
-    assert set(people) == {"P1", "P2", "P3"}  # P5 has no birth year, P9 was merged into P1
+    # P4 has no event (no observation period), P5 no birth year, P9 was merged into P1
+    assert set(people) == {"P1", "P2", "P3"}
+    periods = {r["person_id"] for r in exports["first"]["omop.observation_period"]}
+    assert periods == {r["person_id"] for r in exports["first"]["omop.person"]}
+    assert "P4" in {key for key in _ids(exports["first"], cdm.ENTITY_PERSON)}  # its id is kept for later
     got = {
         p: (r["gender_concept_id"], r["gender_source_value"], r["year_of_birth"], r["month_of_birth"])
         for p, r in people.items()
@@ -321,7 +399,7 @@ def test_conditions_keep_icd10_as_source_value_with_concept_zero(exports: dict[s
 
 def test_measurements_map_known_loinc_and_ucum_and_keep_unmapped_codes(exports: dict[str, Any]) -> None:
     measurements = _by_key(exports["first"], "measurement", "measurement", "measurement_id")
-    assert set(measurements) == {"o1", "o2", "o3", "o4"}  # o5 cancelled
+    assert set(measurements) == {"o1", "o2", "o3", "o4", "o6"}  # o5 cancelled
     got = {
         k: (
             r["measurement_concept_id"],
@@ -338,6 +416,7 @@ def test_measurements_map_known_loinc_and_ucum_and_keep_unmapped_codes(exports: 
         "o2": (3020891, "8310-5", 3020891, 37.2, 586323, "Cel"),  # the source code is the LOINC code
         "o3": (0, "FBG", 0, 6.1, 8753, "mmol/L"),  # no LOINC: concept 0, code kept
         "o4": (3027018, "HR", 0, 88.0, 0, "/min"),  # '/min' not verified: unit concept 0
+        "o6": (3013826, "2345-7", 3004501, 7.0, 8753, "mmol/L"),  # the concept of each code
     }
     assert measurements["o1"]["measurement_time"] == "08:15:00"
     assert measurements["o3"]["value_source_value"] == "110.0 mg/dL"
