@@ -154,13 +154,22 @@ def append(
     faults.after_write(name)
 
 
-def overwrite(df: DataFrame, lake_root: str, name: str) -> None:
+def overwrite(df: DataFrame, lake_root: str, name: str, *, properties: dict[str, str] | None = None) -> None:
     """Replace a Delta table's rows (and schema) with ``df`` in one commit, creating it if absent.
 
     Idempotent: writing the same rows again leaves the same table (a new version of it).
+
+    Args:
+        df: The new rows.
+        lake_root: Lake root folder or URI.
+        name: Table name ``layer.table``.
+        properties: Table properties (``delta.*``) set in the same commit, on a new or an existing table.
     """
     path = table_path(lake_root, name)
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    for key, value in (properties or {}).items():
+        writer = writer.option(key, value)
+    writer.save(path)
     logger.debug("overwrote %s", name)
     faults.after_write(name)
 

@@ -2,6 +2,8 @@
 
 ``load_pandas`` reads a Delta table with the ``deltalake`` package (Rust; no JVM, no pyspark import), so a
 researcher on a laptop can load ``gold.*`` or ``research.*`` tables and pin the exact version a paper used.
+Tables with deletion vectors (Delta's ``deletionVectors`` reader feature, which Databricks turns on for new
+tables) are read through ``deltalake``'s DataFusion engine, since its pyarrow reader refuses them.
 ``read_table`` is the same call returning a Spark DataFrame (the active session, or one healthlake builds).
 """
 
@@ -37,7 +39,8 @@ def load_pandas(
             an ISO 8601 / RFC 3339 string.
         lake_root: Lake root folder or URI; default the configured ``lake_root``.
         columns: Only these columns.
-        filters: Row filters pushed into the read, as ``[("area_code", "=", "360102")]``.
+        filters: Row filters pushed into the read, as ``[("area_code", "=", "360102")]`` (applied to the
+            rows read for a table with deletion vectors).
 
     Returns:
         The rows as a pandas DataFrame.
@@ -46,7 +49,42 @@ def load_pandas(
         LakeError: For a bad name, a missing table or version, or both ``version`` and ``timestamp``.
     """
     table = _delta_table(name, lake_root, version, timestamp)
-    return table.to_pandas(columns=list(columns) if columns is not None else None, filters=filters)
+    wanted = list(columns) if columns is not None else None
+    if DELETION_VECTORS not in (table.protocol().reader_features or []):
+        return table.to_pandas(columns=wanted, filters=filters)
+    return _query_pandas(table, wanted, filters)
+
+
+DELETION_VECTORS = "deletionVectors"
+"""The Delta reader feature of tables whose MERGEs mark replaced rows instead of rewriting their files."""
+
+
+def _query_pandas(
+    table: Any, columns: list[str] | None, filters: list[tuple[str, str, Any]] | None
+) -> pd.DataFrame:
+    """Read a table with deletion vectors through ``deltalake``'s query engine (DataFusion, in process).
+
+    ``DeltaTable.to_pandas`` scans the Parquet files with pyarrow, which cannot skip the rows a deletion
+    vector removes, so ``deltalake`` refuses such tables there; its DataFusion engine applies them. The
+    filters use ``to_pandas``'s format and are applied to the rows read.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import QueryBuilder
+
+    rows = pa.table(QueryBuilder().register("t", table).execute("SELECT * FROM t").read_all())
+    # DataFusion hands strings over as string_view, which pyarrow's compute kernels do not compare with
+    # plain strings: give them the type to_pandas's reader gives.
+    plain = [f.with_type(pa.string()) if pa.types.is_string_view(f.type) else f for f in rows.schema]
+    rows = rows.cast(pa.schema(plain))
+    if filters:
+        rows = rows.filter(pq.filters_to_expression(filters))
+    if columns is not None:
+        missing = [c for c in columns if c not in rows.column_names]
+        if missing:
+            raise LakeError(f"load_pandas: no column {', '.join(missing)}; the table has {rows.column_names}")
+        rows = rows.select(columns)
+    return rows.to_pandas()
 
 
 def table_history(name: str, *, lake_root: str | None = None) -> list[dict[str, Any]]:

@@ -101,3 +101,62 @@ def test_load_pandas_errors_are_one_line(two_versions: dict, tmp_path) -> None:
         with pytest.raises(LakeError, match=message) as info:
             healthlake.load_pandas(NAME, **kwargs)
         assert "\n" not in str(info.value)
+
+
+def test_load_pandas_reads_tables_with_deletion_vectors(spark: SparkSession, tmp_path) -> None:
+    """A MERGE into a table with deletion vectors marks rows (no file rewritten); pandas sees the same."""
+    lake = str(tmp_path / "lake")
+    schema = (
+        "person_id string, area_code string, last_visit timestamp, visits long, share double, seen boolean"
+    )
+    t0 = dt.datetime(2026, 3, 2, 8, 30, tzinfo=dt.UTC)
+    rows = [
+        (f"P{i:03d}", f"36010{i % 3}", t0 + dt.timedelta(hours=i), i, i / 7, i % 2 == 0) for i in range(60)
+    ]
+    frame = spark.createDataFrame(rows, schema).repartition(1)
+    io.overwrite(frame, lake, "gold.plain")
+    io.overwrite(frame, lake, "gold.marked", properties={"delta.enableDeletionVectors": "true"})
+    changes = spark.createDataFrame(
+        [("P001", "360101", t0, 100, 0.5, True, False), ("P002", None, None, None, None, None, True)]
+        + [(f"P{i:03d}", "360102", t0, i, 1.0, False, False) for i in (200, 201)],
+        f"{schema}, _delete boolean",
+    )
+    for name in ("gold.plain", "gold.marked"):
+        io.merge_changes(changes, lake, name, ["person_id"], "_delete")
+    # The marked table kept its file and added deletion vectors; the plain one rewrote it.
+    metrics = io.history(spark, lake, "gold.marked").where("operation = 'MERGE'").first()["operationMetrics"]
+    assert int(metrics["numTargetDeletionVectorsAdded"]) > 0 and int(metrics["numTargetFilesRemoved"]) == 0
+
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import pandas as pd
+        import healthlake
+        lake = {lake!r}
+        def both(key="person_id", **kwargs):
+            got = [
+                healthlake.load_pandas(name, lake_root=lake, **kwargs).sort_values(key).reset_index(drop=True)
+                for name in ("gold.plain", "gold.marked")
+            ]
+            pd.testing.assert_frame_equal(got[0], got[1])
+            return got[1]
+        latest = both()
+        before = both(version=0)
+        wanted = [("area_code", "=", "360102"), ("visits", ">=", 50)]
+        picked = both("visits", columns=["visits"], filters=wanted)
+        print(json.dumps({{
+            "rows": len(latest), "ids": sorted(latest["person_id"])[:3],
+            "p001": int(latest.set_index("person_id").loc["P001", "visits"]), "before": len(before),
+            "picked": sorted(picked["visits"].tolist()), "dtypes": [str(t) for t in latest.dtypes],
+            "jvm_free": not any(m == "pyspark" or m.startswith(("pyspark.", "py4j")) for m in sys.modules),
+        }}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["rows"] == 61 and got["ids"] == ["P000", "P001", "P003"] and got["p001"] == 100
+    assert got["before"] == 60
+    assert got["picked"] == [50, 53, 56, 59, 200, 201]
+    assert got["dtypes"][:4] == ["object", "object", "datetime64[us, UTC]", "int64"]
+    assert got["jvm_free"]
