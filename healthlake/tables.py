@@ -2,8 +2,8 @@
 
 ``load_pandas`` reads a Delta table with the ``deltalake`` package (Rust; no JVM, no pyspark import), so a
 researcher on a laptop can load ``gold.*`` or ``research.*`` tables and pin the exact version a paper used.
-Tables with deletion vectors (Delta's ``deletionVectors`` reader feature, which Databricks turns on for new
-tables) are read through ``deltalake``'s DataFusion engine, since its pyarrow reader refuses them.
+Tables with deletion vectors (Delta's ``deletionVectors`` reader feature, which Databricks can turn on for
+new tables) are read through ``deltalake``'s DataFusion engine, since its pyarrow reader refuses them.
 ``read_table`` is the same call returning a Spark DataFrame (the active session, or one healthlake builds).
 """
 

@@ -513,24 +513,17 @@ def _persons_of(patients: DataFrame, silver: _Silver, last: _LastRun) -> DataFra
     )
 
 
-_BROADCAST_ROWS = 1_000_000
-"""Touched sets up to this many rows are broadcast to the joins that use them (see ``_materialised``)."""
+def _materialised(df: DataFrame) -> DataFrame:
+    """``df`` cached and computed, so the planner knows its real size.
 
-
-def _materialised(df: DataFrame, cached: list[DataFrame]) -> DataFrame:
-    """``df`` cached and computed (and added to ``cached``), marked for broadcast when it is small.
-
-    The persons and patients a day touches are a small share of the lake. Broadcast, they filter the large
-    event and fact tables as those are scanned; joined by shuffle, each of those tables is shuffled whole,
-    a cost that grows with the lake. Spark's own threshold (``spark.sql.autoBroadcastJoinThreshold``,
-    10 MB) stops broadcasting at a few hundred thousand persons, which a million-row day touches, and
-    raising it for the session made Spark broadcast other relations too large for the driver. So the set
-    is broadcast on its counted rows, up to ``_BROADCAST_ROWS`` (tens of MB).
+    The persons and patients a day touches are a small share of the lake: once their size is known, Spark
+    broadcasts them (below ``spark.sql.autoBroadcastJoinThreshold``) and filters the large event tables
+    as it scans them, instead of shuffling those tables whole to join them. A large day still joins by
+    shuffle, as before.
     """
     df = df.cache()
-    cached.append(df)
-    rows = df.count()  # an action on purpose: it fills the cache and sizes the set
-    return F.broadcast(df) if rows <= _BROADCAST_ROWS else df
+    df.count()  # an action on purpose: it fills the cache and gives the plan its statistics
+    return df
 
 
 def _delta_rows(new: DataFrame, old: DataFrame, key: list[str]) -> DataFrame:
@@ -549,7 +542,6 @@ def _publish_incremental(
 ) -> None:
     """Recompute the encounters, days and persons silver changed since the last run, and merge them in."""
     spark, lake, day = silver.spark, silver.lake, F.lit(as_of)
-    cached: list[DataFrame] = []
     with step("changes"):
         links = _link_changes(silver, last).cache()
         encounter_changes = _changes(silver, last, ENCOUNTER)
@@ -570,7 +562,7 @@ def _publish_incremental(
         else:
             changed_encounters = links.select(*_PATIENT, F.lit(None).cast("timestamp").alias("admit_time"))
             changed_encounters = changed_encounters.limit(0)
-        bounds = _materialised(recompute_bounds(changed_encounters, xref, old_all, relinked), cached)
+        bounds = _materialised(recompute_bounds(changed_encounters, xref, old_all, relinked))
         if log.isEnabledFor(logging.INFO):  # counting is an action: only when someone reads it
             counts = changed_patients.count(), bounds.count()
             log.info("publish: %d source patients, %d persons changed", *counts)
@@ -583,8 +575,7 @@ def _publish_incremental(
         in_scope = _materialised(
             xref.join(bounds, "person_id")
             .select(*_PATIENT, "recompute_from")
-            .unionByName(unlinked.select(*_PATIENT, none.alias("recompute_from"))),
-            cached,
+            .unionByName(unlinked.select(*_PATIENT, none.alias("recompute_from")))
         )
         recompute = (
             silver.read(ENCOUNTER)
@@ -650,8 +641,8 @@ def _publish_incremental(
                 aged.select("person_id"),
             ]
         ).distinct()
-        affected = _materialised(affected, cached)
-        affected_xref = _materialised(xref.join(affected, "person_id", "left_semi"), cached)
+        affected = _materialised(affected)
+        affected_xref = _materialised(xref.join(affected, "person_id", "left_semi"))
         facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
         fresh = _patient_360(
             silver,
@@ -668,7 +659,7 @@ def _publish_incremental(
             ["person_id"],
             "_delete",
         )
-    for frame in (*cached, changed_patients, links, encounter_changes):
+    for frame in (affected, affected_xref, bounds, in_scope, changed_patients, links, encounter_changes):
         if frame is not None:
             frame.unpersist()
 
