@@ -163,7 +163,8 @@ def overwrite(df: DataFrame, lake_root: str, name: str, *, properties: dict[str,
         df: The new rows.
         lake_root: Lake root folder or URI.
         name: Table name ``layer.table``.
-        properties: Table properties (``delta.*``) set in the same commit, on a new or an existing table.
+        properties: Table properties (``delta.*``) set when this write creates the table, in the same
+            commit; Delta ignores them when it overwrites an existing table.
     """
     path = table_path(lake_root, name)
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
+DELETION_VECTORS = "deletionVectors"
+"""The Delta reader feature of tables whose MERGEs mark replaced rows instead of rewriting their files."""
+
+
 def load_pandas(
     name: str,
     version: int | None = None,
@@ -53,10 +57,6 @@ def load_pandas(
     if DELETION_VECTORS not in (table.protocol().reader_features or []):
         return table.to_pandas(columns=wanted, filters=filters)
     return _query_pandas(table, wanted, filters)
-
-
-DELETION_VECTORS = "deletionVectors"
-"""The Delta reader feature of tables whose MERGEs mark replaced rows instead of rewriting their files."""
 
 
 def _query_pandas(
