@@ -66,6 +66,8 @@ IVY_DIR_ENV = "HEALTHLAKE_IVY_DIR"
 WAREHOUSE_DIR_NAME = "_warehouse"
 """Spark SQL warehouse folder inside the lake root (catalog databases; tables live in layer folders)."""
 LOG_LEVEL = "WARN"
+HUGE_METHODS = "-XX:-DontCompileHugeMethods"
+"""JVM option: compile large generated methods too (see ``spark_conf``)."""
 
 TEST_CONF: dict[str, str] = {
     "spark.sql.shuffle.partitions": "2",
@@ -196,6 +198,11 @@ def spark_conf(app_name: str, cfg: Config) -> dict[str, str]:
         # Landing zones are many small files (5-100 kB): Spark's 4 MB per-file open-cost estimate would
         # give each file nearly a task of its own; 64 kB packs them into fewer, fuller tasks.
         "spark.sql.files.openCostInBytes": "65536",
+        # Spark fuses a stage into one generated method; past 8,000 bytecodes the JVM never compiles a
+        # method and runs it interpreted. Ingest's parse stages pass that size (a location-ping ingest
+        # parsed and wrote 1.5x faster with this flag).
+        "spark.driver.extraJavaOptions": HUGE_METHODS,
+        "spark.executor.extraJavaOptions": HUGE_METHODS,
     }
     jars = [*delta_jars(), *linkage_jars()]
     if jars:

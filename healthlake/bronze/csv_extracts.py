@@ -27,17 +27,20 @@ PING_COLUMNS = [*PING_FIELDS, "raw"]
 
 _CONTEXT = [*PROVENANCE_COLUMNS[:3], "_batch_id", "_ingested_at", "_landing_day"]
 _SPLIT_OUTSIDE_QUOTES = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
+_NUL = "\u0000"
 
 
 def _fields(line: Column) -> Column:
     """Split a CSV line on commas outside double quotes and unquote each field (RFC 4180).
 
-    Most lines hold no quote at all: they take a plain split, which is much cheaper.
+    Most lines hold no quote at all: they take a plain split, which is much cheaper. A quoted line has its
+    separating commas turned into NUL, its fields' enclosing quotes dropped and doubled quotes undoubled,
+    then is split on NUL: built-ins only, no lambda, so the whole parse stays in one generated-code stage.
+    (A line that itself holds a NUL byte gets an extra field, so its field count flags it.)
     """
-    quoted = F.transform(
-        F.split(line, _SPLIT_OUTSIDE_QUOTES, -1),
-        lambda f: F.regexp_replace(F.regexp_replace(f, r'^"|"$', ""), '""', '"'),
-    )
+    separated = F.regexp_replace(line, _SPLIT_OUTSIDE_QUOTES, _NUL)
+    unquoted = F.regexp_replace(separated, f'(^|{_NUL})"((?:[^"]|"")*)"(?={_NUL}|$)', "$1$2")
+    quoted = F.split(F.regexp_replace(unquoted, '""', '"'), _NUL, -1)
     return F.when(F.instr(line, '"') > 0, quoted).otherwise(F.split(line, ",", -1))
 
 
@@ -58,6 +61,35 @@ def parse_csv(files: DataFrame, *, encodings: tuple[str, ...] = ("UTF-8", "GBK")
     Args:
         files: Landing files with provenance, ``_batch_id`` and ``_ingested_at``.
         encodings: Charsets to choose from, in order; the first is preferred when lines decode with both.
+    """
+    rows = _csv_rows(files, encodings)
+    reason = F.col("_reject_reason")
+    return rows.select(
+        *_CONTEXT,
+        "_record_offset",
+        "extract",
+        "header",
+        F.when(reason.isNull(), F.map_from_arrays("_names", "_values")).alias("record"),
+        F.col("_text").alias("raw"),
+        reason,
+        _raw_of_rejects(reason),
+    )
+
+
+def _raw_of_rejects(reason: Column) -> Column:
+    """A rejected line's exact bytes (NULL for accepted lines: only quarantine keeps bytes)."""
+    line = F.col("_line")
+    raw = F.when(F.col("_decoded"), F.encode(line, "UTF-8")).otherwise(latin1_bytes(line))
+    return F.when(reason.isNotNull(), raw).alias("_raw")
+
+
+def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str, ...] = ()) -> DataFrame:
+    """One row per non-blank data line: its text, file header and ``_reject_reason``.
+
+    ``_values`` holds the fields of accepted lines. The reason counts fields without splitting: Spark
+    evaluates a filter on ``_reject_reason`` (``accepted``) before this projection, inlining the reason,
+    and a reason that split the line would split it twice. ``positions`` adds ``_at_<name>``, that
+    name's 1-based place in the header (0: none), computed once per file.
     """
     utf8 = encodings[0].upper().replace("UTF8", "UTF-8") == "UTF-8"
     fallback = encodings[1].upper() if len(encodings) > 1 else encodings[0].upper()
@@ -100,6 +132,7 @@ def parse_csv(files: DataFrame, *, encodings: tuple[str, ...] = ("UTF-8", "GBK")
         .withColumn("header", _line_text(F.try_element_at("_lines", F.lit(1))))
         .withColumn("_names", _fields(F.col("header")))
         .withColumn("_duplicate_names", F.size(F.array_distinct("_names")) != F.size("_names"))
+        .withColumns({f"_at_{n}": F.array_position("_names", n).cast("int") for n in positions})
         .select(
             *_CONTEXT,
             "extract",
@@ -108,54 +141,51 @@ def parse_csv(files: DataFrame, *, encodings: tuple[str, ...] = ("UTF-8", "GBK")
             "header",
             "_names",
             "_duplicate_names",
-            F.posexplode("_lines").alias("_record_offset", "_line"),
+            *[f"_at_{n}" for n in positions],
+            # outer: an inner explode makes Spark add a filter on `_lines` that splits every file twice
+            F.posexplode_outer("_lines").alias("_record_offset", "_line"),
         )
         .where((F.col("_record_offset") > 0) & (F.trim(F.col("_line")) != ""))
         .withColumn("_text", _line_text(F.col("_line")))
-        .withColumn(
-            "_raw",
-            F.when(F.col("_decoded"), F.encode(F.col("_line"), "UTF-8")).otherwise(
-                latin1_bytes(F.col("_line"))
-            ),
-        )
-        .withColumn("_values", _fields(F.col("_text")))  # split once, used three times below
     )
-    values = F.col("_values")
+    text = F.col("_text")
+    # Fields counted without splitting (most lines have no quote): commas + 1.
+    n_fields = F.when(F.instr(text, '"') > 0, F.size(_fields(text))).otherwise(
+        F.length(text) - F.length(F.replace(text, F.lit(","), F.lit(""))) + 1
+    )
     reason = (
-        F.when(undecodable(F.col("_text")), F.concat(F.lit("undecodable: bytes invalid in "), "_charset"))
+        F.when(undecodable(text), F.concat(F.lit("undecodable: bytes invalid in "), "_charset"))
         .when(
-            F.size(values) != F.size("_names"),
-            F.format_string("csv: %d fields, header has %d", F.size(values), F.size("_names")),
+            n_fields != F.size("_names"),
+            F.format_string("csv: %d fields, header has %d", n_fields, F.size("_names")),
         )
         .when(F.col("_duplicate_names"), F.lit("csv: duplicate names in header"))
     )
-    return rows.select(
-        *_CONTEXT,
-        "_record_offset",
-        "extract",
-        "header",
-        F.when(reason.isNull(), F.map_from_arrays(F.col("_names"), values)).alias("record"),
-        F.col("_text").alias("raw"),
-        reason.alias("_reject_reason"),
-        "_raw",
+    # The fields of accepted lines, split once: later projections reference them several times, so Spark
+    # keeps this projection instead of repeating the split in each.
+    return rows.withColumn("_reject_reason", reason).withColumn(
+        "_values", F.when(F.col("_reject_reason").isNull(), _fields(text))
     )
 
 
 def parse_pings(files: DataFrame) -> DataFrame:
     """Location pings: CSV rows with ``phone, ts, lat, lon, accuracy_m`` kept as sent (strings)."""
-    rows = parse_csv(files, encodings=("UTF-8",))
+    rows = _csv_rows(files, ("UTF-8",), PING_FIELDS)
     reason = F.coalesce(
         F.col("_reject_reason"),
-        F.when(
-            ~F.arrays_overlap(F.array(F.lit(PING_FIELDS[0])), F.split("header", ",")) | F.isnull("header"),
-            F.lit("location: header has no phone column"),
-        ),
+        F.when(F.col(f"_at_{PING_FIELDS[0]}") == 0, F.lit("location: header has no phone column")),
     )
+    values = F.col("_values")
+    # Fields by their place in the file's header: cheaper than a map per row, same result.
+    fields = [
+        F.when(reason.isNull() & (F.col(f"_at_{f}") > 0), F.element_at(values, F.col(f"_at_{f}"))).alias(f)
+        for f in PING_FIELDS
+    ]
     return rows.select(
         *_CONTEXT,
         "_record_offset",
-        *[F.col("record")[f].alias(f) for f in PING_FIELDS],
-        "raw",
+        *fields,
+        F.col("_text").alias("raw"),
         reason.alias("_reject_reason"),
-        "_raw",
+        _raw_of_rejects(reason),
     )

@@ -158,14 +158,35 @@ def test_csv_quotes_drift_charsets_and_broken_rows(spark: SparkSession, charset:
     assert rows[1]["record"]["remark"] == "新列"
 
 
+def test_csv_quoted_fields_follow_rfc_4180(spark: SparkSession) -> None:
+    lines = [
+        '"id","note, with comma",tail',
+        '1,"",""""',  # an empty quoted field; a field holding one quote
+        '"2","a ""b"", c",""""""',  # doubled quotes inside; a field holding two quotes
+        '3,"x,y"',  # two fields where the header has three
+    ]
+    files = {"csv/C1/2026-01-05/notes_20260105.csv": "\n".join(lines).encode()}
+    rows = parse_csv(landing_files(spark, files)).orderBy("_record_offset").collect()
+    header = ["id", "note, with comma", "tail"]
+    assert [r["record"] for r in rows[:2]] == [
+        dict(zip(header, ["1", "", '"'], strict=True)),
+        dict(zip(header, ["2", 'a "b", c', '""'], strict=True)),
+    ]
+    assert (rows[2]["record"], rows[2]["_reject_reason"]) == (None, "csv: 2 fields, header has 3")
+
+
 def test_pings_need_their_columns(spark: SparkSession) -> None:
     files = {
         "location/T1/2026-01-05/pings_1.csv": b"phone,ts,lat,lon,accuracy_m\n"
         b"13800000000,2026-01-05 08:00:00,28.1,116.2,20\n",
         "location/T1/2026-01-05/other.csv": b"mobile,ts\n13800000000,2026-01-05 08:00:00\n",
+        # Columns in another order, and one the feed does not know: fields are taken by name.
+        "location/T1/2026-01-05/pings_2.csv": b"ts,lon,lat,phone,accuracy_m,extra\n"
+        b"2026-01-05 09:00:00,116.3,28.2,13900000000,15,x\n",
     }
     rows = parse_pings(landing_files(spark, files)).orderBy("_source_file").collect()
-    assert [(r["phone"], r["lat"], r["_reject_reason"]) for r in rows] == [
-        (None, None, "location: header has no phone column"),
-        ("13800000000", "28.1", None),
+    assert [(r["phone"], r["lat"], r["lon"], r["_reject_reason"]) for r in rows] == [
+        (None, None, None, "location: header has no phone column"),
+        ("13800000000", "28.1", "116.2", None),
+        ("13900000000", "28.2", "116.3", None),
     ]
