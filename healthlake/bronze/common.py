@@ -82,8 +82,12 @@ def undecodable(text: Column) -> Column:
 
 
 def explode_lines(latin1_text: Column) -> Column:
-    """Split text into lines (``\\n`` or ``\\r\\n``): a ``posexplode`` giving ``_record_offset, _line``."""
-    return F.posexplode(F.split(latin1_text, "\r?\n", -1)).alias("_record_offset", "_line")
+    """Split text into lines (``\\n`` or ``\\r\\n``): a ``posexplode`` giving ``_record_offset, _line``.
+
+    The outer form gives a NULL line for a NULL text, which callers' line filters drop; the inner form
+    would make Spark add a filter on the split, splitting every file twice.
+    """
+    return F.posexplode_outer(F.split(latin1_text, "\r?\n", -1)).alias("_record_offset", "_line")
 
 
 def quarantine_rows(df: DataFrame) -> DataFrame:

@@ -48,6 +48,9 @@ def _is_document() -> F.Column:
     return F.lower(F.col("_file_name")).endswith(".json")
 
 
+_RESOURCE_FIELDS = ("resource_type", "resource_id", "version_id", "last_updated")
+
+
 def _resource_fields(parsed: F.Column) -> list[F.Column]:
     return [
         parsed["resourceType"].alias("resource_type"),
@@ -93,45 +96,62 @@ def parse_fhir(files: DataFrame) -> DataFrame:
             F.lit(False).alias("_bundle_entry"),
         )
     )
-    docs = _documents(files)
-    single = docs.where(
-        F.col("_reject_reason").isNotNull() | (F.col("_doc")["resourceType"] != "Bundle")
-    ).select(
+    return lines.unionByName(_document_rows(files))
+
+
+def _document_rows(files: DataFrame) -> DataFrame:
+    """``.json`` files: a Bundle gives one row per entry; any other document, or a rejected file, one row.
+
+    Each document is parsed once, in one branch: two branches (Bundles, other documents) with filters on
+    the parsed document would each parse it again for their filter.
+    """
+    doc = F.col("_doc")
+    bundle = F.col("_reject_reason").isNull() & (doc["resourceType"] == "Bundle")
+    per_document = _documents(files).select(
         *_CONTEXT,
-        F.lit(0).alias("_record_offset"),
-        *_resource_fields(F.col("_doc")),
-        *[F.lit(None).cast("string").alias(c) for c in ("bundle_id", "bundle_type", "entry_full_url")],
-        F.col("_text").alias("raw"),
         "_reject_reason",
-        "_raw",
-        F.lit(False).alias("_bundle_entry"),
+        bundle.alias("_bundle_entry"),
+        *_resource_fields(doc),
+        F.when(bundle, doc["id"]).alias("bundle_id"),
+        F.when(bundle, doc["type"]).alias("bundle_type"),
+        # A Bundle's whole text and bytes are not carried along: each of its entry rows would copy them.
+        F.when(~bundle, F.col("_text")).alias("_doc_text"),
+        F.when(~bundle, F.col("_raw")).alias("_doc_raw"),
+        F.when(bundle, doc["entry"]).alias("_entries"),
     )
-    entries = (
-        docs.where(F.col("_reject_reason").isNull() & (F.col("_doc")["resourceType"] == "Bundle"))
-        .select(
-            *_CONTEXT,
-            F.col("_doc")["id"].alias("bundle_id"),
-            F.col("_doc")["type"].alias("bundle_type"),
-            F.posexplode(F.col("_doc")["entry"]).alias("_record_offset", "_entry"),
+    entry = F.col("_entry")
+    in_bundle = F.col("_bundle_entry")
+    parsed = F.col("_parsed")
+    return (
+        per_document.select(
+            *[c for c in per_document.columns if c != "_entries"],
+            F.posexplode_outer("_entries").alias("_position", "_entry"),
         )
-        .withColumn("_text", F.col("_entry")["resource"])
-        .withColumn("_parsed", F.from_json(F.col("_text"), RESOURCE_SCHEMA, _CORRUPT))
+        .where(~in_bundle | F.col("_position").isNotNull())  # an empty Bundle holds no resource
+        .withColumn("_parsed", F.when(in_bundle, F.from_json(entry["resource"], RESOURCE_SCHEMA, _CORRUPT)))
         .select(
             *_CONTEXT,
-            "_record_offset",
-            *_resource_fields(F.col("_parsed")),
+            F.coalesce("_position", F.lit(0)).alias("_record_offset"),
+            *[
+                F.when(in_bundle, field).otherwise(F.col(name)).alias(name)
+                for field, name in zip(_resource_fields(parsed), _RESOURCE_FIELDS, strict=True)
+            ],
             "bundle_id",
             "bundle_type",
-            F.col("_entry")["fullUrl"].alias("entry_full_url"),
-            F.col("_text").alias("raw"),
-            F.when(F.col("_text").isNull(), F.lit("fhir: bundle entry without a resource"))
-            .otherwise(_reason(F.lit(True), F.col("_parsed")))
+            entry["fullUrl"].alias("entry_full_url"),
+            F.when(in_bundle, entry["resource"]).otherwise(F.col("_doc_text")).alias("raw"),
+            F.when(
+                in_bundle,
+                F.when(entry["resource"].isNull(), F.lit("fhir: bundle entry without a resource")).otherwise(
+                    _reason(F.lit(True), parsed)
+                ),
+            )
+            .otherwise(F.col("_reject_reason"))
             .alias("_reject_reason"),
-            F.encode(F.to_json(F.col("_entry")), "UTF-8").alias("_raw"),
-            F.lit(True).alias("_bundle_entry"),
+            F.when(in_bundle, F.encode(F.to_json(entry), "UTF-8")).otherwise(F.col("_doc_raw")).alias("_raw"),
+            "_bundle_entry",
         )
     )
-    return lines.unionByName(single).unionByName(entries)
 
 
 def _document_text() -> F.Column:

@@ -75,7 +75,9 @@ def parse_hl7v2(files: DataFrame, *, default_charset: str = "UTF-8") -> DataFram
     unframed = F.regexp_replace(bytes_as_latin1(F.col("content")), "[\u000b\u001c]", "")
     messages = (
         files.select(
-            *_CONTEXT, F.posexplode(F.split(unframed, _MESSAGE_START, -1)).alias("_record_offset", "_m")
+            # outer: an inner explode makes Spark add a filter that splits every file twice
+            *_CONTEXT,
+            F.posexplode_outer(F.split(unframed, _MESSAGE_START, -1)).alias("_record_offset", "_m"),
         )
         .withColumn("_m", F.regexp_replace(F.col("_m"), r"^[\r\n]+|[\r\n]+$", ""))
         .where(F.col("_m") != "")
