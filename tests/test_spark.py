@@ -16,6 +16,7 @@ from healthlake.spark import (
     DELTA_CATALOG,
     DELTA_EXTENSION,
     DELTA_JAR,
+    HUGE_METHODS,
     delta_jars,
     ivy_dir,
     spark_conf,
@@ -113,6 +114,11 @@ def test_spark_conf_defaults_and_user_conf_wins(tmp_path: Path) -> None:
     assert conf["spark.sql.warehouse.dir"] == str(tmp_path / "lake" / "_warehouse")
     assert conf["spark.ui.showConsoleProgress"] == "false"
     assert "spark.databricks.delta.schema.autoMerge.enabled" not in conf
+    # Large generated methods are JIT-compiled unless the user's own JVM options say otherwise.
+    assert conf["spark.driver.extraJavaOptions"] == conf["spark.executor.extraJavaOptions"] == HUGE_METHODS
+    mine = SparkSettings(conf={"spark.driver.extraJavaOptions": "-XX:+UseG1GC"})
+    conf = spark_conf("ingest", Config(lake_root=str(tmp_path / "lake"), spark=mine))
+    assert conf["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"
     assert warehouse_dir("s3a://bucket/lake/") == "s3a://bucket/lake/_warehouse"
 
 
