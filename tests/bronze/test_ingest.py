@@ -88,7 +88,10 @@ def test_second_ingest_adds_nothing(spark: SparkSession, region: Ingested) -> No
     one_at_a_time = region.cfg.model_copy(
         update={"ingest": region.cfg.ingest.model_copy(update={"concurrent_feeds": 1})}
     )
+    spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "true")
     results = ingest.run(spark, one_at_a_time)
+    # Ingest turns off cache compression for its own streams only: the caller's session keeps its setting.
+    assert spark.conf.get("spark.sql.inMemoryColumnarStorage.compressed") == "true"
     assert all(r.files == 0 and r.records == 0 and r.batches == 0 for r in results)
     assert [r.feed for r in results] == [f.name for f in ingest.feeds(region.cfg)]
     # One stream at a time: each starts after the one before it has finished.
