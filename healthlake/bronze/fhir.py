@@ -52,12 +52,10 @@ _RESOURCE_FIELDS = ("resource_type", "resource_id", "version_id", "last_updated"
 
 
 def _resource_fields(parsed: F.Column) -> list[F.Column]:
-    return [
-        parsed["resourceType"].alias("resource_type"),
-        parsed["id"].alias("resource_id"),
-        parsed["meta"]["versionId"].alias("version_id"),
-        parsed["meta"]["lastUpdated"].alias("last_updated"),
-    ]
+    """A parsed resource's type, id, version and last update, named as ``_RESOURCE_FIELDS``."""
+    meta = parsed["meta"]
+    fields = (parsed["resourceType"], parsed["id"], meta["versionId"], meta["lastUpdated"])
+    return [field.alias(name) for field, name in zip(fields, _RESOURCE_FIELDS, strict=True)]
 
 
 def _reason(valid_utf8: F.Column, parsed: F.Column) -> F.Column:

@@ -135,7 +135,7 @@ def run(spark: SparkSession, cfg: Config, only: Sequence[str] | None = None) -> 
 
 
 # A batch's parsed rows are cached once and read three times. Compressing that cache cost more than it
-# saved (10 M pings ingested in 65.8 s compressed, 50.5 s not); the batch's size is bounded by
+# saved (10 M pings ingested in 65.8 s compressed, 52.9 s not); the batch's size is bounded by
 # ingest.max_bytes_per_trigger, and a cache that does not fit in memory spills to disk.
 _CACHE_COMPRESSED = "spark.sql.inMemoryColumnarStorage.compressed"
 
