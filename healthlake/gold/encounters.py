@@ -11,7 +11,7 @@ a person (no ``silver.person_xref`` row) get NULL: whether they were readmitted 
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 READMISSION_DAYS = 30
@@ -90,10 +90,12 @@ def recompute_bounds(
     """From when each affected person's encounter facts must be recomputed after some encounters changed.
 
     An encounter's facts depend on the person's other encounters only through the inpatient stays just
-    before and after it (``_next`` and ``_previous`` in ``encounter_facts``). So when a person's earliest
-    changed encounter was admitted at ``t0``, the facts that can move are those admitted from the last
-    stay before ``t0`` (call it A: its next admission may now differ) onwards; recomputing them needs the
-    stay before A (B) as well, for A's previous discharge.
+    before and after it (``_next`` and ``_previous`` in ``encounter_facts``), and only an inpatient
+    stay's facts depend on them at all. So when a person's earliest changed encounter was admitted at
+    ``t0``, the facts that can move are those of the encounters admitted from ``t0`` on and of the
+    inpatient stays from the last one before ``t0`` (call it A: its next admission may now differ) on;
+    recomputing them needs the stay before A (B) as well, for A's previous discharge.
+    ``recompute_scope`` and ``replaced_scope`` say which encounters and facts those are.
 
     Args:
         changed: Changed encounter rows (both images of an update), with ``institution_id``,
@@ -103,10 +105,12 @@ def recompute_bounds(
         whole: ``person_id`` of persons to recompute whole (their links moved).
 
     Returns:
-        ``person_id``, ``recompute_from`` (encounters admitted from then feed the recomputation; null: all
-        of them) and ``keep_from`` (facts admitted from then are replaced; null: all of them): ``t0`` and
-        ``t0`` without a stay before it, A and A with one, B and A with more; null and null for ``whole``
-        persons, for a changed encounter without an admission time, or when A and B tie.
+        ``person_id``, ``recompute_from`` (inpatient stays admitted from then feed the recomputation;
+        null: all encounters), ``keep_from`` (inpatient facts admitted from then are replaced; null: all
+        facts) and ``changed_from`` (``t0``: every encounter and fact admitted from then is recomputed
+        and replaced): ``t0`` and ``t0`` without a stay before it, A and A with one, B and A with more;
+        all three null for ``whole`` persons, for a changed encounter without an admission time, or when
+        A and B tie.
     """
     patients = ["institution_id", "source_patient_id"]
     firsts = (
@@ -142,9 +146,34 @@ def recompute_bounds(
         "person_id",
         F.when(whole_history, none).otherwise(F.coalesce("_b", "_a", "_t0")).alias("recompute_from"),
         F.when(whole_history, none).otherwise(F.coalesce("_a", "_t0")).alias("keep_from"),
+        F.when(whole_history, none).otherwise(F.col("_t0")).alias("changed_from"),
     )
     return windowed.unionByName(
-        whole.select("person_id", none.alias("recompute_from"), none.alias("keep_from"))
+        whole.select(
+            "person_id", none.alias("recompute_from"), none.alias("keep_from"), none.alias("changed_from")
+        )
+    )
+
+
+def recompute_scope() -> Column:
+    """Whether an encounter, joined to its person's ``recompute_bounds``, feeds the recomputation.
+
+    Outpatient and emergency encounters before ``changed_from`` are left out: their facts depend on no
+    other encounter, so they neither move nor move anything.
+    """
+    return _scope("recompute_from")
+
+
+def replaced_scope() -> Column:
+    """Whether a fact, joined to its person's ``recompute_bounds``, is replaced by the recomputation."""
+    return _scope("keep_from")
+
+
+def _scope(bound: str) -> Column:
+    admitted = F.col("admit_time")
+    inpatient = F.col("encounter_class") == "inpatient"
+    return (
+        F.col(bound).isNull() | (admitted >= F.col("changed_from")) | (inpatient & (admitted >= F.col(bound)))
     )
 
 

@@ -25,7 +25,13 @@ from healthlake import io
 from healthlake.errors import HealthlakeError
 from healthlake.gold.areas import area_paths, institution_paths
 from healthlake.gold.chronic import chronic_disease_indicators, chronic_disease_registry
-from healthlake.gold.encounters import encounter_facts, recompute_bounds, with_institution_area
+from healthlake.gold.encounters import (
+    encounter_facts,
+    recompute_bounds,
+    recompute_scope,
+    replaced_scope,
+    with_institution_area,
+)
 from healthlake.gold.exchange import exchange_volume_daily
 from healthlake.gold.patients import patient_360
 from healthlake.gold.utilization import utilization_daily
@@ -563,39 +569,58 @@ def _publish_incremental(
             changed_encounters = links.select(*_PATIENT, F.lit(None).cast("timestamp").alias("admit_time"))
             changed_encounters = changed_encounters.limit(0)
         bounds = _materialised(recompute_bounds(changed_encounters, xref, old_all, relinked))
+        # The earliest changed admission: what a dated bound recomputes is an inpatient stay or admitted
+        # from then on, so the encounters and facts are narrowed by it before they are joined.
+        first_change = changed_encounters.agg(F.min("admit_time")).first()[0]  # one aggregate row
         if log.isEnabledFor(logging.INFO):  # counting is an action: only when someone reads it
             counts = changed_patients.count(), bounds.count()
             log.info("publish: %d source patients, %d persons changed", *counts)
 
     with step("encounter_facts"):
-        # The affected persons' encounters from their bound on, and every encounter of a changed patient
-        # that has no person.
+        # Each affected person's encounters in their recompute scope, and every encounter of a changed
+        # patient that has no person. Persons recomputed whole (links moved, an undated change) are apart
+        # from those with a dated bound, so that each set is joined at its own size.
         unlinked = changed_patients.join(xref, _PATIENT, "left_anti")
-        none = F.lit(None).cast("timestamp")
-        in_scope = _materialised(
-            xref.join(bounds, "person_id")
-            .select(*_PATIENT, "recompute_from")
-            .unionByName(unlinked.select(*_PATIENT, none.alias("recompute_from")))
+        whole = _materialised(bounds.where(F.col("changed_from").isNull()).select("person_id"))
+        whole_scope = _materialised(
+            xref.join(whole, "person_id").select(*_PATIENT).unionByName(unlinked.select(*_PATIENT))
         )
-        recompute = (
-            silver.read(ENCOUNTER)
-            .join(in_scope, _PATIENT)
-            .where(F.col("recompute_from").isNull() | (F.col("admit_time") >= F.col("recompute_from")))
-            .drop("recompute_from")
-        )
+        encounters, inpatient = silver.read(ENCOUNTER), F.col("encounter_class") == "inpatient"
+        recompute = [encounters.join(whole_scope, _PATIENT)]
+        touched = [old_all.join(whole, "person_id")]
+        scopes = [whole, whole_scope]
+        if first_change is not None:
+            dated = _materialised(bounds.where(F.col("changed_from").isNotNull()))
+            dated_scope = _materialised(
+                xref.join(dated, "person_id").select(*_PATIENT, "recompute_from", "changed_from")
+            )
+            scopes += [dated, dated_scope]
+            candidate = inpatient | (F.col("admit_time") >= F.lit(first_change))
+            recompute.append(
+                encounters.where(candidate)
+                .join(dated_scope, _PATIENT)
+                .where(recompute_scope())
+                .select(*encounters.columns)
+            )
+            touched.append(old_all.where(candidate).join(dated, "person_id").where(replaced_scope()))
         places = _places(silver)
-        keep = F.col("keep_from").isNull() | (F.col("admit_time") >= F.col("keep_from"))
         new_facts = (
-            encounter_facts(recompute, xref)
-            .join(bounds.select("person_id", "keep_from"), "person_id", "left")
-            .where(keep)
-            .drop("keep_from")
+            encounter_facts(_union(recompute), xref)
+            .join(bounds.select("person_id", "keep_from", "changed_from"), "person_id", "left")
+            .where(replaced_scope())
             .transform(lambda df: with_institution_area(df, places))
         )
-        touched = [old_all.join(bounds, "person_id").where(keep).select(*old_all.columns)]
         if encounter_changes is not None:
-            touched.append(old_all.join(encounter_changes.select(*_KEY).distinct(), _KEY, "left_semi"))
-        old_facts = _union(touched).distinct().cache()
+            # The stored facts of changed encounters whose person is in no bound (unlinked before).
+            dated_or_undated = F.col("admit_time").isNull()
+            if first_change is not None:
+                dated_or_undated = dated_or_undated | (F.col("admit_time") >= F.lit(first_change))
+            touched.append(
+                old_all.where(dated_or_undated).join(
+                    encounter_changes.select(*_KEY).distinct(), _KEY, "left_semi"
+                )
+            )
+        old_facts = _union([t.select(*old_all.columns) for t in touched]).distinct().cache()
         new_facts = new_facts.select(*old_all.columns).cache()
         changed = new_facts.subtract(old_facts).unionByName(old_facts.subtract(new_facts))
         first_day = changed.agg(
@@ -659,7 +684,7 @@ def _publish_incremental(
             ["person_id"],
             "_delete",
         )
-    for frame in (affected, affected_xref, bounds, in_scope, changed_patients, links, encounter_changes):
+    for frame in (affected, affected_xref, bounds, changed_patients, links, encounter_changes, *scopes):
         if frame is not None:
             frame.unpersist()
 

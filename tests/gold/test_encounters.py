@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from healthlake.gold.encounters import encounter_facts, recompute_bounds
+from healthlake.gold.encounters import encounter_facts, recompute_bounds, recompute_scope, replaced_scope
 
 ENCOUNTERS = (
     "institution_id string, source_record_id string, source_patient_id string, encounter_class string, "
@@ -126,13 +126,13 @@ def test_recompute_bounds_cover_every_fact_a_change_can_move(spark: SparkSession
     none = None
     expected = spark.createDataFrame(
         [
-            ("P", _t("01-15"), _t("02-01")),  # the last two stays before 03-01: B = p1, A = p2
-            ("Q", _t("01-10"), _t("01-10")),  # one stay before: from it
-            ("R", none, none),  # the two stays before tie: everything
-            ("S", none, none),  # a changed record without admission time: everything
-            ("T", none, none),
+            ("P", _t("01-15"), _t("02-01"), _t("03-01")),  # the last two stays before 03-01: B = p1, A = p2
+            ("Q", _t("01-10"), _t("01-10"), _t("02-01")),  # one stay before: from it
+            ("R", none, none, none),  # the two stays before tie: everything
+            ("S", none, none, none),  # a changed record without admission time: everything
+            ("T", none, none, none),
         ],
-        "person_id string, recompute_from timestamp, keep_from timestamp",
+        "person_id string, recompute_from timestamp, keep_from timestamp, changed_from timestamp",
     )
     assertDataFrameEqual(got, expected)
 
@@ -140,24 +140,20 @@ def test_recompute_bounds_cover_every_fact_a_change_can_move(spark: SparkSession
         [s for s in stays if s[1] != "p4"] + [c for c in changes if c[1] != "p4"], ENCOUNTERS
     )
     full = encounter_facts(after, xref)
+    fed = after.join(xref, ["institution_id", "source_patient_id"]).join(got, "person_id")
+    # P's clinic visit on 02-20 lies after B but before the change: it is not read again.
+    assert fed.where(recompute_scope()).where(F.col("source_record_id") == "p3").count() == 0
     windowed = (
-        encounter_facts(
-            after.join(xref, ["institution_id", "source_patient_id"])
-            .join(got, "person_id")
-            .where(F.col("recompute_from").isNull() | (F.col("admit_time") >= F.col("recompute_from")))
-            .select(*before.columns),
-            xref,
-        )
+        encounter_facts(fed.where(recompute_scope()).select(*before.columns), xref)
         .join(got, "person_id")
-        .where(F.col("keep_from").isNull() | (F.col("admit_time") >= F.col("keep_from")))
+        .where(replaced_scope())
         .select(*full.columns)
     )
-    kept = full.join(got, "person_id").where(
-        F.col("keep_from").isNull() | (F.col("admit_time") >= F.col("keep_from"))
-    )
+    kept = full.join(got, "person_id").where(replaced_scope())
     assertDataFrameEqual(windowed, kept.select(*full.columns))
-    # And what lies before the bounds did not move.
-    unmoved = stored.join(got, "person_id").where(F.col("admit_time") < F.col("keep_from"))
+    # And every stored fact outside the replaced scope did not move.
+    unmoved = stored.join(got, "person_id").where(~replaced_scope())
+    assert unmoved.count() > 0
     assertDataFrameEqual(
         unmoved.select(*stored.columns), full.join(unmoved.select(*KEYS), KEYS).select(*stored.columns)
     )

@@ -54,6 +54,8 @@ def _day1(spark: SparkSession, lake: str) -> None:
             # P1's history: two earlier stays (a later run recomputes from the first of them on).
             ("H1", "e0", "H1-7", "inpatient", False, T(2026, 1, 5, 9), T(2026, 1, 8, 9)),
             ("H2", "e00", "H2-9", "inpatient", False, T(2026, 2, 1, 9), T(2026, 2, 3, 9)),
+            # A clinic visit between those stays and the day-2 change: its fact is not recomputed.
+            ("H1", "e7", "H1-7", "outpatient", False, T(2026, 2, 15, 9), T(2026, 2, 15, 10)),
             ("H1", "e1", "H1-7", "inpatient", False, stay, stay + dt.timedelta(days=3)),
             ("H2", "e2", "H2-9", "inpatient", False, stay + dt.timedelta(days=40), None),
             ("H2", "e3", "H2-9", "emergency", False, stay, stay + dt.timedelta(hours=2)),
@@ -141,7 +143,7 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     code, out, _ = _run(capsys, "publish", "--lake", lake)
     assert code == 0 and "gold.encounter_facts" in out and "gold.patient_360" in out
     # Registered in the catalog for SQL users.
-    assert spark.sql("SELECT count(*) FROM gold.encounter_facts").first()[0] == 6
+    assert spark.sql("SELECT count(*) FROM gold.encounter_facts").first()[0] == 7
     first = io.read_table(spark, lake, publish.ENCOUNTER_FACTS)
     assert {r.source_record_id: r.readmitted_30d for r in first.collect()} == {
         "e0": True,  # e00 follows 24 days after its discharge, at another hospital
@@ -150,6 +152,7 @@ def test_publish_then_incremental_equals_a_full_rebuild(
         "e2": None,
         "e3": None,
         "e4": None,
+        "e7": None,
     }
 
     _day2(spark, lake)
