@@ -70,6 +70,74 @@ def chronic_conditions(diagnoses: DataFrame, followups: DataFrame, person_xref: 
     )
 
 
+def visit_summary(encounters: DataFrame) -> DataFrame:
+    """Per person, their visits by class, first and last admission, and the last encounter's place and class.
+
+    Args:
+        encounters: Encounter rows with ``person_id`` (``gold.encounter_facts``, or new encounters joined to
+            their person), ``encounter_class``, ``admit_time``, ``institution_id``, ``source_record_id``.
+
+    Returns:
+        ``person_id``, ``outpatient_visits``, ``emergency_visits``, ``admissions``, ``first_encounter_time``,
+        ``last_encounter_time`` and ``_last`` (``institution_id``, ``encounter_class`` of the latest
+        admission, ties broken by record id).
+    """
+    cls = F.col("encounter_class")
+    return (
+        encounters.where(F.col("person_id").isNotNull())
+        .groupBy("person_id")
+        .agg(
+            F.count_if(cls == "outpatient").alias("outpatient_visits"),
+            F.count_if(cls == "emergency").alias("emergency_visits"),
+            F.count_if(cls == "inpatient").alias("admissions"),
+            F.min("admit_time").alias("first_encounter_time"),
+            F.max("admit_time").alias("last_encounter_time"),
+            F.max_by(
+                F.struct("institution_id", "encounter_class"), F.struct("admit_time", "source_record_id")
+            ).alias("_last"),
+        )
+    )
+
+
+def immunization_count(immunizations: DataFrame, person_xref: DataFrame) -> DataFrame:
+    """Per person, the immunisations that were not cancelled: ``person_id``, ``immunizations``."""
+    return (
+        person_events(_not_cancelled(immunizations), person_xref)
+        .groupBy("person_id")
+        .agg(F.count("*").alias("immunizations"))
+    )
+
+
+def _tested() -> Column:
+    return F.coalesce("sample_time", "report_time")
+
+
+def last_test(nat_tests: DataFrame, person_xref: DataFrame) -> DataFrame:
+    """Per person, their latest nucleic-acid test.
+
+    Returns:
+        ``person_id``, ``last_nat_test_time``, ``last_nat_test_result`` (ties in time broken by record id).
+    """
+    tested = _tested()
+    return (
+        person_events(nat_tests.where(tested.isNotNull()), person_xref)
+        .groupBy("person_id")
+        .agg(
+            F.max(tested).alias("last_nat_test_time"),
+            F.max_by("result", F.struct(tested, F.col("source_record_id"))).alias("last_nat_test_result"),
+        )
+    )
+
+
+_CONDITIONS = "array<struct<condition:string,first_diagnosed:date>>"
+
+
+def _condition_lists(conditions: DataFrame) -> DataFrame:
+    return conditions.groupBy("person_id").agg(
+        F.array_sort(F.collect_list(F.struct("condition", "first_diagnosed"))).alias("chronic_conditions")
+    )
+
+
 def patient_360(
     persons: DataFrame,
     person_xref: DataFrame,
@@ -103,51 +171,124 @@ def patient_360(
         ``last_encounter_class``, ``immunizations``, ``last_nat_test_time``, ``last_nat_test_result``,
         ``source_records``, ``institutions``.
     """
+    summaries = (
+        visit_summary(encounter_facts)
+        .join(_condition_lists(chronic_conditions(diagnoses, followups, person_xref)), "person_id", "full")
+        .join(immunization_count(immunizations, person_xref), "person_id", "full")
+        .join(last_test(nat_tests, person_xref), "person_id", "full")
+    )
+    return _with_person(persons, summaries, area_paths, as_of)
+
+
+def patient_360_update(
+    stored: DataFrame,
+    persons: DataFrame,
+    visits: DataFrame,
+    conditions: DataFrame,
+    immunizations: DataFrame,
+    tests: DataFrame,
+    area_paths: DataFrame,
+    as_of: Column,
+) -> DataFrame:
+    """Stored ``patient_360`` rows brought up to date with events that were only added since.
+
+    Every measure of the view but the latest encounter's and test's place, class and result is a count,
+    a minimum or a maximum, so the stored row combined with the summary of the added events equals the
+    row recomputed from the whole history. When an added encounter or test ties the stored latest one in
+    time (or has no admission time), the stored row cannot say which of the two is later: such a row is
+    flagged, for the caller to recompute from history.
+
+    Args:
+        stored: ``gold.patient_360`` rows of the persons to update.
+        persons: ``silver.person`` now (demographics, area and record counts are taken from it).
+        visits: ``visit_summary`` of the added encounters (not cancelled).
+        conditions: ``chronic_conditions`` of the added diagnoses and follow-ups.
+        immunizations: ``immunization_count`` of the added immunisations.
+        tests: ``last_test`` of the added tests.
+        area_paths: ``healthlake.gold.areas.area_paths`` of ``silver.area``.
+        as_of: The date ages are computed at.
+
+    Returns:
+        The ``patient_360`` columns of the stored persons still active, and ``_recompute`` (boolean).
+    """
+    new = "_new_"
+    added = (
+        visits.select("person_id", *[F.col(c).alias(new + c) for c in visits.columns if c != "person_id"])
+        .join(
+            conditions.groupBy("person_id").agg(
+                F.map_from_entries(F.collect_list(F.struct("condition", "first_diagnosed"))).alias(
+                    "_new_conditions"
+                )
+            ),
+            "person_id",
+            "full",
+        )
+        .join(immunizations.withColumnRenamed("immunizations", "_new_immunizations"), "person_id", "full")
+        .join(
+            tests.select(
+                "person_id",
+                F.col("last_nat_test_time").alias("_new_test_time"),
+                F.col("last_nat_test_result").alias("_new_test_result"),
+            ),
+            "person_id",
+            "full",
+        )
+    )
+    new_time, old_time = F.col("_new_last_encounter_time"), F.col("last_encounter_time")
+    new_visit_later = new_time.isNotNull() & (old_time.isNull() | (new_time > old_time))
+    new_visit_earlier = new_time.isNotNull() & old_time.isNotNull() & (new_time < old_time)
+    # Added encounters that are neither later nor earlier than the stored latest one: a tie in time, or
+    # none of them dated (max_by then orders by record id, which the stored row does not keep).
+    visit_unknown = F.col("_new__last").isNotNull() & ~new_visit_later & ~new_visit_earlier
+    new_test, old_test = F.col("_new_test_time"), F.col("last_nat_test_time")  # tests are always dated
+    new_test_later = new_test.isNotNull() & (old_test.isNull() | (new_test > old_test))
+    test_tie = F.coalesce(new_test == old_test, F.lit(False))
+    stored_last = F.struct(
+        F.col("last_encounter_institution_id").alias("institution_id"),
+        F.col("last_encounter_class").alias("encounter_class"),
+    )
+    # Per condition, the earlier of the stored and the added first date.
+    merged = F.map_zip_with(
+        F.map_from_entries("chronic_conditions"),
+        F.coalesce("_new_conditions", F.create_map().cast("map<string,date>")),
+        lambda _, old, new: F.least(old, new),
+    )
+    entries = F.transform(F.map_entries(merged), lambda e: F.struct(e["key"], e["value"]))
+    summaries = stored.join(added, "person_id", "left").select(
+        "person_id",
+        F.array_sort(entries.cast(_CONDITIONS)).alias("chronic_conditions"),
+        *[
+            (F.col(c) + F.coalesce(F.col(new + c), F.lit(0))).alias(c)
+            for c in ("outpatient_visits", "emergency_visits", "admissions", "immunizations")
+        ],
+        F.least("first_encounter_time", "_new_first_encounter_time").alias("first_encounter_time"),
+        F.greatest(old_time, new_time).alias("last_encounter_time"),
+        F.when(new_visit_later, F.col("_new__last")).otherwise(stored_last).alias("_last"),
+        F.greatest(old_test, new_test).alias("last_nat_test_time"),
+        F.when(new_test_later, F.col("_new_test_result"))
+        .otherwise(F.col("last_nat_test_result"))
+        .alias("last_nat_test_result"),
+        (visit_unknown | test_tie).alias("_recompute"),
+    )
+    return _with_person(persons, summaries, area_paths, as_of, how="inner", extra=("_recompute",))
+
+
+def _with_person(
+    persons: DataFrame,
+    summaries: DataFrame,
+    area_paths: DataFrame,
+    as_of: Column,
+    *,
+    how: str = "left",
+    extra: tuple[str, ...] = (),
+) -> DataFrame:
+    """The view's columns: active persons' demographics and area joined (``how``) to their summaries."""
     active = persons.where(F.col("status") == "active")
-    cls = F.col("encounter_class")
-    visits = (
-        encounter_facts.where(F.col("person_id").isNotNull())
-        .groupBy("person_id")
-        .agg(
-            F.count_if(cls == "outpatient").alias("outpatient_visits"),
-            F.count_if(cls == "emergency").alias("emergency_visits"),
-            F.count_if(cls == "inpatient").alias("admissions"),
-            F.min("admit_time").alias("first_encounter_time"),
-            F.max("admit_time").alias("last_encounter_time"),
-            F.max_by(
-                F.struct("institution_id", "encounter_class"), F.struct("admit_time", "source_record_id")
-            ).alias("_last"),
-        )
-    )
-    conditions = (
-        chronic_conditions(diagnoses, followups, person_xref)
-        .groupBy("person_id")
-        .agg(
-            F.array_sort(F.collect_list(F.struct("condition", "first_diagnosed"))).alias("chronic_conditions")
-        )
-    )
-    shots = (
-        person_events(_not_cancelled(immunizations), person_xref)
-        .groupBy("person_id")
-        .agg(F.count("*").alias("immunizations"))
-    )
-    tested = F.coalesce("sample_time", "report_time")
-    tests = (
-        person_events(nat_tests.where(tested.isNotNull()), person_xref)
-        .groupBy("person_id")
-        .agg(
-            F.max(tested).alias("last_nat_test_time"),
-            F.max_by("result", F.struct(tested, F.col("source_record_id"))).alias("last_nat_test_result"),
-        )
-    )
     places = area_paths.drop("level", "name")
     has = F.col("chronic_conditions.condition")
     age = age_at(F.col("birth_date"), as_of)
     return (
-        active.join(visits, "person_id", "left")
-        .join(conditions, "person_id", "left")
-        .join(shots, "person_id", "left")
-        .join(tests, "person_id", "left")
+        active.join(summaries, "person_id", how)
         .join(F.broadcast(places), "area_code", "left")
         .select(
             "person_id",
@@ -161,9 +302,7 @@ def patient_360(
             "county_code",
             "city_code",
             "province_code",
-            F.coalesce(
-                "chronic_conditions", F.array().cast("array<struct<condition:string,first_diagnosed:date>>")
-            ).alias("chronic_conditions"),
+            F.coalesce("chronic_conditions", F.array().cast(_CONDITIONS)).alias("chronic_conditions"),
             F.coalesce(F.array_contains(has, "hypertension"), F.lit(False)).alias("has_hypertension"),
             F.coalesce(F.array_contains(has, "diabetes"), F.lit(False)).alias("has_diabetes"),
             *[
@@ -179,5 +318,6 @@ def patient_360(
             "last_nat_test_result",
             F.col("record_count").alias("source_records"),
             F.col("institution_count").alias("institutions"),
+            *extra,
         )
     )

@@ -7,11 +7,19 @@ import datetime as dt
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from healthlake.gold.areas import area_paths, institution_paths
 from healthlake.gold.chronic import chronic_disease_indicators, chronic_disease_registry
 from healthlake.gold.encounters import encounter_facts, with_institution_area
-from healthlake.gold.patients import patient_360
+from healthlake.gold.patients import (
+    chronic_conditions,
+    immunization_count,
+    last_test,
+    patient_360,
+    patient_360_update,
+    visit_summary,
+)
 from healthlake.gold.utilization import utilization_daily
 
 D = dt.date
@@ -282,3 +290,110 @@ def test_patient_360_by_hand(spark: SparkSession, areas: DataFrame) -> None:
     assert (p.immunizations, p.last_nat_test_result, p.last_nat_test_time) == (1, "negative", T(2025, 6, 1))
     assert (p.source_records, p.institutions) == (2, 2)
     assert "name_token" not in out[0].asDict()
+
+
+def test_patient_360_update_equals_a_recomputation(spark: SparkSession, areas: DataFrame) -> None:
+    """A stored view combined with added events equals the view recomputed from the whole history."""
+    person_schema = (
+        "person_id string, status string, resident_id_token string, sex string, birth_date date, "
+        "area_code string, record_count bigint, institution_count bigint"
+    )
+    before_persons = [
+        (f"P{i}", "active", f"tok{i}", "F", D(1960, 6, 15), "110101001", 1, 1) for i in range(1, 8)
+    ]
+    now_persons = [p for p in before_persons if p[0] not in ("P4", "P5")] + [
+        ("P4", "active", "tok4", "F", D(1960, 6, 15), "110201", 2, 2),  # moved, and a second record
+        ("P5", "merged", "tok5", "F", D(1960, 6, 15), "110101001", 1, 1),
+    ]
+    xref = spark.createDataFrame(
+        [("CT1", f"a{i}", f"P{i}") for i in range(1, 8)],
+        "institution_id string, source_patient_id string, person_id string",
+    )
+    fact_schema = (
+        "institution_id string, source_record_id string, person_id string, encounter_class string, "
+        "admit_time timestamp"
+    )
+    old_facts = [("CT1", f"e{i}", f"P{i}", "outpatient", T(2025, 9, 1, 2)) for i in range(1, 8)]
+    new_facts = [
+        ("HK1", "n1", "P1", "inpatient", T(2025, 12, 1, 2)),  # later: the new latest
+        ("HK1", "n2", "P2", "emergency", T(2025, 1, 1, 2)),  # earlier: a new first encounter only
+        ("HK1", "n3", "P3", "inpatient", T(2025, 9, 1, 2)),  # ties the stored latest
+        ("HK1", "n7", "P7", "outpatient", None),  # no admission time
+    ]
+    dx_schema = (
+        "institution_id string, source_patient_id string, icd10_category string, diagnosis_time timestamp, "
+        "is_cancelled boolean"
+    )
+    old_dx = [("CT1", "a1", "I10", T(2025, 5, 1), False), ("CT1", "a2", "E11", T(2025, 5, 1), False)]
+    new_dx = [
+        ("CT1", "a1", "E11", T(2025, 12, 1), False),  # a new condition
+        ("CT1", "a2", "E11", T(2025, 2, 1), False),  # an earlier first diagnosis
+        ("CT1", "a2", "I10", T(2025, 12, 1), True),  # cancelled
+    ]
+    shot_schema = "institution_id string, source_patient_id string, is_cancelled boolean"
+    old_shots, new_shots = [("CT1", "a1", False)], [("CT1", "a1", False), ("CT1", "a2", True)]
+    test_schema = (
+        "institution_id string, source_record_id string, source_patient_id string, sample_time timestamp, "
+        "report_time timestamp, result string"
+    )
+    old_tests = [
+        ("CT1", "t1", "a1", T(2025, 6, 1), None, "negative"),
+        ("CT1", "t6", "a6", T(2025, 6, 1), None, "negative"),
+    ]
+    new_tests = [
+        ("CT1", "u1", "a1", None, T(2025, 12, 2), "positive"),  # later, by its report time
+        ("CT1", "u6", "a6", T(2025, 6, 1), None, "positive"),  # ties the stored latest
+    ]
+    followups = spark.createDataFrame([("CT1", "f1", "a2", "I10", T(2025, 3, 1))], FOLLOWUP_SCHEMA)
+    no_followups = followups.limit(0)
+    paths = area_paths(areas)
+
+    def frame(rows: list[tuple], schema: str) -> DataFrame:
+        return spark.createDataFrame(rows, schema)
+
+    stored = patient_360(
+        frame(before_persons, person_schema),
+        xref,
+        frame(old_facts, fact_schema),
+        frame(old_dx, dx_schema),
+        followups,
+        frame(old_shots, shot_schema),
+        frame(old_tests, test_schema),
+        paths,
+        F.lit(D(2025, 12, 1)),
+    )
+    now, as_of = frame(now_persons, person_schema), F.lit(D(2026, 6, 20))  # P1-P7 turn 66 on 06-15
+    updated = patient_360_update(
+        stored,
+        now,
+        visit_summary(frame(new_facts, fact_schema)),
+        chronic_conditions(frame(new_dx, dx_schema), no_followups, xref),
+        immunization_count(frame(new_shots, shot_schema), xref),
+        last_test(frame(new_tests, test_schema), xref),
+        paths,
+        as_of,
+    )
+    full = patient_360(
+        now,
+        xref,
+        frame(old_facts + new_facts, fact_schema),
+        frame(old_dx + new_dx, dx_schema),
+        followups,
+        frame(old_shots + new_shots, shot_schema),
+        frame(old_tests + new_tests, test_schema),
+        paths,
+        as_of,
+    )
+    flagged = {r.person_id for r in updated.where("_recompute").collect()}
+    assert flagged == {"P3", "P6", "P7"}  # ties in time and an undated encounter
+    kept = updated.where(~F.col("_recompute")).drop("_recompute")
+    assert {r.person_id for r in kept.collect()} == {"P1", "P2", "P4"}  # P5 is no longer a resident
+    assertDataFrameEqual(kept, full.join(kept.select("person_id"), "person_id", "left_semi"))
+    p1 = kept.where("person_id = 'P1'").first()
+    assert (p1.last_encounter_class, p1.admissions, p1.immunizations, p1.last_nat_test_result) == (
+        "inpatient",
+        1,
+        2,
+        "positive",
+    )
+    assert [c.condition for c in p1.chronic_conditions] == ["diabetes", "hypertension"]

@@ -4,6 +4,7 @@ give the same tables as a full rebuild; one-line errors."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def _day1(spark: SparkSession, lake: str) -> None:
             ("H2", "e2", "H2-9", "inpatient", False, stay + dt.timedelta(days=40), None),
             ("H2", "e3", "H2-9", "emergency", False, stay, stay + dt.timedelta(hours=2)),
             ("H2", "e4", "H2-5", "outpatient", False, stay, None),
+            ("H1", "e8", "H1-4", "outpatient", False, T(2026, 3, 5, 9), T(2026, 3, 5, 10)),
         ],
         ENCOUNTER_SCHEMA,
         cdf=True,
@@ -68,7 +70,7 @@ def _day1(spark: SparkSession, lake: str) -> None:
         spark,
         lake,
         publish.XREF,
-        [("H1", "H1-7", "P1"), ("H2", "H2-9", "P1"), ("H2", "H2-5", "P2")],
+        [("H1", "H1-7", "P1"), ("H2", "H2-9", "P1"), ("H2", "H2-5", "P2"), ("H1", "H1-4", "P4")],
         XREF_SCHEMA,
         cdf=True,  # as `healthlake link` creates it; the persons have none (a lake linked before it did)
     )
@@ -79,6 +81,7 @@ def _day1(spark: SparkSession, lake: str) -> None:
         [
             ("P1", "active", "tok1", "F", dt.date(1950, 1, 1), "110101", 2, 2),
             ("P2", "active", "tok2", "M", dt.date(1980, 4, 15), "110101", 1, 1),  # birthday between the runs
+            ("P4", "active", "tok4", "F", dt.date(1970, 9, 1), "110101", 1, 1),
         ],
         PERSON_SCHEMA,
         cdf=False,
@@ -94,7 +97,8 @@ def _day1(spark: SparkSession, lake: str) -> None:
 
 
 def _day2(spark: SparkSession, lake: str) -> None:
-    """A readmission at another hospital, a cancellation, an unlinked patient, a relink, a new diagnosis."""
+    """A readmission at another hospital, a cancellation, an unlinked patient, a relink, new diagnoses, and a
+    person (P4) whose events were only added to."""
     readmit = T(2026, 3, 12, 9)
     io.upsert(
         spark.createDataFrame(
@@ -102,6 +106,8 @@ def _day2(spark: SparkSession, lake: str) -> None:
                 ("H2", "e5", "H2-9", "inpatient", False, readmit, readmit + dt.timedelta(days=5)),
                 ("H2", "e3", "H2-9", "emergency", True, T(2026, 3, 1, 9), T(2026, 3, 1, 11)),
                 ("H3", "e6", "H3-1", "outpatient", False, T(2026, 4, 20, 8), None),
+                # P4 only gains a stay and a diagnosis: their view is updated from the stored row.
+                ("H1", "e9", "H1-4", "inpatient", False, T(2026, 4, 1, 9), T(2026, 4, 3, 9)),
             ],
             ENCOUNTER_SCHEMA,
         ),
@@ -124,7 +130,13 @@ def _day2(spark: SparkSession, lake: str) -> None:
         ["person_id"],
     )
     io.append(
-        spark.createDataFrame([("H2", "d2", "H2-5", "E11", T(2026, 4, 20, 9), False)], DIAGNOSIS_SCHEMA),
+        spark.createDataFrame(
+            [
+                ("H2", "d2", "H2-5", "E11", T(2026, 4, 20, 9), False),
+                ("H1", "d3", "H1-4", "I10", T(2026, 4, 1, 10), False),
+            ],
+            DIAGNOSIS_SCHEMA,
+        ),
         lake,
         "silver.diagnosis",
     )
@@ -136,14 +148,17 @@ def _gold(spark: SparkSession, lake: str) -> dict[str, DataFrame]:
 
 
 def test_publish_then_incremental_equals_a_full_rebuild(
-    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    spark: SparkSession,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     lake = str(tmp_path / "lake")
     _day1(spark, lake)
     code, out, _ = _run(capsys, "publish", "--lake", lake)
     assert code == 0 and "gold.encounter_facts" in out and "gold.patient_360" in out
     # Registered in the catalog for SQL users.
-    assert spark.sql("SELECT count(*) FROM gold.encounter_facts").first()[0] == 7
+    assert spark.sql("SELECT count(*) FROM gold.encounter_facts").first()[0] == 8
     first = io.read_table(spark, lake, publish.ENCOUNTER_FACTS)
     assert {r.source_record_id: r.readmitted_30d for r in first.collect()} == {
         "e0": True,  # e00 follows 24 days after its discharge, at another hospital
@@ -153,13 +168,17 @@ def test_publish_then_incremental_equals_a_full_rebuild(
         "e3": None,
         "e4": None,
         "e7": None,
+        "e8": None,
     }
 
     _day2(spark, lake)
     cfg = load_config(overrides={"lake_root": lake})
     extract_version = io.latest_version(spark, lake, publish.RESEARCH_PATIENTS)
-    step = publish.run(spark, cfg)
+    with caplog.at_level(logging.INFO, logger="healthlake.pipelines.publish"):
+        step = publish.run(spark, cfg)
     assert step.mode == "incremental" and step.as_of == dt.date(2026, 4, 20)
+    # P4 only gained events; P1 had one revised, P2's record moved to P3, who is new.
+    assert "patient view of 1 persons updated, of 3 recomputed from history" in caplog.text
     # A daily run leaves the research release as it was; a new release name rebuilds it from this gold.
     assert step.release is None
     assert io.latest_version(spark, lake, publish.RESEARCH_PATIENTS) == extract_version
@@ -181,6 +200,11 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     assert "e3" not in facts and facts["e6"].person_id is None and facts["e4"].person_id == "P3"
     people = {r.person_id: r for r in incremental[publish.PATIENT_360].collect()}
     assert people["P2"].age == 46 and people["P2"].outpatient_visits == 0 and people["P3"].has_diabetes
+    assert (people["P4"].admissions, people["P4"].last_encounter_class, people["P4"].has_hypertension) == (
+        1,
+        "inpatient",
+        True,
+    )
 
     # Nothing new: the next run writes nothing and reports the tables as they stand.
     versions = {t: io.latest_version(spark, lake, t) for t in incremental}
