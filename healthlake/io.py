@@ -154,7 +154,14 @@ def append(
     faults.after_write(name)
 
 
-def overwrite(df: DataFrame, lake_root: str, name: str, *, properties: dict[str, str] | None = None) -> None:
+def overwrite(
+    df: DataFrame,
+    lake_root: str,
+    name: str,
+    *,
+    partition_by: Sequence[str] | None = None,
+    properties: dict[str, str] | None = None,
+) -> None:
     """Replace a Delta table's rows (and schema) with ``df`` in one commit, creating it if absent.
 
     Idempotent: writing the same rows again leaves the same table (a new version of it).
@@ -163,11 +170,15 @@ def overwrite(df: DataFrame, lake_root: str, name: str, *, properties: dict[str,
         df: The new rows.
         lake_root: Lake root folder or URI.
         name: Table name ``layer.table``.
+        partition_by: Partition columns; the table is laid out by them from this write on, whatever its
+            partitioning was.
         properties: Table properties (``delta.*``) set when this write creates the table, in the same
             commit; Delta ignores them when it overwrites an existing table.
     """
     path = table_path(lake_root, name)
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
     for key, value in (properties or {}).items():
         writer = writer.option(key, value)
     writer.save(path)

@@ -63,6 +63,10 @@ CHRONIC_REGISTRY = "gold.chronic_disease_registry"
 CHRONIC_INDICATORS = "gold.chronic_disease_indicators"
 EXCHANGE_VOLUME = "gold.exchange_volume_daily"
 PUBLISH_LOG = "gold.publish_log"
+# A day's MERGE updates stored inpatient stays (the readmission of the stay before a new admission) and
+# adds new encounters. With the stays in files of their own it rewrites those files only, and writes the
+# day's clinic and emergency visits as new files, instead of rewriting every file of the lake's encounters.
+ENCOUNTER_FACTS_PARTITIONS = ("encounter_class",)
 GOLD_TABLES = (
     ENCOUNTER_FACTS,
     UTILIZATION_DAILY,
@@ -293,7 +297,7 @@ def _publish_full(silver: _Silver, as_of: dt.date) -> None:
     facts = encounter_facts(silver.read(ENCOUNTER), silver.read(XREF)).transform(
         lambda df: with_institution_area(df, places)
     )
-    io.overwrite(facts, lake, ENCOUNTER_FACTS)
+    io.overwrite(facts, lake, ENCOUNTER_FACTS, partition_by=ENCOUNTER_FACTS_PARTITIONS)
     facts = io.read_table(silver.spark, lake, ENCOUNTER_FACTS)  # later tables build on the written facts
     io.overwrite(utilization_daily(facts, places, areas, day), lake, UTILIZATION_DAILY)
     io.overwrite(_patient_360(silver, silver.read(PERSON), silver.read(XREF), facts, day), lake, PATIENT_360)

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
@@ -160,6 +161,8 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     # Registered in the catalog for SQL users.
     assert spark.sql("SELECT count(*) FROM gold.encounter_facts").first()[0] == 8
     first = io.read_table(spark, lake, publish.ENCOUNTER_FACTS)
+    layout = DeltaTable.forPath(spark, io.table_path(lake, publish.ENCOUNTER_FACTS)).detail().first()
+    assert layout["partitionColumns"] == ["encounter_class"]
     assert {r.source_record_id: r.readmitted_30d for r in first.collect()} == {
         "e0": True,  # e00 follows 24 days after its discharge, at another hospital
         "e00": True,  # e1 follows 26 days after its discharge
