@@ -662,82 +662,94 @@ def _publish_incremental(
             io.replace_where(recent, lake, UTILIZATION_DAILY, f"date >= '{since.isoformat()}'")
 
     with step("patient_360"):
-        # Persons with a changed event, link or golden record, or a birthday since the last run.
-        feeds = {table: _changes(silver, last, table) for table in _EVENT_TABLES}
-        event_patients = [changed_patients]
-        event_patients += [
-            rows.select(*_PATIENT) for t, rows in feeds.items() if rows is not None and t != ENCOUNTER
-        ]
-        now = silver.read(PERSON)
-        aged = now.where(age_at(F.col("birth_date"), F.lit(last.as_of)) != age_at(F.col("birth_date"), day))
-        affected = _union(
-            [
-                _persons_of(_union(event_patients).distinct(), silver, last),
-                links.select("person_id"),
-                _person_changes(silver, last),
-                aged.select("person_id"),
-            ]
-        ).distinct()
-        affected = _materialised(affected)
-        stored = io.read_table(spark, lake, PATIENT_360, version=io.latest_version(spark, lake, PATIENT_360))
-        stored = _materialised(stored.join(affected, "person_id", "left_semi"))
-        # Stored persons whose events were only added to are brought up to date from the added events
-        # (patient_360_update); the others (links moved, an event revised or removed, no stored row, or a
-        # tie the stored row cannot settle) are recomputed from their whole history.
-        revised = [
-            rows.where(F.col("_change_type") != "insert").select(*_PATIENT)
-            for rows in feeds.values()
-            if rows is not None
-        ]
-        kept_apart = relinked
-        if revised:
-            kept_apart = kept_apart.unionByName(_persons_of(_union(revised), silver, last))
-        addable = _materialised(stored.select("person_id").join(kept_apart, "person_id", "left_anti"))
-        addable_xref = _materialised(xref.join(addable, "person_id", "left_semi"))
-
-        def added(table: str) -> DataFrame:
-            rows = feeds.get(table)
-            return (
-                silver.read(table).limit(0) if rows is None else rows.where(F.col("_change_type") == "insert")
-            )
-
-        encounters_added = added(ENCOUNTER).where(~F.coalesce(F.col("is_cancelled"), F.lit(False)))
-        updated = _materialised(
-            patient_360_update(
-                stored.join(addable, "person_id", "left_semi"),
-                now.join(addable, "person_id", "left_semi"),
-                visit_summary(person_events(encounters_added, addable_xref)),
-                chronic_conditions(added("silver.diagnosis"), added("silver.chronic_followup"), addable_xref),
-                immunization_count(added("silver.immunization"), addable_xref),
-                last_test(added("silver.nat_test"), addable_xref),
-                area_paths(silver.read("silver.area")),
-                day,
-            )
-        )
-        fresh = updated.where(~F.col("_recompute")).drop("_recompute")
-        whole_history = _materialised(affected.join(fresh.select("person_id"), "person_id", "left_anti"))
-        scopes += [affected, stored, addable, addable_xref, updated, whole_history]
-        if log.isEnabledFor(logging.INFO):
-            counts = fresh.count(), whole_history.count()
-            log.info("publish: patient view of %d persons updated, of %d recomputed from history", *counts)
-        if not whole_history.isEmpty():  # on a day of only new events there is no one: skip the scans
-            history_xref = _materialised(xref.join(whole_history, "person_id", "left_semi"))
-            scopes.append(history_xref)
-            facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
-            recomputed = _patient_360(
-                silver,
-                now.join(whole_history, "person_id", "left_semi"),
-                history_xref,
-                facts.join(whole_history, "person_id", "left_semi"),
-                day,
-            )
-            fresh = fresh.unionByName(recomputed)
-        io.merge_changes(
-            _delta_rows(fresh, stored, ["person_id"]), lake, PATIENT_360, ["person_id"], "_delete"
-        )
+        scopes += _publish_patient_360(silver, last, day, changed_patients, links, relinked)
     for frame in (bounds, changed_patients, links, encounter_changes, *scopes):
         if frame is not None:
             frame.unpersist()
+
+
+def _publish_patient_360(
+    silver: _Silver,
+    last: _LastRun,
+    day: Column,
+    changed_patients: DataFrame,
+    links: DataFrame,
+    relinked: DataFrame,
+) -> list[DataFrame]:
+    """Merge the patient view of the persons silver changed since the last run; returns the frames cached.
+
+    Persons with a changed event, link or golden record, or a birthday since the last run. Stored persons
+    whose events were only added to are brought up to date from the added events
+    (``patient_360_update``); the others (links moved, an event revised or removed, no stored row, or a
+    tie the stored row cannot settle) are recomputed from their whole history.
+    """
+    spark, lake, xref = silver.spark, silver.lake, silver.read(XREF)
+    feeds = {table: _changes(silver, last, table) for table in _EVENT_TABLES}
+    event_patients = [changed_patients]
+    event_patients += [
+        rows.select(*_PATIENT) for t, rows in feeds.items() if rows is not None and t != ENCOUNTER
+    ]
+    now = silver.read(PERSON)
+    aged = now.where(age_at(F.col("birth_date"), F.lit(last.as_of)) != age_at(F.col("birth_date"), day))
+    affected = _union(
+        [
+            _persons_of(_union(event_patients).distinct(), silver, last),
+            links.select("person_id"),
+            _person_changes(silver, last),
+            aged.select("person_id"),
+        ]
+    ).distinct()
+    affected = _materialised(affected)
+    stored = io.read_table(spark, lake, PATIENT_360, version=io.latest_version(spark, lake, PATIENT_360))
+    stored = _materialised(stored.join(affected, "person_id", "left_semi"))
+    revised = [
+        rows.where(F.col("_change_type") != "insert").select(*_PATIENT)
+        for rows in feeds.values()
+        if rows is not None
+    ]
+    kept_apart = relinked
+    if revised:
+        kept_apart = kept_apart.unionByName(_persons_of(_union(revised), silver, last))
+    addable = _materialised(stored.select("person_id").join(kept_apart, "person_id", "left_anti"))
+    addable_xref = _materialised(xref.join(addable, "person_id", "left_semi"))
+
+    def added(table: str) -> DataFrame:
+        rows = feeds.get(table)
+        return silver.read(table).limit(0) if rows is None else rows.where(F.col("_change_type") == "insert")
+
+    encounters_added = added(ENCOUNTER).where(~F.coalesce(F.col("is_cancelled"), F.lit(False)))
+    updated = _materialised(
+        patient_360_update(
+            stored.join(addable, "person_id", "left_semi"),
+            now.join(addable, "person_id", "left_semi"),
+            visit_summary(person_events(encounters_added, addable_xref)),
+            chronic_conditions(added("silver.diagnosis"), added("silver.chronic_followup"), addable_xref),
+            immunization_count(added("silver.immunization"), addable_xref),
+            last_test(added("silver.nat_test"), addable_xref),
+            area_paths(silver.read("silver.area")),
+            day,
+        )
+    )
+    fresh = updated.where(~F.col("_recompute")).drop("_recompute")
+    whole_history = _materialised(affected.join(fresh.select("person_id"), "person_id", "left_anti"))
+    cached = [affected, stored, addable, addable_xref, updated, whole_history]
+    if log.isEnabledFor(logging.INFO):
+        counts = fresh.count(), whole_history.count()
+        log.info("publish: patient view of %d persons updated, of %d recomputed from history", *counts)
+    if not whole_history.isEmpty():  # on a day of only new events there is no one: skip the scans
+        history_xref = _materialised(xref.join(whole_history, "person_id", "left_semi"))
+        cached.append(history_xref)
+        facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
+        recomputed = _patient_360(
+            silver,
+            now.join(whole_history, "person_id", "left_semi"),
+            history_xref,
+            facts.join(whole_history, "person_id", "left_semi"),
+            day,
+        )
+        fresh = fresh.unionByName(recomputed)
+    io.merge_changes(_delta_rows(fresh, stored, ["person_id"]), lake, PATIENT_360, ["person_id"], "_delete")
+    return cached
 
 
 _LOG_SCHEMA = (
