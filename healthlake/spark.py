@@ -68,6 +68,8 @@ WAREHOUSE_DIR_NAME = "_warehouse"
 LOG_LEVEL = "WARN"
 HUGE_METHODS = "-XX:-DontCompileHugeMethods"
 """JVM option: compile large generated methods too (see ``spark_conf``)."""
+PLAN_STRING_CAP = "1m"
+"""Characters of a plan's text Spark renders (see ``spark_conf``; Spark's default is unbounded)."""
 
 TEST_CONF: dict[str, str] = {
     "spark.sql.shuffle.partitions": "2",
@@ -203,6 +205,11 @@ def spark_conf(app_name: str, cfg: Config) -> dict[str, str]:
         # parsed and wrote ~1.4x faster with this flag).
         "spark.driver.extraJavaOptions": HUGE_METHODS,
         "spark.executor.extraJavaOptions": HUGE_METHODS,
+        # Adaptive execution renders the whole physical plan to text at every re-plan, and a cached
+        # frame's plan is printed inside every plan that reads it. The incremental publish nests several:
+        # one rendering ran a 4 GiB driver out of heap (a 200 k-row day on a 2 M-person lake). Spark's
+        # documentation advises a cap; the text is only for the UI and logs.
+        "spark.sql.maxPlanStringLength": PLAN_STRING_CAP,
     }
     jars = [*delta_jars(), *linkage_jars()]
     if jars:

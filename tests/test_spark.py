@@ -17,6 +17,7 @@ from healthlake.spark import (
     DELTA_EXTENSION,
     DELTA_JAR,
     HUGE_METHODS,
+    PLAN_STRING_CAP,
     delta_jars,
     ivy_dir,
     spark_conf,
@@ -116,6 +117,7 @@ def test_spark_conf_defaults_and_user_conf_wins(tmp_path: Path) -> None:
     assert "spark.databricks.delta.schema.autoMerge.enabled" not in conf
     # Large generated methods are JIT-compiled unless the user's own JVM options say otherwise.
     assert conf["spark.driver.extraJavaOptions"] == conf["spark.executor.extraJavaOptions"] == HUGE_METHODS
+    assert conf["spark.sql.maxPlanStringLength"] == PLAN_STRING_CAP
     mine = SparkSettings(conf={"spark.driver.extraJavaOptions": "-XX:+UseG1GC"})
     conf = spark_conf("ingest", Config(lake_root=str(tmp_path / "lake"), spark=mine))
     assert conf["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"

@@ -108,17 +108,13 @@ def immunization_count(immunizations: DataFrame, person_xref: DataFrame) -> Data
     )
 
 
-def _tested() -> Column:
-    return F.coalesce("sample_time", "report_time")
-
-
 def last_test(nat_tests: DataFrame, person_xref: DataFrame) -> DataFrame:
     """Per person, their latest nucleic-acid test.
 
     Returns:
         ``person_id``, ``last_nat_test_time``, ``last_nat_test_result`` (ties in time broken by record id).
     """
-    tested = _tested()
+    tested = F.coalesce("sample_time", "report_time")
     return (
         person_events(nat_tests.where(tested.isNotNull()), person_xref)
         .groupBy("person_id")
