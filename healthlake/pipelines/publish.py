@@ -142,6 +142,7 @@ class PublishResult:
             None when it left them as they were.
         steps: Seconds per step of the run.
         seconds: Wall time of the run.
+        written: Gold table → its version when the run ended (the next incremental run compares with it).
     """
 
     tables: dict[str, int] = field(default_factory=dict)
@@ -151,6 +152,7 @@ class PublishResult:
     release: str | None = None
     seconds: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
+    written: dict[str, int] = field(default_factory=dict)
 
 
 class _Silver:
@@ -280,6 +282,9 @@ def run(
             if io.is_table(spark, lake, table):
                 result.tables[table] = io.read_table(spark, lake, table).count()
     result.versions = dict(silver.versions)
+    result.written = {
+        t: io.latest_version(spark, lake, t) for t in GOLD_TABLES if io.is_table(spark, lake, t)
+    }
     result.seconds = time.monotonic() - started
     _log_run(spark, lake, result)  # the commit point: the next run increments from these versions
     written = ", ".join(f"{table} {rows} rows" for table, rows in result.tables.items())
@@ -421,6 +426,19 @@ class _LastRun:
     versions: dict[str, int]
     tables: dict[str, int]
     release: str | None  # the research release of the last run that rebuilt the extracts
+    written: dict[str, int]  # gold table → its version when that run ended (empty in older logs)
+
+    def stored(self, spark: SparkSession, lake: str, table: str) -> DataFrame:
+        """``table`` as the last run left it.
+
+        Not its latest version: when a run dies between two of its writes, the re-run starts from the same
+        log row and must find the same differences, though some of them were already merged. Merging them
+        again changes nothing, so the re-run ends with the tables the first attempt would have written.
+        """
+        version = self.written.get(table)
+        if version is None:  # a log written before gold versions were recorded
+            version = io.latest_version(spark, lake, table)
+        return io.read_table(spark, lake, table, version=version)
 
 
 def _last_run(spark: SparkSession, lake: str) -> _LastRun | None:
@@ -435,7 +453,8 @@ def _last_run(spark: SparkSession, lake: str) -> _LastRun | None:
     if "release" in logged.columns:  # logs written before releases were recorded lack it
         built = logged.where(F.col("release").isNotNull()).orderBy(F.desc("finished_at")).limit(1)
         release = next((r["release"] for r in built.collect()), None)
-    return _LastRun(rows[0]["as_of"], dict(rows[0]["versions"]), dict(rows[0]["tables"]), release)
+    written = dict(rows[0]["written"] or {}) if "written" in logged.columns else {}
+    return _LastRun(rows[0]["as_of"], dict(rows[0]["versions"]), dict(rows[0]["tables"]), release, written)
 
 
 def _can_increment(silver: _Silver, last: _LastRun) -> bool:
@@ -572,9 +591,7 @@ def _publish_incremental(
         relinked = _union([_persons_of(links.select(*_PATIENT), silver, last), links.select("person_id")])
         relinked = relinked.where(F.col("person_id").isNotNull()).distinct()
         xref = silver.read(XREF)
-        old_all = io.read_table(
-            spark, lake, ENCOUNTER_FACTS, version=io.latest_version(spark, lake, ENCOUNTER_FACTS)
-        )
+        old_all = last.stored(spark, lake, ENCOUNTER_FACTS)
         if encounter_changes is not None:
             changed_encounters = encounter_changes
         else:
@@ -700,8 +717,7 @@ def _publish_patient_360(
         ]
     ).distinct()
     affected = _materialised(affected)
-    stored = io.read_table(spark, lake, PATIENT_360, version=io.latest_version(spark, lake, PATIENT_360))
-    stored = _materialised(stored.join(affected, "person_id", "left_semi"))
+    stored = _materialised(last.stored(spark, lake, PATIENT_360).join(affected, "person_id", "left_semi"))
     revised = [
         rows.where(F.col("_change_type") != "insert").select(*_PATIENT)
         for rows in feeds.values()
@@ -754,7 +770,7 @@ def _publish_patient_360(
 
 _LOG_SCHEMA = (
     "mode string, as_of date, versions map<string,bigint>, tables map<string,bigint>, seconds double, "
-    "finished_at timestamp, release string"
+    "finished_at timestamp, release string, written map<string,bigint>"
 )
 
 
@@ -767,6 +783,7 @@ def _log_run(spark: SparkSession, lake: str, result: PublishResult) -> None:
         result.seconds,
         dt.datetime.now(dt.UTC),
         result.release,
+        result.written,
     )
-    # mergeSchema: a log begun before releases were recorded gains the column.
+    # mergeSchema: a log begun before releases or gold versions were recorded gains the column.
     io.append(spark.createDataFrame([row], _LOG_SCHEMA), lake, PUBLISH_LOG, merge_schema=True)

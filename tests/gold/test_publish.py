@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from healthlake import cli, io
 from healthlake.config import load_config
 from healthlake.pipelines import publish
 from healthlake.pipelines.conform import CDF
+from tests.jobs import run_job
 
 T = dt.datetime
 ENCOUNTER_SCHEMA = (
@@ -148,6 +150,30 @@ def _gold(spark: SparkSession, lake: str) -> dict[str, DataFrame]:
     return {t: io.read_table(spark, lake, t) for t in tables if io.is_table(spark, lake, t)}
 
 
+def _assert_equals_a_full_rebuild(
+    spark: SparkSession, lake: str, tmp_path: Path, result: publish.PublishResult
+) -> dict[str, DataFrame]:
+    """Every gold table of ``lake`` equals that of a full rebuild of a copy of it; returns the tables.
+
+    The research extracts are compared too when ``result`` released them (else they are older by design).
+    """
+    rebuilt_lake = str(tmp_path / "rebuilt")
+    shutil.copytree(lake, rebuilt_lake)
+    overrides = {"lake_root": rebuilt_lake}
+    if result.release is not None:
+        overrides["research.release"] = result.release
+    rebuilt = publish.run(spark, load_config(overrides=overrides), full=True)
+    incremental, full = _gold(spark, lake), _gold(spark, rebuilt_lake)
+    if result.release is None:
+        incremental, full = ({t: g[t] for t in publish.GOLD_TABLES if t in g} for g in (incremental, full))
+    assert rebuilt.mode == "full"
+    assert {t: rebuilt.tables[t] for t in full} == {t: result.tables[t] for t in full}
+    assert set(incremental) == set(full) and len(full) >= 5
+    for table, df in full.items():
+        assertDataFrameEqual(incremental[table], df)
+    return incremental
+
+
 def test_publish_then_incremental_equals_a_full_rebuild(
     spark: SparkSession,
     tmp_path: Path,
@@ -188,14 +214,7 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     cfg = load_config(overrides={"lake_root": lake, "research.release": "release-2"})
     released = publish.run(spark, cfg)
     assert (released.mode, released.release, released.as_of) == ("unchanged", "release-2", step.as_of)
-    rebuilt_lake = str(tmp_path / "rebuilt")
-    shutil.copytree(lake, rebuilt_lake)
-    rebuilt = publish.run(spark, cfg.model_copy(update={"lake_root": rebuilt_lake}), full=True)
-    assert rebuilt.mode == "full" and rebuilt.tables == released.tables
-    incremental, full = _gold(spark, lake), _gold(spark, rebuilt_lake)
-    assert set(incremental) == set(full) and len(full) >= 7
-    for table, df in full.items():
-        assertDataFrameEqual(incremental[table], df)
+    incremental = _assert_equals_a_full_rebuild(spark, lake, tmp_path, released)
 
     facts = {r.source_record_id: r for r in incremental[publish.ENCOUNTER_FACTS].collect()}
     # e1 (H1) was followed 8 days after its discharge by e5 at H2: a readmission across institutions.
@@ -222,6 +241,25 @@ def test_publish_then_incremental_equals_a_full_rebuild(
         ("unchanged", "release-2"),
     ]
     assert log[-1].versions[publish.ENCOUNTER] == io.latest_version(spark, lake, publish.ENCOUNTER)
+
+
+def test_an_incremental_publish_killed_between_two_writes_is_completed_by_a_re_run(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A process killed after its MERGE into ``gold.encounter_facts``: the re-run finds the same changes
+    (the day-2 readmission moves a March day of ``gold.utilization_daily``) and ends as a full rebuild."""
+    lake = str(tmp_path / "lake")
+    _day1(spark, lake)
+    cfg = load_config(overrides={"lake_root": lake})
+    publish.run(spark, cfg)
+    _day2(spark, lake)
+    fault = f"kill-after:{publish.ENCOUNTER_FACTS}:1"
+    assert run_job("publish", ["--lake", lake], HEALTHLAKE_FAULT=fault) == -signal.SIGKILL
+    logged = io.read_table(spark, lake, publish.PUBLISH_LOG).count()
+    assert logged == 1  # the killed run logged nothing: the re-run starts from the first run
+    result = publish.run(spark, cfg)
+    assert result.mode == "incremental"
+    _assert_equals_a_full_rebuild(spark, lake, tmp_path, result)
 
 
 def test_publish_errors_are_one_line(
