@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from healthlake import io
 from healthlake.config import Config, load_config
@@ -127,6 +127,37 @@ class Published:
     def truth_table(self, name: str) -> pd.DataFrame:
         """A truth table of the generator as pandas."""
         return pd.read_parquet(self.truth / f"{name}.parquet")
+
+
+def assert_gold_equals_a_full_rebuild(
+    spark: SparkSession, cfg: Config, rebuilt_lake: Path, result: object
+) -> dict[str, DataFrame]:
+    """Every gold table of ``cfg``'s lake equals that of a full rebuild of a copy; returns the tables.
+
+    ``result`` is the ``PublishResult`` of the run that left the lake so. The research extracts are
+    compared too when that run released them (``cfg`` names the release); otherwise they are older on
+    purpose, and the rebuild does not release them.
+    """
+    from pyspark.testing import assertDataFrameEqual
+
+    from healthlake.pipelines import publish
+
+    shutil.copytree(cfg.lake_root, rebuilt_lake)
+    released = result.release is not None
+    rebuilt = publish.run(
+        spark, cfg.model_copy(update={"lake_root": str(rebuilt_lake)}), full=True, extracts=released
+    )
+    assert rebuilt.mode == "full"
+    names = (*publish.GOLD_TABLES, publish.RESEARCH_PATIENTS, publish.RESEARCH_ENCOUNTERS)
+    names = names if released else publish.GOLD_TABLES
+    tables = {}
+    for name in names:
+        if io.is_table(spark, cfg.lake_root, name):
+            tables[name] = io.read_table(spark, cfg.lake_root, name)
+            assertDataFrameEqual(tables[name], io.read_table(spark, str(rebuilt_lake), name))
+            assert rebuilt.tables.get(name) == result.tables.get(name), name
+    assert len(tables) >= 5
+    return tables
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""Chronic-disease management (慢病管理): ``gold.chronic_disease_registry`` and
-``gold.chronic_disease_indicators``.
+"""Chronic-disease management (慢病管理): ``gold.chronic_disease_registry``, ``gold.chronic_disease_monthly``
+and ``gold.chronic_disease_indicators``.
 
 A resident is *registered* for hypertension or diabetes from their first follow-up under the national
 basic public health service (``silver.chronic_followup``), at the grassroots institution that manages
@@ -11,6 +11,10 @@ them (the institution of their latest follow-up). Per month, at the end of the m
   is below target: blood pressure < 140/90 mmHg (systolic and diastolic of that follow-up) for
   hypertension, fasting glucose < 7.0 mmol/L for diabetes; ``control_rate`` = ``controlled / registered``
   (a registered patient without any reading counts as not controlled).
+
+``chronic_disease_monthly`` holds each registered person's state at every month's end, and the indicators
+are its counts. A person's monthly rows and registry rows depend on their own follow-ups only, so a day of
+new data recomputes the persons it touches and then the indicators of the months their rows changed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ SBP, DBP, FASTING_GLUCOSE = "8480-6", "8462-4", "14771-0"
 _READINGS = {SBP: "_sbp", DBP: "_dbp", FASTING_GLUCOSE: "_fbg"}
 SBP_TARGET, DBP_TARGET, GLUCOSE_TARGET = 140.0, 90.0, 7.0
 INDICATOR_MEASURES = ("registered", "standard_managed", "controlled")
+CONTROL_LOINC = tuple(_READINGS)
 INDICATOR_RATES = {
     "standard_management_rate": ("standard_managed", "registered"),
     "control_rate": ("controlled", "registered"),
@@ -85,23 +90,19 @@ def followup_readings(followups: DataFrame, observations: DataFrame, person_xref
     )
 
 
-def chronic_disease_registry(
-    followups: DataFrame, observations: DataFrame, person_xref: DataFrame, as_of: Column
-) -> DataFrame:
+def registry_from_readings(readings: DataFrame, as_of: Column) -> DataFrame:
     """One row per registered (person, disease) with their management and control as of ``as_of``.
 
     Args:
-        followups: ``silver.chronic_followup``.
-        observations: ``silver.observation``.
-        person_xref: ``silver.person_xref``.
+        readings: ``followup_readings`` (of every person wanted, with all their follow-ups).
         as_of: The date the registry describes (a date Column).
 
     Returns:
-        ``person_id``, ``disease``, ``registered_on``, ``managing_institution_id``, ``last_followup_date``,
-        ``followups_12m`` (follow-ups in the 12 months ending ``as_of``), ``is_standard_managed``,
-        ``last_reading_time``, ``is_controlled``.
+        ``person_id``, ``disease``, ``registered_on``, ``managing_institution_id``,
+        ``last_followup_date``, ``followups_12m`` (follow-ups in the 12 months ending ``as_of``),
+        ``is_standard_managed``, ``last_reading_time``, ``is_controlled``.
     """
-    fu = followup_readings(followups, observations, person_xref).where(F.to_date("followup_time") <= as_of)
+    fu = readings.where(F.to_date("followup_time") <= as_of)
     year_ago = F.add_months(as_of, -12)
     read = F.col("controlled").isNotNull()
     registry = fu.groupBy("person_id", "disease").agg(
@@ -123,6 +124,106 @@ def chronic_disease_registry(
         "last_reading_time",
         F.coalesce("is_controlled", F.lit(False)).alias("is_controlled"),
     )
+
+
+def registry_window_moved(followup_time: Column, before: Column, now: Column) -> Column:
+    """Whether a follow-up at ``followup_time`` counts differently in a registry as of ``before`` and one
+    as of ``now``: it entered or left the 12-month window, or came into the registry (dated after
+    ``before``). The registry rows of its person change; nothing else about them depends on the date."""
+    day = F.to_date(followup_time)
+
+    def between(a: Column, b: Column) -> Column:
+        return (day > F.least(a, b)) & (day <= F.greatest(a, b))
+
+    return between(before, now) | between(F.add_months(before, -12), F.add_months(now, -12))
+
+
+def chronic_disease_monthly(readings: DataFrame, through: Column) -> DataFrame:
+    """One row per registered (person, disease) and month, from registration to ``through``'s month.
+
+    The state at the month's end that ``chronic_disease_indicators`` counts: a person's rows depend on their
+    own follow-ups only, so a day's changes are recomputed for the persons they touch.
+
+    Args:
+        readings: ``followup_readings`` (of every person wanted, with all their follow-ups).
+        through: The last date covered (a date Column).
+
+    Returns:
+        ``person_id``, ``disease``, ``month`` (first day), ``institution_id`` (of the
+        latest follow-up by the month's end), ``followups`` (in the month), ``followups_12m`` (in the 12
+        months ending with it), ``is_standard_managed`` (``followups_12m`` ≥ ``STANDARD_FOLLOWUPS``) and
+        ``is_controlled`` (the latest reading by the month's end is below target; False without one).
+    """
+    fu = readings.withColumn("month", F.trunc("followup_time", "month")).where(
+        F.col("month") <= F.trunc(through, "month")
+    )
+    per_month = fu.groupBy("person_id", "disease", "month").agg(
+        F.count("*").alias("_n"),
+        F.max_by("institution_id", _latest()).alias("_inst"),
+        F.max_by("controlled", F.when(F.col("controlled").isNotNull(), _latest())).alias("_controlled"),
+    )
+    # One row per registered patient and month, from registration to `through`: a window over these rows
+    # gives the rolling 12-month follow-up count and the latest reading without a range join.
+    months = (
+        per_month.groupBy("person_id", "disease")
+        .agg(F.min("month").alias("_from"))
+        .select(
+            "person_id",
+            "disease",
+            F.explode(F.sequence("_from", F.trunc(through, "month"), F.expr("interval 1 month"))).alias(
+                "month"
+            ),
+        )
+    )
+    timeline = Window.partitionBy("person_id", "disease").orderBy("month")
+    so_far = timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    n12 = F.sum(F.coalesce("_n", F.lit(0))).over(timeline.rowsBetween(-11, Window.currentRow))
+    return months.join(per_month, ["person_id", "disease", "month"], "left").select(
+        "person_id",
+        "disease",
+        "month",
+        F.last("_inst", ignorenulls=True).over(so_far).alias("institution_id"),
+        F.coalesce("_n", F.lit(0)).alias("followups"),
+        n12.alias("followups_12m"),
+        (n12 >= STANDARD_FOLLOWUPS).alias("is_standard_managed"),
+        F.coalesce(F.last("_controlled", ignorenulls=True).over(so_far), F.lit(False)).alias("is_controlled"),
+    )
+
+
+def indicators_from_monthly(monthly: DataFrame, institution_paths: DataFrame, areas: DataFrame) -> DataFrame:
+    """``chronic_disease_indicators`` counted from ``chronic_disease_monthly`` rows (any set of months).
+
+    Args:
+        monthly: ``chronic_disease_monthly`` rows of every person for the months wanted.
+        institution_paths: ``healthlake.gold.areas.institution_paths``.
+        areas: ``silver.area``.
+    """
+    per_institution = monthly.groupBy("institution_id", "month", "disease").agg(
+        F.count("*").alias("registered"),
+        F.count_if("is_standard_managed").alias("standard_managed"),
+        F.count_if("is_controlled").alias("controlled"),
+    )
+    return with_rates(
+        roll_up(per_institution, ["month", "disease"], INDICATOR_MEASURES, institution_paths, areas),
+        INDICATOR_RATES,
+    )
+
+
+def chronic_disease_registry(
+    followups: DataFrame, observations: DataFrame, person_xref: DataFrame, as_of: Column
+) -> DataFrame:
+    """One row per registered (person, disease) with their management and control as of ``as_of``.
+
+    Args:
+        followups: ``silver.chronic_followup``.
+        observations: ``silver.observation``.
+        person_xref: ``silver.person_xref``.
+        as_of: The date the registry describes (a date Column).
+
+    Returns:
+        The columns of ``registry_from_readings``.
+    """
+    return registry_from_readings(followup_readings(followups, observations, person_xref), as_of)
 
 
 def chronic_disease_indicators(
@@ -148,45 +249,5 @@ def chronic_disease_indicators(
         ``INDICATOR_MEASURES`` and the rates ``INDICATOR_RATES``. A patient counts at the institution that
         managed them last (by the month's end) and at every area above it.
     """
-    fu = (
-        followup_readings(followups, observations, person_xref)
-        .withColumn("month", F.trunc("followup_time", "month"))
-        .where(F.col("month") <= F.trunc(through, "month"))
-    )
-    per_month = fu.groupBy("person_id", "disease", "month").agg(
-        F.count("*").alias("_n"),
-        F.max_by("institution_id", _latest()).alias("_inst"),
-        F.max_by("controlled", F.when(F.col("controlled").isNotNull(), _latest())).alias("_controlled"),
-    )
-    # One row per registered patient and month, from registration to `through`: a window over these rows
-    # gives the rolling 12-month follow-up count and the latest reading without a range join.
-    months = (
-        per_month.groupBy("person_id", "disease")
-        .agg(F.min("month").alias("_from"))
-        .select(
-            "person_id",
-            "disease",
-            F.explode(F.sequence("_from", F.trunc(through, "month"), F.expr("interval 1 month"))).alias(
-                "month"
-            ),
-        )
-    )
-    timeline = Window.partitionBy("person_id", "disease").orderBy("month")
-    so_far = timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    per_person = months.join(per_month, ["person_id", "disease", "month"], "left").select(
-        "person_id",
-        "disease",
-        "month",
-        F.last("_inst", ignorenulls=True).over(so_far).alias("institution_id"),
-        F.sum(F.coalesce("_n", F.lit(0))).over(timeline.rowsBetween(-11, Window.currentRow)).alias("_n12"),
-        F.last("_controlled", ignorenulls=True).over(so_far).alias("_controlled"),
-    )
-    per_institution = per_person.groupBy("institution_id", "month", "disease").agg(
-        F.count("*").alias("registered"),
-        F.count_if(F.col("_n12") >= STANDARD_FOLLOWUPS).alias("standard_managed"),
-        F.count_if(F.coalesce("_controlled", F.lit(False))).alias("controlled"),
-    )
-    return with_rates(
-        roll_up(per_institution, ["month", "disease"], INDICATOR_MEASURES, institution_paths, areas),
-        INDICATOR_RATES,
-    )
+    readings = followup_readings(followups, observations, person_xref)
+    return indicators_from_monthly(chronic_disease_monthly(readings, through), institution_paths, areas)

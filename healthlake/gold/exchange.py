@@ -13,6 +13,12 @@ were delivered on (``<landing>/<feed>/<institution>/<date>/``) and ``feed`` the 
   (the first copy is not a duplicate).
 * ``median_arrival_lag_days``: median days from a record's clinical event (silver ``_event_time``) to the
   day its file was delivered, over the records silver holds from those files.
+
+Records arrive in order, and a record already in bronze never becomes a duplicate or stops being one. So
+a day of new files needs only their own records' contents, compared with those of the records before them
+(``bronze.record_contents``, one row per distinct content, which publish keeps: a digest of a raw record
+belongs with the raw records, not in gold), plus the other measures of the (day, institution, feed) keys
+those files or the silver rows from them touch.
 """
 
 from __future__ import annotations
@@ -21,11 +27,53 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 GRAIN = ("date", "institution_id", "feed")
+CONTENT_KEY = ("institution_id", "feed", "content")
+"""A record's content as the duplicates compare it: same institution, same feed, same raw text."""
+
+
+def record_contents(bronze_records: DataFrame) -> DataFrame:
+    """Each bronze record's content digest (SHA-256 of its raw text), with its place in arrival order.
+
+    Args:
+        bronze_records: The bronze data tables' rows: ``_source_file``, ``_source_feed``,
+            ``_institution_id``, ``_record_offset``, ``_ingested_at``, ``raw``.
+
+    Returns:
+        ``_source_file``, ``_ingested_at``, ``_record_offset`` and ``CONTENT_KEY``.
+    """
+    return bronze_records.select(
+        "_source_file",
+        "_ingested_at",
+        "_record_offset",
+        F.col("_institution_id").alias("institution_id"),
+        F.col("_source_feed").alias("feed"),
+        F.unhex(F.sha2("raw", 256)).alias("content"),
+    )
+
+
+def duplicate_records(contents: DataFrame, known: DataFrame | None = None) -> DataFrame:
+    """The re-sent records among ``contents``: every copy after the first, in arrival order, and every one
+    whose content ``known`` (the contents of records that arrived before all of them) already holds.
+
+    Args:
+        contents: ``record_contents`` rows.
+        known: ``CONTENT_KEY`` rows of earlier records, or None when there are none.
+
+    Returns:
+        ``_source_file``: one row per duplicate record.
+    """
+    first_copy = Window.partitionBy(*CONTENT_KEY).orderBy("_ingested_at", "_source_file", "_record_offset")
+    copies = contents.withColumn("_copy", F.row_number().over(first_copy))
+    repeats = copies.where(F.col("_copy") > 1)
+    if known is not None:
+        sent_before = copies.where(F.col("_copy") == 1).join(known, list(CONTENT_KEY), "left_semi")
+        repeats = repeats.unionByName(sent_before)
+    return repeats.select("_source_file")
 
 
 def exchange_volume_daily(
     ingest_log: DataFrame,
-    bronze_records: DataFrame,
+    duplicates: DataFrame,
     bronze_quarantine: DataFrame,
     silver_quarantine: DataFrame,
     silver_events: DataFrame,
@@ -35,15 +83,15 @@ def exchange_volume_daily(
     Args:
         ingest_log: ``bronze.ingest_log`` (one row per file: feed, institution, landing day, records,
             quarantined).
-        bronze_records: The bronze data tables' rows: ``_source_file``, ``_source_feed``,
-            ``_institution_id``, ``_record_offset``, ``_ingested_at``, ``raw``.
+        duplicates: ``_source_file`` of each duplicate record (``duplicate_records``).
         bronze_quarantine: ``bronze.quarantine``.
         silver_quarantine: ``silver.quarantine``.
         silver_events: ``_source_file`` and ``_event_time`` of the silver tables' rows.
 
     Returns:
         ``GRAIN`` columns, ``files``, ``records_received``, ``quarantined``, ``quarantined_by_rule``
-        (map rule → records), ``duplicates``, ``median_arrival_lag_days``.
+        (map rule → records), ``duplicates``, ``median_arrival_lag_days``; a row per (day, institution,
+        feed) of ``ingest_log``.
     """
     files = ingest_log.select(
         "_source_file",
@@ -81,21 +129,8 @@ def exchange_volume_daily(
             list(GRAIN),
         )
     )
-    # Exact re-sends: the same content from the same institution on the same feed, after its first copy.
-    first_copy = Window.partitionBy("_institution_id", "_source_feed", "_content").orderBy(
-        "_ingested_at", "_source_file", "_record_offset"
-    )
-    copies = bronze_records.select(
-        "_source_file",
-        "_institution_id",
-        "_source_feed",
-        "_ingested_at",
-        "_record_offset",
-        F.sha2("raw", 256).alias("_content"),
-    ).withColumn("_copy", F.row_number().over(first_copy))
-    duplicates = (
-        copies.where(F.col("_copy") > 1)
-        .join(F.broadcast(files), "_source_file")
+    repeats = (
+        duplicates.join(F.broadcast(files), "_source_file")
         .groupBy(*GRAIN)
         .agg(F.count("*").alias("duplicates"))
     )
@@ -106,7 +141,7 @@ def exchange_volume_daily(
     )
     return (
         received.join(quarantined, list(GRAIN), "left")
-        .join(duplicates, list(GRAIN), "left")
+        .join(repeats, list(GRAIN), "left")
         .join(lag, list(GRAIN), "left")
         .select(
             *GRAIN,

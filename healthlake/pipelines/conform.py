@@ -383,7 +383,8 @@ def conform_versions(
             )
         if tally.get(0):
             quarantine_parts.append(_unmapped_rows(changes, per_row, bronze))
-        _ensure(spark, lake, QUARANTINE, _QUARANTINE_SCHEMA)
+        # With a change feed, publish reads only the rows each run appended (their files' volumes).
+        _ensure(spark, lake, QUARANTINE, _QUARANTINE_SCHEMA, CDF)
         if quarantine_parts:
             io.append(reduce(DataFrame.unionByName, quarantine_parts), lake, QUARANTINE, txn=txn)
         if metric_parts:

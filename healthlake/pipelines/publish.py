@@ -20,11 +20,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
+from pyspark.sql.types import MapType
 
 from healthlake import io
 from healthlake.errors import HealthlakeError
 from healthlake.gold.areas import area_paths, institution_paths
-from healthlake.gold.chronic import chronic_disease_indicators, chronic_disease_registry
+from healthlake.gold.chronic import (
+    CONTROL_LOINC,
+    chronic_disease_monthly,
+    followup_readings,
+    indicators_from_monthly,
+    registry_from_readings,
+    registry_window_moved,
+)
 from healthlake.gold.encounters import (
     encounter_facts,
     recompute_bounds,
@@ -32,7 +40,13 @@ from healthlake.gold.encounters import (
     replaced_scope,
     with_institution_area,
 )
-from healthlake.gold.exchange import exchange_volume_daily
+from healthlake.gold.exchange import (
+    CONTENT_KEY,
+    GRAIN,
+    duplicate_records,
+    exchange_volume_daily,
+    record_contents,
+)
 from healthlake.gold.patients import (
     chronic_conditions,
     immunization_count,
@@ -60,9 +74,13 @@ ENCOUNTER_FACTS = "gold.encounter_facts"
 UTILIZATION_DAILY = "gold.utilization_daily"
 PATIENT_360 = "gold.patient_360"
 CHRONIC_REGISTRY = "gold.chronic_disease_registry"
+CHRONIC_MONTHLY = "gold.chronic_disease_monthly"
 CHRONIC_INDICATORS = "gold.chronic_disease_indicators"
 EXCHANGE_VOLUME = "gold.exchange_volume_daily"
 PUBLISH_LOG = "gold.publish_log"
+INGEST_LOG = "bronze.ingest_log"
+RECORD_CONTENTS = "bronze.record_contents"
+"""Publish's own index of the contents bronze holds, what a day's new records are compared with."""
 # A day's MERGE updates stored inpatient stays (the readmission of the stay before a new admission) and
 # adds new encounters. With the stays in files of their own it rewrites those files only, and writes the
 # day's clinic and emergency visits as new files, instead of rewriting every file of the lake's encounters.
@@ -72,9 +90,16 @@ GOLD_TABLES = (
     UTILIZATION_DAILY,
     PATIENT_360,
     CHRONIC_REGISTRY,
+    CHRONIC_MONTHLY,
     CHRONIC_INDICATORS,
     EXCHANGE_VOLUME,
 )
+# A day's follow-ups change the persons' rows of their own month (and later ones): with a partition per
+# month, the MERGE rewrites that month's files only, and the indicators read the months they recount.
+CHRONIC_MONTHLY_PARTITIONS = ("month",)
+_MONTHLY_KEY = ["person_id", "disease", "month"]
+_REGISTRY_KEY = ["person_id", "disease"]
+FOLLOWUP, OBSERVATION = "silver.chronic_followup", "silver.observation"
 REQUIRED = {ENCOUNTER: "conform", XREF: "link", PERSON: "link"}
 
 # Empty stand-ins for silver tables a lake may lack (a region without that feed): the gold tables are
@@ -261,11 +286,17 @@ def run(
         if last is not None and _can_increment(silver, last):
             result.mode = "incremental"
             _publish_incremental(silver, last, as_of, step)
+            with step("exchange"):
+                cached = _publish_exchange_incremental(silver, last)
+            for frame in cached:
+                frame.unpersist()
         else:
             with step("full"):
                 _publish_full(silver, as_of)
-        with step("chronic_and_exchange"):
-            _publish_rebuilt(silver, as_of)
+            with step("chronic"):
+                _publish_chronic_full(silver, as_of)
+            with step("exchange"):
+                _publish_exchange_full(silver)
     result.as_of = as_of
     if extracts:
         result.release = release
@@ -283,7 +314,9 @@ def run(
                 result.tables[table] = io.read_table(spark, lake, table).count()
     result.versions = dict(silver.versions)
     result.written = {
-        t: io.latest_version(spark, lake, t) for t in GOLD_TABLES if io.is_table(spark, lake, t)
+        t: io.latest_version(spark, lake, t)
+        for t in (*GOLD_TABLES, RECORD_CONTENTS)
+        if io.is_table(spark, lake, t)
     }
     result.seconds = time.monotonic() - started
     _log_run(spark, lake, result)  # the commit point: the next run increments from these versions
@@ -308,26 +341,37 @@ def _publish_full(silver: _Silver, as_of: dt.date) -> None:
     io.overwrite(_patient_360(silver, silver.read(PERSON), silver.read(XREF), facts, day), lake, PATIENT_360)
 
 
-def _publish_rebuilt(silver: _Silver, as_of: dt.date) -> None:
-    """The tables rebuilt on every run: chronic-disease registry and indicators, exchange volumes."""
+def _publish_chronic_full(silver: _Silver, as_of: dt.date) -> None:
+    """Rebuild the chronic-disease registry, monthly states and indicators from all of silver."""
     lake, day = silver.lake, F.lit(as_of)
-    followups, observations = silver.read("silver.chronic_followup"), silver.read("silver.observation")
-    xref = silver.read(XREF)
-    registry = chronic_disease_registry(followups, observations, xref, day)
-    io.overwrite(registry, lake, CHRONIC_REGISTRY)
-    indicators = chronic_disease_indicators(
-        followups, observations, xref, _places(silver), silver.read("silver.area"), day
+    readings = followup_readings(silver.read(FOLLOWUP), silver.read(OBSERVATION), silver.read(XREF)).cache()
+    io.overwrite(registry_from_readings(readings, day), lake, CHRONIC_REGISTRY)
+    monthly = chronic_disease_monthly(readings, day)
+    io.overwrite(monthly, lake, CHRONIC_MONTHLY, partition_by=CHRONIC_MONTHLY_PARTITIONS)
+    readings.unpersist()
+    monthly = io.read_table(silver.spark, lake, CHRONIC_MONTHLY)
+    io.overwrite(
+        indicators_from_monthly(monthly, _places(silver), silver.read("silver.area")),
+        lake,
+        CHRONIC_INDICATORS,
     )
-    io.overwrite(indicators, lake, CHRONIC_INDICATORS)
-    if silver.has("bronze.ingest_log"):
-        exchange = exchange_volume_daily(
-            silver.read("bronze.ingest_log"),
-            _bronze_records(silver),
-            silver.read("bronze.quarantine"),
-            silver.read("silver.quarantine"),
-            _silver_events(silver),
-        )
-        io.overwrite(exchange, lake, EXCHANGE_VOLUME)
+
+
+def _publish_exchange_full(silver: _Silver) -> None:
+    """Rebuild the exchange volumes, and the index of bronze contents, from bronze and silver (a lake
+    without bronze has neither)."""
+    if not silver.has(INGEST_LOG):
+        return
+    contents = record_contents(_bronze_records(silver))
+    exchange = exchange_volume_daily(
+        silver.read(INGEST_LOG),
+        duplicate_records(contents),
+        silver.read("bronze.quarantine"),
+        silver.read("silver.quarantine"),
+        _silver_events(silver),
+    )
+    io.overwrite(exchange, silver.lake, EXCHANGE_VOLUME)
+    io.overwrite(contents.select(*CONTENT_KEY).distinct(), silver.lake, RECORD_CONTENTS)
 
 
 RESEARCH_PATIENTS, RESEARCH_ENCOUNTERS = "research.patients", "research.encounters"
@@ -468,7 +512,8 @@ def _can_increment(silver: _Silver, last: _LastRun) -> bool:
     for reference in ("silver.area", "silver.institution"):
         if silver.has(reference) and last.versions.get(reference) != silver.version(reference):
             return False
-    return all(io.has_change_feed(spark, lake, t) for t in _EVENT_TABLES if silver.has(t))
+    fed = (*_EVENT_TABLES, OBSERVATION)  # the patient view's events and the chronic-disease readings
+    return all(io.has_change_feed(spark, lake, t) for t in fed if silver.has(t))
 
 
 _EVENT_TABLES = (
@@ -566,12 +611,20 @@ def _materialised(df: DataFrame) -> DataFrame:
 def _delta_rows(new: DataFrame, old: DataFrame, key: list[str]) -> DataFrame:
     """Changes for ``io.merge_changes``: new rows unlike the old, and a delete for each old key now gone.
 
-    A recomputed row equal to the stored one is left out, so MERGE rewrites only files that change.
+    A recomputed row equal to the stored one is left out, so MERGE rewrites only files that change. Map
+    columns are compared as their sorted entries (Spark cannot compare maps).
     """
     gone = old.join(new.select(key), key, "left_anti").select(
         *[F.col(c) for c in new.columns], F.lit(True).alias("_delete")
     )
-    return new.subtract(old.select(*new.columns)).withColumn("_delete", F.lit(False)).unionByName(gone)
+    maps = [f.name for f in new.schema.fields if isinstance(f.dataType, MapType)]
+
+    def comparable(df: DataFrame) -> DataFrame:
+        return df.withColumns({c: F.array_sort(F.map_entries(c)) for c in maps}) if maps else df
+
+    differ = comparable(new).subtract(comparable(old.select(*new.columns)))
+    differ = differ.withColumns({c: F.map_from_entries(c) for c in maps}) if maps else differ
+    return differ.withColumn("_delete", F.lit(False)).unionByName(gone)
 
 
 def _publish_incremental(
@@ -589,7 +642,7 @@ def _publish_incremental(
         changed_patients = _union(patients).distinct().cache()
         # Persons whose links moved are recomputed whole; the others from their first changed encounter.
         relinked = _union([_persons_of(links.select(*_PATIENT), silver, last), links.select("person_id")])
-        relinked = relinked.where(F.col("person_id").isNotNull()).distinct()
+        relinked = _materialised(relinked.where(F.col("person_id").isNotNull()).distinct())
         xref = silver.read(XREF)
         old_all = last.stored(spark, lake, ENCOUNTER_FACTS)
         if encounter_changes is not None:
@@ -680,7 +733,10 @@ def _publish_incremental(
 
     with step("patient_360"):
         scopes += _publish_patient_360(silver, last, day, changed_patients, links, relinked)
-    for frame in (bounds, changed_patients, links, encounter_changes, *scopes):
+
+    with step("chronic"):
+        scopes += _publish_chronic_incremental(silver, last, as_of, relinked)
+    for frame in (bounds, changed_patients, links, relinked, encounter_changes, *scopes):
         if frame is not None:
             frame.unpersist()
 
@@ -765,6 +821,158 @@ def _publish_patient_360(
         )
         fresh = fresh.unionByName(recomputed)
     io.merge_changes(_delta_rows(fresh, stored, ["person_id"]), lake, PATIENT_360, ["person_id"], "_delete")
+    return cached
+
+
+def _publish_chronic_incremental(
+    silver: _Silver, last: _LastRun, as_of: dt.date, relinked: DataFrame
+) -> list[DataFrame]:
+    """Merge the chronic-disease rows of the persons silver changed since the last run; returns the frames
+    cached.
+
+    The persons of changed follow-ups and control readings, whose links moved, or with a follow-up that
+    entered or left the registry's 12-month window, are recomputed from all their follow-ups; their
+    monthly and registry rows are merged, and the indicators of every month from the first one whose
+    rows changed are recounted from ``gold.chronic_disease_monthly``. A run in a new month (every
+    registered person gains a row) or on a lake without those tables rebuilds them instead.
+    """
+    spark, lake, day = silver.spark, silver.lake, F.lit(as_of)
+    if (as_of.year, as_of.month) != (last.as_of.year, last.as_of.month) or any(
+        t not in last.written for t in (CHRONIC_REGISTRY, CHRONIC_MONTHLY, CHRONIC_INDICATORS)
+    ):
+        _publish_chronic_full(silver, as_of)
+        return []
+    followups, observations, xref = silver.read(FOLLOWUP), silver.read(OBSERVATION), silver.read(XREF)
+    patients = [_fed_changes(silver, last, FOLLOWUP, _PATIENT)]
+    readings_changed = _changes(silver, last, OBSERVATION)
+    if readings_changed is not None:
+        patients.append(readings_changed.where(F.col("loinc").isin(*CONTROL_LOINC)).select(*_PATIENT))
+    if as_of != last.as_of:
+        moved = registry_window_moved(F.col("followup_time"), F.lit(last.as_of), day)
+        patients.append(followups.where(moved).select(*_PATIENT))
+    persons = _union([_persons_of(_union(patients).distinct(), silver, last), relinked])
+    persons = _materialised(persons.where(F.col("person_id").isNotNull()).distinct())
+    if persons.isEmpty():
+        return [persons]
+    xref_p = _materialised(xref.join(persons, "person_id", "left_semi"))
+    patients_p = xref_p.select(*_PATIENT)
+    readings = followup_readings(
+        followups.join(patients_p, _PATIENT, "left_semi"),
+        observations.join(patients_p, _PATIENT, "left_semi"),
+        xref_p,
+    ).cache()
+    cached = [persons, xref_p, readings]
+
+    def stored(table: str, columns: list[str]) -> DataFrame:
+        rows = last.stored(spark, lake, table).join(persons, "person_id", "left_semi").select(*columns)
+        cached.append(rows.cache())
+        return rows
+
+    monthly = chronic_disease_monthly(readings, day).cache()
+    old_monthly = stored(CHRONIC_MONTHLY, monthly.columns)
+    cached.append(monthly)
+    moved_rows = monthly.subtract(old_monthly).unionByName(old_monthly.subtract(monthly))
+    since = moved_rows.agg(F.min("month")).first()[0]  # one aggregate row
+    io.merge_changes(
+        _delta_rows(monthly, old_monthly, _MONTHLY_KEY), lake, CHRONIC_MONTHLY, _MONTHLY_KEY, "_delete"
+    )
+    if since is not None:
+        recount = io.read_table(spark, lake, CHRONIC_MONTHLY).where(F.col("month") >= F.lit(since))
+        indicators = indicators_from_monthly(recount, _places(silver), silver.read("silver.area"))
+        io.replace_where(indicators, lake, CHRONIC_INDICATORS, f"month >= '{since.isoformat()}'")
+    registry = registry_from_readings(readings, day)
+    old_registry = stored(CHRONIC_REGISTRY, registry.columns)
+    io.merge_changes(
+        _delta_rows(registry, old_registry, _REGISTRY_KEY), lake, CHRONIC_REGISTRY, _REGISTRY_KEY, "_delete"
+    )
+    if log.isEnabledFor(logging.INFO):
+        log.info("publish: chronic-disease rows of %d persons recomputed, from %s", persons.count(), since)
+    return cached
+
+
+_EXCHANGE_SOURCES = (INGEST_LOG, "bronze.quarantine", "silver.quarantine", *SILVER_EVENTS)
+"""Tables whose changed rows name the files whose (day, institution, feed) rows move."""
+
+
+def _publish_exchange_incremental(silver: _Silver, last: _LastRun) -> list[DataFrame]:
+    """Merge the exchange volumes of the (day, institution, feed) keys whose files changed; returns the
+    frames cached.
+
+    A key moves when one of its files is new, or has new quarantined or silver rows. Its measures are
+    recounted from its files, except the duplicates: records in bronze before the last run keep their
+    status, so the key's stored count grows by the day's new records that repeat a content sent before
+    (``bronze.record_contents``) or earlier the same day. A lake whose inputs lack a change feed, or
+    without those tables yet, is rebuilt instead.
+    """
+    spark, lake = silver.spark, silver.lake
+    if not silver.has(INGEST_LOG):
+        return []
+    sources = [t for t in (*_EXCHANGE_SOURCES, *BRONZE_DATA) if silver.has(t)]
+    unfed = [t for t in sources if not io.has_change_feed(spark, lake, t)]
+    missing = [t for t in (EXCHANGE_VOLUME, RECORD_CONTENTS) if t not in last.written]
+    if unfed or missing:
+        why = f"{', '.join(unfed)} without a change feed" if unfed else f"no {', '.join(missing)} yet"
+        log.info("publish: exchange volumes rebuilt in full (%s)", why)
+        _publish_exchange_full(silver)
+        return []
+    files = silver.read(INGEST_LOG)
+    touched = _union(
+        [_fed_changes(silver, last, t, ["_source_file"]) for t in _EXCHANGE_SOURCES if silver.has(t)]
+    ).distinct()
+    grain = {
+        "date": F.to_date("_landing_day"),
+        "institution_id": F.col("_institution_id"),
+        "feed": F.col("_source_feed"),
+    }
+    keys = _materialised(
+        files.join(touched, "_source_file", "left_semi")
+        .select(*[c.alias(k) for k, c in grain.items()])
+        .distinct()
+    )
+    cached = [keys]
+    if keys.isEmpty():
+        return cached
+    scope = _materialised(
+        files.withColumns(grain).join(keys, list(GRAIN), "left_semi").select(*files.columns)
+    )
+    cached.append(scope)
+    in_scope = scope.select("_source_file")
+    new_records = []
+    for table in BRONZE_DATA:
+        changes = _changes(silver, last, table)
+        if changes is not None:
+            new_records.append(changes.where(F.col("_change_type") == "insert"))
+    known = last.stored(spark, lake, RECORD_CONTENTS)
+    if new_records:
+        cols = ("_source_file", "_source_feed", "_institution_id", "_record_offset", "_ingested_at", "raw")
+        contents = record_contents(_union([r.select(*cols) for r in new_records])).cache()
+        cached.append(contents)
+        duplicates = duplicate_records(contents, known)
+    else:
+        contents, duplicates = None, files.select("_source_file").limit(0)
+    old = last.stored(spark, lake, EXCHANGE_VOLUME).join(keys, list(GRAIN), "left_semi").cache()
+    cached.append(old)
+    fresh = exchange_volume_daily(
+        scope,
+        duplicates,
+        silver.read("bronze.quarantine").join(in_scope, "_source_file", "left_semi"),
+        silver.read("silver.quarantine").join(in_scope, "_source_file", "left_semi"),
+        _silver_events(silver).join(in_scope, "_source_file", "left_semi"),
+    )
+    before = old.select(*GRAIN, F.col("duplicates").alias("_before"))
+    fresh = (
+        fresh.join(before, list(GRAIN), "left")
+        .withColumn("duplicates", F.col("duplicates") + F.coalesce("_before", F.lit(0)))
+        .select(*old.columns)
+    )
+    io.merge_changes(_delta_rows(fresh, old, list(GRAIN)), lake, EXCHANGE_VOLUME, list(GRAIN), "_delete")
+    if contents is not None:
+        unseen = contents.select(*CONTENT_KEY).distinct().join(known, list(CONTENT_KEY), "left_anti")
+        # Idempotent per ingest-log version: a re-run after a crash does not add the contents twice.
+        txn = ("healthlake-publish", silver.version(INGEST_LOG))
+        io.append(unseen, lake, RECORD_CONTENTS, txn=txn)
+    if log.isEnabledFor(logging.INFO):
+        log.info("publish: exchange volumes of %d (day, institution, feed) keys recounted", keys.count())
     return cached
 
 

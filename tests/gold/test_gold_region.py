@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import re
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,10 +14,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from healthlake import io
+from healthlake.gold.exchange import GRAIN
 from healthlake.gold.utilization import ADDITIVE_MEASURES
 from healthlake.pipelines import link, publish
 from healthlake.synth.catalog import LAB_TESTS
-from tests.conftest import Conformed, Published
+from tests.conftest import Conformed, Published, assert_gold_equals_a_full_rebuild
 
 CLASSES = {"AMB": "outpatient", "EMER": "emergency", "IMP": "inpatient"}
 PATIENT_KEY = ["institution_id", "source_patient_id"]
@@ -373,3 +378,52 @@ def test_research_aggregates_suppress_small_cells_and_report_k_anonymity(
     assert set(report.quasi_identifiers) == {"sex, birth_year, county_code", "sex, age_band, county_code"}
     assert (report.records == patients).all() and (report.k == 5).all()
     assert (report.is_k_anonymous == (report.classes_below_k == 0)).all()
+
+
+def test_a_day_of_re_sent_files_is_published_incrementally_as_a_full_rebuild_would(
+    spark: SparkSession, published: Published, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A later delivery re-sends an HL7 file on a new landing day and a follow-up extract on its own day:
+    every re-sent record counts as a duplicate, the other keys keep their rows, and the incremental run
+    gives the gold of a full rebuild."""
+    from healthlake.pipelines import conform, ingest
+
+    # A landing zone of the new files only: ingest takes each file (path) once, so a copy of the old
+    # landing zone would be a re-send of every file.
+    old, landing, lake = Path(published.cfg.landing_root), tmp_path / "landing", tmp_path / "lake"
+    shutil.copytree(published.cfg.lake_root, lake)
+    cfg = published.cfg.model_copy(update={"landing_root": str(landing), "lake_root": str(lake)})
+    hl7 = sorted(old.glob("hl7v2/*/*/*.hl7"))[0]
+    later = landing / "hl7v2" / hl7.parent.parent.name / "2026-02-01" / hl7.name  # a new key
+    extract = sorted(old.glob("csv/*/*/followups_*.csv"))[0]
+    resent = landing / extract.relative_to(old).with_name(f"{extract.stem}_resent.csv")  # the first's key
+    for source, copy in ((hl7, later), (extract, resent)):
+        copy.parent.mkdir(parents=True)
+        shutil.copy(source, copy)
+    before = io.read_table(spark, str(lake), publish.EXCHANGE_VOLUME).toPandas()
+    ingest.run(spark, cfg)
+    conform.run(spark, cfg)
+    link.run(spark, cfg)
+    with caplog.at_level(logging.INFO, logger="healthlake.pipelines.publish"):
+        result = publish.run(spark, cfg)
+    assert result.mode == "incremental"
+    recounted = int(re.search(r"exchange volumes of (\d+) \(day", caplog.text).group(1))
+    assert 2 <= recounted < len(before)
+
+    tables = assert_gold_equals_a_full_rebuild(spark, cfg, tmp_path / "rebuilt", result)
+    after = tables[publish.EXCHANGE_VOLUME].toPandas().set_index(list(GRAIN))
+    files = io.read_table(spark, str(lake), "bronze.ingest_log").toPandas()
+    # Records bronze kept (the rest it quarantined) per file, by its local path.
+    accepted = {
+        p.split(":", 1)[1].lstrip("/"): n for p, n in zip(files._source_file, files.records, strict=True)
+    }
+    key = (dt.date(2026, 2, 1), hl7.parent.parent.name, "hl7v2")
+    assert (
+        after.loc[key, "files"] == 1 and after.loc[key, "duplicates"] == accepted[str(later).lstrip("/")] > 0
+    )
+    first = before.set_index(list(GRAIN)).loc[
+        (dt.date.fromisoformat(extract.parent.name), extract.parent.parent.name, "csv")
+    ]
+    again = accepted[str(resent).lstrip("/")]
+    assert after.loc[first.name, "duplicates"] == first.duplicates + again > first.duplicates
+    assert after.loc[first.name, "files"] == first.files + 1

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
 import signal
 from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.testing import assertDataFrameEqual
+from pyspark.sql import SparkSession
 
 from healthlake import cli, io
 from healthlake.config import load_config
 from healthlake.pipelines import publish
 from healthlake.pipelines.conform import CDF
+from tests.conftest import assert_gold_equals_a_full_rebuild
 from tests.jobs import run_job
 
 T = dt.datetime
@@ -30,6 +29,15 @@ PERSON_SCHEMA = (
     "area_code string, record_count bigint, institution_count bigint"
 )
 XREF_SCHEMA = "institution_id string, source_patient_id string, person_id string"
+FOLLOWUP_SCHEMA = (
+    "institution_id string, source_record_id string, source_patient_id string, followup_time timestamp, "
+    "disease_icd10_category string"
+)
+OBSERVATION_SCHEMA = (
+    "institution_id string, source_record_id string, source_patient_id string, loinc string, value double, "
+    "observation_time timestamp, is_cancelled boolean"
+)
+SBP, DBP, GLUCOSE = "8480-6", "8462-4", "14771-0"
 DIAGNOSIS_SCHEMA = (
     "institution_id string, source_record_id string, source_patient_id string, icd10_category string, "
     "diagnosis_time timestamp, is_cancelled boolean"
@@ -97,6 +105,35 @@ def _day1(spark: SparkSession, lake: str) -> None:
         DIAGNOSIS_SCHEMA,
         cdf=True,
     )
+    # Chronic-disease follow-ups and their readings. P1 has four hypertension follow-ups in the 12 months
+    # to day 1's as_of (2026-04-10); the one of 2025-04-15 leaves that window by day 2's (2026-04-20).
+    p1 = [T(2025, 4, 15, 9), T(2026, 1, 10, 9), T(2026, 2, 10, 9), T(2026, 3, 10, 9)]
+    _write(
+        spark,
+        lake,
+        publish.FOLLOWUP,
+        [
+            *[("H1", f"f1-{i}", "H1-7", t, "I10") for i, t in enumerate(p1)],
+            ("H2", "f2", "H2-5", T(2026, 4, 2, 9), "E11"),
+            ("H1", "f4", "H1-4", T(2026, 4, 1, 9), "I10"),
+        ],
+        FOLLOWUP_SCHEMA,
+        cdf=True,
+    )
+    _write(
+        spark,
+        lake,
+        publish.OBSERVATION,
+        [
+            ("H1", "o1s", "H1-7", SBP, 130.0, p1[-1], False),
+            ("H1", "o1d", "H1-7", DBP, 85.0, p1[-1], False),
+            ("H2", "o2", "H2-5", GLUCOSE, 8.0, T(2026, 4, 2, 9), False),
+            ("H1", "o4s", "H1-4", SBP, 150.0, T(2026, 4, 1, 9), False),
+            ("H1", "o4d", "H1-4", DBP, 95.0, T(2026, 4, 1, 9), False),
+        ],
+        OBSERVATION_SCHEMA,
+        cdf=True,
+    )
 
 
 def _day2(spark: SparkSession, lake: str) -> None:
@@ -132,6 +169,25 @@ def _day2(spark: SparkSession, lake: str) -> None:
         publish.PERSON,
         ["person_id"],
     )
+    # P4 is followed up again, controlled now; P1's March reading is corrected, out of control.
+    io.append(
+        spark.createDataFrame([("H1", "f4b", "H1-4", T(2026, 4, 15, 9), "I10")], FOLLOWUP_SCHEMA),
+        lake,
+        publish.FOLLOWUP,
+    )
+    io.upsert(
+        spark.createDataFrame(
+            [
+                ("H1", "o1s", "H1-7", SBP, 145.0, T(2026, 3, 10, 9), False),
+                ("H1", "o4bs", "H1-4", SBP, 120.0, T(2026, 4, 15, 9), False),
+                ("H1", "o4bd", "H1-4", DBP, 80.0, T(2026, 4, 15, 9), False),
+            ],
+            OBSERVATION_SCHEMA,
+        ),
+        lake,
+        publish.OBSERVATION,
+        ["institution_id", "source_record_id"],
+    )
     io.append(
         spark.createDataFrame(
             [
@@ -143,35 +199,6 @@ def _day2(spark: SparkSession, lake: str) -> None:
         lake,
         "silver.diagnosis",
     )
-
-
-def _gold(spark: SparkSession, lake: str) -> dict[str, DataFrame]:
-    tables = (*publish.GOLD_TABLES, publish.RESEARCH_PATIENTS, publish.RESEARCH_ENCOUNTERS)
-    return {t: io.read_table(spark, lake, t) for t in tables if io.is_table(spark, lake, t)}
-
-
-def _assert_equals_a_full_rebuild(
-    spark: SparkSession, lake: str, tmp_path: Path, result: publish.PublishResult
-) -> dict[str, DataFrame]:
-    """Every gold table of ``lake`` equals that of a full rebuild of a copy of it; returns the tables.
-
-    The research extracts are compared too when ``result`` released them (else they are older by design).
-    """
-    rebuilt_lake = str(tmp_path / "rebuilt")
-    shutil.copytree(lake, rebuilt_lake)
-    overrides = {"lake_root": rebuilt_lake}
-    if result.release is not None:
-        overrides["research.release"] = result.release
-    rebuilt = publish.run(spark, load_config(overrides=overrides), full=True)
-    incremental, full = _gold(spark, lake), _gold(spark, rebuilt_lake)
-    if result.release is None:
-        incremental, full = ({t: g[t] for t in publish.GOLD_TABLES if t in g} for g in (incremental, full))
-    assert rebuilt.mode == "full"
-    assert {t: rebuilt.tables[t] for t in full} == {t: result.tables[t] for t in full}
-    assert set(incremental) == set(full) and len(full) >= 5
-    for table, df in full.items():
-        assertDataFrameEqual(incremental[table], df)
-    return incremental
 
 
 def test_publish_then_incremental_equals_a_full_rebuild(
@@ -203,18 +230,26 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     _day2(spark, lake)
     cfg = load_config(overrides={"lake_root": lake})
     extract_version = io.latest_version(spark, lake, publish.RESEARCH_PATIENTS)
+    # The day's run is killed first, after its MERGE into gold.encounter_facts. It logged nothing, so the
+    # next run starts from the same last run and must find the same changes (the readmission moves a
+    # March day of gold.utilization_daily), though some of them are merged already.
+    fault = f"kill-after:{publish.ENCOUNTER_FACTS}:1"
+    assert run_job("publish", ["--lake", lake], HEALTHLAKE_FAULT=fault) == -signal.SIGKILL
+    assert io.read_table(spark, lake, publish.PUBLISH_LOG).count() == 1
     with caplog.at_level(logging.INFO, logger="healthlake.pipelines.publish"):
         step = publish.run(spark, cfg)
     assert step.mode == "incremental" and step.as_of == dt.date(2026, 4, 20)
     # P4 only gained events; P1 had one revised, P2's record moved to P3, who is new.
     assert "patient view of 1 persons updated, of 3 recomputed from history" in caplog.text
+    # P1 (a reading revised in March, a follow-up out of the window), P2 and P3 (relinked), P4 (followed up).
+    assert "chronic-disease rows of 4 persons recomputed, from 2026-03-01" in caplog.text
     # A daily run leaves the research release as it was; a new release name rebuilds it from this gold.
     assert step.release is None
     assert io.latest_version(spark, lake, publish.RESEARCH_PATIENTS) == extract_version
     cfg = load_config(overrides={"lake_root": lake, "research.release": "release-2"})
     released = publish.run(spark, cfg)
     assert (released.mode, released.release, released.as_of) == ("unchanged", "release-2", step.as_of)
-    incremental = _assert_equals_a_full_rebuild(spark, lake, tmp_path, released)
+    incremental = assert_gold_equals_a_full_rebuild(spark, cfg, tmp_path / "rebuilt", released)
 
     facts = {r.source_record_id: r for r in incremental[publish.ENCOUNTER_FACTS].collect()}
     # e1 (H1) was followed 8 days after its discharge by e5 at H2: a readmission across institutions.
@@ -227,6 +262,17 @@ def test_publish_then_incremental_equals_a_full_rebuild(
         "inpatient",
         True,
     )
+
+    registry = {(r.person_id, r.disease): r for r in incremental[publish.CHRONIC_REGISTRY].collect()}
+    assert set(registry) == {("P1", "hypertension"), ("P3", "diabetes"), ("P4", "hypertension")}
+    p1 = registry["P1", "hypertension"]
+    assert (p1.followups_12m, p1.is_standard_managed, p1.is_controlled) == (3, False, False)
+    assert registry["P4", "hypertension"].is_controlled and registry["P4", "hypertension"].followups_12m == 2
+    monthly = incremental[publish.CHRONIC_MONTHLY].where("person_id = 'P1'").orderBy("month").collect()
+    assert [(r.month.month, r.followups_12m, r.is_controlled) for r in monthly[-2:]] == [
+        (3, 4, False),
+        (4, 3, False),
+    ]
 
     # Nothing new: the next run writes nothing and reports the tables as they stand.
     versions = {t: io.latest_version(spark, lake, t) for t in incremental}
@@ -241,25 +287,6 @@ def test_publish_then_incremental_equals_a_full_rebuild(
         ("unchanged", "release-2"),
     ]
     assert log[-1].versions[publish.ENCOUNTER] == io.latest_version(spark, lake, publish.ENCOUNTER)
-
-
-def test_an_incremental_publish_killed_between_two_writes_is_completed_by_a_re_run(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    """A process killed after its MERGE into ``gold.encounter_facts``: the re-run finds the same changes
-    (the day-2 readmission moves a March day of ``gold.utilization_daily``) and ends as a full rebuild."""
-    lake = str(tmp_path / "lake")
-    _day1(spark, lake)
-    cfg = load_config(overrides={"lake_root": lake})
-    publish.run(spark, cfg)
-    _day2(spark, lake)
-    fault = f"kill-after:{publish.ENCOUNTER_FACTS}:1"
-    assert run_job("publish", ["--lake", lake], HEALTHLAKE_FAULT=fault) == -signal.SIGKILL
-    logged = io.read_table(spark, lake, publish.PUBLISH_LOG).count()
-    assert logged == 1  # the killed run logged nothing: the re-run starts from the first run
-    result = publish.run(spark, cfg)
-    assert result.mode == "incremental"
-    _assert_equals_a_full_rebuild(spark, lake, tmp_path, result)
 
 
 def test_publish_errors_are_one_line(
