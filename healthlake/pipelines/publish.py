@@ -236,8 +236,9 @@ def run(
 
     The first run, or ``full=True``, rebuilds every table. Later runs recompute only what silver changed
     since the last run (``gold.publish_log`` holds the silver versions each run read): the encounters and
-    patients the change data feeds name, and the days of ``gold.utilization_daily`` they touch. The
-    chronic-disease tables and the exchange volumes are rebuilt on every run that silver moved.
+    patients the change data feeds name, the days of ``gold.utilization_daily`` they touch, the
+    chronic-disease rows of the persons and months they touch, and the exchange volumes of the
+    (day, institution, feed) keys of the files they touch (``docs/gold.md``).
 
     The research zone and the OMOP export are a *release* (``research.release``): fixed extracts a study
     cites, rebuilt from the gold of the day on the first and on every full run, when the configured
@@ -868,14 +869,11 @@ def _publish_chronic_incremental(
         cached.append(rows.cache())
         return rows
 
-    monthly = chronic_disease_monthly(readings, day).cache()
-    old_monthly = stored(CHRONIC_MONTHLY, monthly.columns)
-    cached.append(monthly)
-    moved_rows = monthly.subtract(old_monthly).unionByName(old_monthly.subtract(monthly))
-    since = moved_rows.agg(F.min("month")).first()[0]  # one aggregate row
-    io.merge_changes(
-        _delta_rows(monthly, old_monthly, _MONTHLY_KEY), lake, CHRONIC_MONTHLY, _MONTHLY_KEY, "_delete"
-    )
+    monthly = chronic_disease_monthly(readings, day)
+    moved = _delta_rows(monthly, stored(CHRONIC_MONTHLY, monthly.columns), _MONTHLY_KEY).cache()
+    cached.append(moved)
+    since = moved.agg(F.min("month")).first()[0]  # one aggregate row: the first month that changed
+    io.merge_changes(moved, lake, CHRONIC_MONTHLY, _MONTHLY_KEY, "_delete")
     if since is not None:
         recount = io.read_table(spark, lake, CHRONIC_MONTHLY).where(F.col("month") >= F.lit(since))
         indicators = indicators_from_monthly(recount, _places(silver), silver.read("silver.area"))
