@@ -287,7 +287,8 @@ def main() -> None:
     checkpoints = sorted({int(d) for d in args.checkpoints.split(",") if d})
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="healthlake-publish-bench-"))
     lake = str(work / "lake")
-    cfg = load_config(overrides={"lake_root": lake})
+    # The incremental path whatever the lake size (publish.incremental_min_rows): what is measured.
+    cfg = load_config(overrides={"lake_root": lake, "publish.incremental_min_rows": 0})
     spark = get_spark("publish-benchmark", cfg)
     started = time.monotonic()
     areas, institutions = _reference(spark)

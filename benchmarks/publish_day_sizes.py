@@ -54,7 +54,7 @@ def main() -> None:
         lake = Path(args.work) / f"day_size_{i}"
         shutil.rmtree(lake, ignore_errors=True)
         shutil.copytree(source, lake)
-        cfg = load_config(overrides={"lake_root": str(lake)})
+        cfg = load_config(overrides={"lake_root": str(lake), "publish.incremental_min_rows": 0})
         frames = bench._day(spark, day, size, args.persons, ids)
         added = sum(bench._append(spark, str(lake), name, df) for name, df in frames.items())
         result = publish.run(spark, cfg)

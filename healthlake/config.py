@@ -274,6 +274,19 @@ class ResearchSettings(_Settings):
     k: int = Field(default=5, ge=2)
 
 
+class PublishSettings(_Settings):
+    """How ``healthlake publish`` brings gold up to date.
+
+    Attributes:
+        incremental_min_rows: A run recomputes only what silver changed when silver's event tables hold at
+            least this many rows; under it, it rebuilds gold in full. Each incremental step runs a fixed
+            set of small Spark jobs (change feeds, touched sets, comparisons, MERGEs), so on a small lake
+            rebuilding costs less (``BENCHMARKS.md``). 0: always incremental when the log allows it.
+    """
+
+    incremental_min_rows: int = Field(default=20_000_000, ge=0)
+
+
 class Config(_Settings):
     """The whole healthlake configuration.
 
@@ -288,6 +301,7 @@ class Config(_Settings):
         ingest: Landing → bronze settings.
         conform: Bronze → silver settings.
         empi: Linking settings (the master patient index).
+        publish: Silver → gold settings.
         research: The research zone (de-identified extracts).
     """
 
@@ -301,6 +315,7 @@ class Config(_Settings):
     ingest: IngestSettings = IngestSettings()
     conform: ConformSettings = ConformSettings()
     empi: EmpiSettings = EmpiSettings()
+    publish: PublishSettings = PublishSettings()
     research: ResearchSettings = ResearchSettings()
 
     @property

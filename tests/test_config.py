@@ -34,7 +34,8 @@ def _keys(value: Any, prefix: str = "") -> set[str]:
     return {prefix}
 
 
-def test_defaults_load_and_match_local_yaml() -> None:
+def test_defaults_load_and_match_local_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HEALTHLAKE_PUBLISH__INCREMENTAL_MIN_ROWS", raising=False)  # tests/conftest.py's
     cfg = load_config()
     assert cfg == Config()
     assert cfg.lake_root == "./lake"

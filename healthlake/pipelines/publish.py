@@ -284,7 +284,11 @@ def run(
     else:
         with step("as_of"):
             as_of = _as_of(silver)
-        if last is not None and _can_increment(silver, last):
+        if (
+            last is not None
+            and _can_increment(silver, last)
+            and _worth_incrementing(silver, cfg.publish.incremental_min_rows)
+        ):
             result.mode = "incremental"
             _publish_incremental(silver, last, as_of, step)
             with step("exchange"):
@@ -517,6 +521,25 @@ def _can_increment(silver: _Silver, last: _LastRun) -> bool:
     return all(io.has_change_feed(spark, lake, t) for t in fed if silver.has(t))
 
 
+def _worth_incrementing(silver: _Silver, min_rows: int) -> bool:
+    """Whether silver's event tables hold ``min_rows`` rows or more (``publish.incremental_min_rows``).
+
+    Under that size a full rebuild costs less than the incremental steps' fixed part. The rows are
+    counted from the Delta log's file statistics, not by scanning the tables.
+    """
+    if min_rows == 0:
+        return True
+    rows = sum(silver.read(t).count() for t in (*_EVENT_TABLES, OBSERVATION) if silver.has(t))
+    if rows < min_rows:
+        log.info(
+            "publish: silver holds %d event rows, under publish.incremental_min_rows (%d): "
+            "rebuilding gold in full, which costs less at this size",
+            rows,
+            min_rows,
+        )
+    return rows >= min_rows
+
+
 _EVENT_TABLES = (
     ENCOUNTER,
     "silver.diagnosis",
@@ -597,16 +620,22 @@ def _persons_of(patients: DataFrame, silver: _Silver, last: _LastRun) -> DataFra
 
 
 def _materialised(df: DataFrame) -> DataFrame:
-    """``df`` cached and computed, so the planner knows its real size.
+    """``df`` computed and kept on the executors (a local checkpoint), so the planner knows its real size.
 
     The persons and patients a day touches are a small share of the lake: once their size is known, Spark
     broadcasts them (below ``spark.sql.autoBroadcastJoinThreshold``) and filters the large event tables
     as it scans them, instead of shuffling those tables whole to join them. A large day still joins by
     shuffle, as before.
+
+    A checkpoint rather than a cache, because it also cuts the plan: a frame built on cached ones still
+    carries every plan below them, repeated wherever each is used, and in the patient step such plans grew
+    so large that rendering them for every query stage took most of the step (``BENCHMARKS.md``). Spark
+    frees the blocks once the frame is no longer referenced (``unpersist`` does not apply). Losing an
+    executor loses them, which fails the run; a re-run is safe (exactly once).
     """
-    df = df.cache()
-    df.count()  # an action on purpose: it fills the cache and gives the plan its statistics
-    return df
+    # Columns re-aliased first: the checkpoint keeps its plan's attribute ids, and a checkpoint of, say,
+    # the xref's columns joined back to the xref fails ("Failure when resolving conflicting references").
+    return df.select(*[F.col(c).alias(c) for c in df.columns]).localCheckpoint(eager=True)
 
 
 def _delta_rows(new: DataFrame, old: DataFrame, key: list[str]) -> DataFrame:

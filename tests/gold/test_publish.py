@@ -13,7 +13,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from healthlake import cli, io
-from healthlake.config import load_config
+from healthlake.config import PublishSettings, load_config
 from healthlake.pipelines import publish
 from healthlake.pipelines.conform import CDF
 from tests.conftest import assert_gold_equals_a_full_rebuild
@@ -287,6 +287,26 @@ def test_publish_then_incremental_equals_a_full_rebuild(
         ("unchanged", "release-2"),
     ]
     assert log[-1].versions[publish.ENCOUNTER] == io.latest_version(spark, lake, publish.ENCOUNTER)
+
+
+def test_publish_increments_only_from_the_configured_lake_size(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lake = str(tmp_path / "lake")
+    _day1(spark, lake)
+    events = (*publish._EVENT_TABLES, publish.OBSERVATION)
+    rows = sum(io.read_table(spark, lake, t).count() for t in events if io.is_table(spark, lake, t))
+    assert rows > 0
+    silver = publish._Silver(spark, lake, publish._input_versions(spark, lake))
+    with caplog.at_level(logging.INFO, logger="healthlake.pipelines.publish"):
+        assert publish._worth_incrementing(silver, rows)
+        assert "event rows" not in caplog.text
+        assert publish._worth_incrementing(silver, 0)
+        assert not publish._worth_incrementing(silver, rows + 1)
+    assert f"silver holds {rows} event rows, under publish.incremental_min_rows ({rows + 1})" in caplog.text
+    # The default is the measured size from which increments pay; the tests set 0 (tests/conftest.py).
+    assert PublishSettings().incremental_min_rows == 20_000_000
+    assert load_config().publish.incremental_min_rows == 0
 
 
 def test_publish_errors_are_one_line(
