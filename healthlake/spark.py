@@ -28,7 +28,8 @@ from pathlib import Path
 
 from delta import configure_spark_with_delta_pip
 from pyspark import SparkConf, SparkContext
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from healthlake.config import REPO_ROOT, Config, SparkSettings, is_uri, load_config
 from healthlake.errors import HealthlakeError, UsageError
@@ -220,6 +221,20 @@ def spark_conf(app_name: str, cfg: Config) -> dict[str, str]:
         own = [j for j in cfg.spark.conf.get("spark.jars", "").split(",") if j]
         conf["spark.jars"] = ",".join([*own, *(str(j) for j in jars)])
     return {**conf, **{k: v for k, v in cfg.spark.conf.items() if not (jars and k == "spark.jars")}}
+
+
+def local_checkpoint(df: DataFrame) -> DataFrame:
+    """``df`` computed now and kept in executor storage, its plan no longer reading any table.
+
+    For a frame a run reads several times, or one a later write of its source table would otherwise
+    recompute: Spark's ``localCheckpoint``, which cuts the lineage (a cached frame's plan still carries
+    every plan below it, and plans built on several such frames grow large enough to slow every query).
+    Spark frees the blocks once the frame is no longer referenced. Losing an executor loses them, and
+    with them the run; the jobs that use this are safe to re-run.
+    """
+    # Columns re-aliased first: a checkpoint keeps its plan's attribute ids, and one joined back to the
+    # frame it came from fails to resolve ("Failure when resolving conflicting references in Join").
+    return df.select(*[F.col(c).alias(c) for c in df.columns]).localCheckpoint(eager=True)
 
 
 def linkage_jars() -> list[Path]:

@@ -49,6 +49,7 @@ from healthlake.empi.persons import (
     strongest_link,
 )
 from healthlake.errors import HealthlakeError
+from healthlake.spark import local_checkpoint
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -170,7 +171,7 @@ def run(
     train = full or previous is None or model_row is None
 
     identities = patient_tokens(io.read_table(spark, lake, PATIENT_RECORD))
-    identities = _frozen(_with_state(identities, previous, decisions, everything=train))
+    identities = local_checkpoint(_with_state(identities, previous, decisions, everything=train))
     fresh_count = identities.where("fresh").count()
     _progress(started, "identities", fresh_count)
     if fresh_count == 0:
@@ -212,7 +213,7 @@ def run(
     _progress(started, "pairs scored", pairs.count())
 
     nodes = identities.select("record_id", "node", "fresh", "previous_person_id")
-    edges = _frozen(_edges(identities, pairs, nodes, decisions, cfg.empi.match_probability))
+    edges = local_checkpoint(_edges(identities, pairs, nodes, decisions, cfg.empi.match_probability))
     graph_nodes = (
         identities.where("fresh")
         .select(F.col("node").alias("unique_id"))
@@ -223,15 +224,15 @@ def run(
     clusters = cluster_pairs(graph_nodes, edges).withColumnRenamed("unique_id", "node").persist()
     _progress(started, "clustered", clusters.count())
     ids, events = _person_ids(spark, identities, persons_before, clusters, from_version)
-    ids, events = _frozen(ids), _frozen(events)
-    updates = _frozen(_xref_updates(identities, previous, clusters, ids, events, edges, day))
+    ids, events = local_checkpoint(ids), local_checkpoint(events)
+    updates = local_checkpoint(_xref_updates(identities, previous, clusters, ids, events, edges, day))
     after = (
         updates
         if previous is None
         else previous.join(day(updates.select(*KEY)), list(KEY), "left_anti").unionByName(updates)
     )
-    persons = _frozen(_persons(identities, persons_before, after, ids, events, from_version, day))
-    reviews = _frozen(_reviews(pairs, after, decisions, cfg.empi.match_probability, day))
+    persons = local_checkpoint(_persons(identities, persons_before, after, ids, events, from_version, day))
+    reviews = local_checkpoint(_reviews(pairs, after, decisions, cfg.empi.match_probability, day))
     counts = {e: events.where(F.col("event") == e).count() for e in (CREATED, MERGED, SPLIT)}
     _progress(started, "persons", persons.count())
 
@@ -336,11 +337,6 @@ def _pinned(spark: SparkSession, lake: str, name: str) -> DataFrame | None:
     if not io.is_table(spark, lake, name):
         return None
     return io.read_table(spark, lake, name, version=io.latest_version(spark, lake, name))
-
-
-def _frozen(df: DataFrame) -> DataFrame:
-    """``df`` computed once and kept (executor storage), its plan no longer reading any table."""
-    return df.localCheckpoint(eager=True)
 
 
 def _progress(started: float, step: str, rows: int) -> None:
@@ -500,7 +496,7 @@ def _person_ids(
     seeds = fresh.groupBy("cluster_id").agg(F.min("record_id").alias("seed"))
     # Both are read several times below (ids and events): computed once, not once per use from the
     # region-sized identities.
-    members, seeds = _frozen(members), _frozen(seeds)
+    members, seeds = local_checkpoint(members), local_checkpoint(seeds)
     if persons_before is not None:
         # Persons created by this very run before a crash are not "issued": the re-run derives them again.
         issued = persons_before.where(F.col("created_version") != from_version).select("person_id")

@@ -61,6 +61,7 @@ from healthlake.pipelines import omop
 from healthlake.privacy.tokens import load_key
 from healthlake.research import extracts
 from healthlake.research.deidentify import age_at
+from healthlake.spark import local_checkpoint
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -629,13 +630,9 @@ def _materialised(df: DataFrame) -> DataFrame:
 
     A checkpoint rather than a cache, because it also cuts the plan: a frame built on cached ones still
     carries every plan below them, repeated wherever each is used, and in the patient step such plans grew
-    so large that rendering them for every query stage took most of the step (``BENCHMARKS.md``). Spark
-    frees the blocks once the frame is no longer referenced (``unpersist`` does not apply). Losing an
-    executor loses them, which fails the run; a re-run is safe (exactly once).
+    so large that rendering them for every query stage took most of the step (``BENCHMARKS.md``).
     """
-    # Columns re-aliased first: the checkpoint keeps its plan's attribute ids, and a checkpoint of, say,
-    # the xref's columns joined back to the xref fails ("Failure when resolving conflicting references").
-    return df.select(*[F.col(c).alias(c) for c in df.columns]).localCheckpoint(eager=True)
+    return local_checkpoint(df)
 
 
 def _delta_rows(new: DataFrame, old: DataFrame, key: list[str]) -> DataFrame:
