@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -58,6 +59,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank.get(_test_group(item), len(rank)))  # stable: module order kept
     for item in items:
         item.add_marker(pytest.mark.xdist_group(_test_group(item)))
+
+
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Stop the run when a worker's tests did not take their group (xdist marks their ids ``…@group``).
+
+    Without the groups every worker builds every module's fixtures, the generated region among them, and
+    the suite runs far over its time budget while passing.
+    """
+    if node.config.getvalue("dist") != "loadgroup":
+        return
+    ungrouped = [nodeid for nodeid in ids if "@" not in nodeid.rpartition("::")[2]]
+    if ungrouped:
+        pytest.exit(
+            f"pytest-xdist did not group {ungrouped[0]} (and {len(ungrouped) - 1} more) for --dist loadgroup:"
+            " "
+            "install the pytest and pytest-xdist versions pyproject.toml pins (`make setup`)",
+            returncode=4,
+        )
 
 
 @pytest.fixture(scope="session")
