@@ -102,6 +102,7 @@ _MONTHLY_KEY = ["person_id", "disease", "month"]
 _REGISTRY_KEY = ["person_id", "disease"]
 FOLLOWUP, OBSERVATION = "silver.chronic_followup", "silver.observation"
 REQUIRED = {ENCOUNTER: "conform", XREF: "link", PERSON: "link"}
+REGISTERS = ("silver.area", "silver.institution")
 
 # Empty stand-ins for silver tables a lake may lack (a region without that feed): the gold tables are
 # still built, with no rows from that source.
@@ -187,6 +188,7 @@ class _Silver:
     def __init__(self, spark: SparkSession, lake: str, versions: dict[str, int]) -> None:
         self.spark, self.lake = spark, lake
         self.versions: dict[str, int] = dict(versions)
+        self._frames: dict[str, DataFrame] = {}
 
     def has(self, name: str) -> bool:
         return name in self.versions or io.is_table(self.spark, self.lake, name)
@@ -198,11 +200,36 @@ class _Silver:
         return self.versions[name]
 
     def read(self, name: str) -> DataFrame:
-        if name not in self.versions and not self.has(name):
-            if name not in _EMPTY:
-                raise PublishError(f"{name} is not in the lake {self.lake}")
-            return self.spark.createDataFrame([], _EMPTY[name])
-        return io.read_table(self.spark, self.lake, name, version=self.version(name))
+        """``name`` at its pinned version; the same frame on every call, the registers read once.
+
+        One frame per table, because Delta resolves a pinned version's snapshot each time a frame of it is
+        made. The area and institution registers are small and joined into every roll-up level, each
+        join another Delta scan of them: they are kept as local checkpoints instead.
+        """
+        if name not in self._frames:
+            if name not in self.versions and not self.has(name):
+                if name not in _EMPTY:
+                    raise PublishError(f"{name} is not in the lake {self.lake}")
+                frame = self.spark.createDataFrame([], _EMPTY[name])
+            else:
+                frame = io.read_table(self.spark, self.lake, name, version=self.version(name))
+            self._frames[name] = local_checkpoint(frame) if name in REGISTERS else frame
+        return self._frames[name]
+
+    def read_at(self, name: str, version: int) -> DataFrame:
+        """``name`` at an earlier ``version`` (the one the last run read), one frame per version."""
+        key = f"{name}@{version}"
+        if key not in self._frames:
+            self._frames[key] = io.read_table(self.spark, self.lake, name, version=version)
+        return self._frames[key]
+
+    def changes(self, name: str, start: int) -> DataFrame:
+        """``name``'s change feed from ``start`` to its pinned version, one frame shared by every step."""
+        key = f"{name}#{start}"
+        if key not in self._frames:
+            end = self.version(name)
+            self._frames[key] = io.read_changes(self.spark, self.lake, name, start, end)
+        return self._frames[key]
 
 
 def _as_of(silver: _Silver) -> dt.date:
@@ -560,7 +587,7 @@ def _changes(silver: _Silver, last: _LastRun, table: str) -> DataFrame | None:
     start = last.versions.get(table, -1) + 1  # a table new since the last run: all of it
     if start > end:
         return None
-    return io.read_changes(silver.spark, silver.lake, table, start, end)
+    return silver.changes(table, start)
 
 
 def _link_changes(silver: _Silver, last: _LastRun) -> DataFrame:
@@ -573,7 +600,7 @@ def _link_changes(silver: _Silver, last: _LastRun) -> DataFrame:
     cols = [*_PATIENT, "person_id"]
     if io.has_change_feed(silver.spark, silver.lake, XREF):
         return _fed_changes(silver, last, XREF, cols)
-    before = io.read_table(silver.spark, silver.lake, XREF, version=last.versions[XREF]).select(cols)
+    before = silver.read_at(XREF, last.versions[XREF]).select(cols)
     now = silver.read(XREF).select(cols)
     return now.subtract(before).unionByName(before.subtract(now))
 
@@ -600,7 +627,7 @@ def _person_changes(silver: _Silver, last: _LastRun) -> DataFrame:
     """``person_id`` of the golden records changed since the last run (change feed, else a comparison)."""
     if io.has_change_feed(silver.spark, silver.lake, PERSON):
         return _fed_changes(silver, last, PERSON, ["person_id"])
-    before = io.read_table(silver.spark, silver.lake, PERSON, version=last.versions[PERSON])
+    before = silver.read_at(PERSON, last.versions[PERSON])
     before, now = before.select(_PERSON_COLUMNS), silver.read(PERSON).select(_PERSON_COLUMNS)
     return now.subtract(before).select("person_id").unionByName(before.subtract(now).select("person_id"))
 
@@ -614,7 +641,7 @@ def _union(frames: list[DataFrame]) -> DataFrame:
 
 def _persons_of(patients: DataFrame, silver: _Silver, last: _LastRun) -> DataFrame:
     """The persons (before and now) of some source patients."""
-    before = io.read_table(silver.spark, silver.lake, XREF, version=last.versions[XREF])
+    before = silver.read_at(XREF, last.versions[XREF])
     return _union(
         [x.join(patients, _PATIENT, "left_semi").select("person_id") for x in (silver.read(XREF), before)]
     )
