@@ -73,8 +73,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     if ungrouped:
         pytest.exit(
             f"pytest-xdist did not group {ungrouped[0]} (and {len(ungrouped) - 1} more) for --dist loadgroup:"
-            " "
-            "install the pytest and pytest-xdist versions pyproject.toml pins (`make setup`)",
+            " install the pytest and pytest-xdist versions pyproject.toml pins (`make setup`)",
             returncode=4,
         )
 
