@@ -218,17 +218,18 @@ class _Silver:
 
     def read_at(self, name: str, version: int) -> DataFrame:
         """``name`` at an earlier ``version`` (the one the last run read), one frame per version."""
-        key = f"{name}@{version}"
-        if key not in self._frames:
-            self._frames[key] = io.read_table(self.spark, self.lake, name, version=version)
-        return self._frames[key]
+        return self._once(
+            f"{name}@{version}", lambda: io.read_table(self.spark, self.lake, name, version=version)
+        )
 
     def changes(self, name: str, start: int) -> DataFrame:
         """``name``'s change feed from ``start`` to its pinned version, one frame shared by every step."""
-        key = f"{name}#{start}"
+        end = self.version(name)
+        return self._once(f"{name}#{start}", lambda: io.read_changes(self.spark, self.lake, name, start, end))
+
+    def _once(self, key: str, make: Callable[[], DataFrame]) -> DataFrame:
         if key not in self._frames:
-            end = self.version(name)
-            self._frames[key] = io.read_changes(self.spark, self.lake, name, start, end)
+            self._frames[key] = make()
         return self._frames[key]
 
 
