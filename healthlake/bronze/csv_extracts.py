@@ -17,8 +17,10 @@ from healthlake.bronze.common import (
     decode_as,
     is_valid_utf8,
     latin1_bytes,
+    split_lines,
     undecodable,
     utf8_text,
+    without_cr,
 )
 
 CSV_COLUMNS = ["extract", "header", "record", "raw"]
@@ -93,7 +95,7 @@ def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str
     """
     utf8 = encodings[0].upper().replace("UTF8", "UTF-8") == "UTF-8"
     fallback = encodings[1].upper() if len(encodings) > 1 else encodings[0].upper()
-    lines = F.split(bytes_as_latin1(F.col("content")), "\r?\n", -1)
+    lines = split_lines(bytes_as_latin1(F.col("content")))
     # A file that is valid UTF-8 as a whole is UTF-8 (one check, the common case). Otherwise only lines
     # with non-ASCII bytes tell charsets apart: the file is UTF-8 unless most of them are not valid UTF-8.
     telling = F.filter(lines, lambda ln: F.octet_length(ln) != F.length(ln))  # has a byte >= 0x80
@@ -125,11 +127,11 @@ def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str
             "extract",
             "_charset",
             "_decoded",
-            F.when(F.col("_decoded"), F.split(utf8_text(F.col("content")), "\r?\n", -1))
+            F.when(F.col("_decoded"), split_lines(utf8_text(F.col("content"))))
             .otherwise(lines)
             .alias("_lines"),
         )
-        .withColumn("header", _line_text(F.try_element_at("_lines", F.lit(1))))
+        .withColumn("header", _line_text(without_cr(F.try_element_at("_lines", F.lit(1)))))
         .withColumn("_names", _fields(F.col("header")))
         .withColumn("_duplicate_names", F.size(F.array_distinct("_names")) != F.size("_names"))
         .withColumns({f"_at_{n}": F.array_position("_names", n).cast("int") for n in positions})
@@ -145,6 +147,7 @@ def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str
             # outer: an inner explode makes Spark add a filter on `_lines` that splits every file twice
             F.posexplode_outer("_lines").alias("_record_offset", "_line"),
         )
+        .withColumn("_line", without_cr(F.col("_line")))
         .where((F.col("_record_offset") > 0) & (F.trim(F.col("_line")) != ""))
         .withColumn("_text", _line_text(F.col("_line")))
     )

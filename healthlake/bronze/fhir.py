@@ -16,6 +16,7 @@ from healthlake.bronze.common import (
     explode_lines,
     is_valid_utf8,
     latin1_bytes,
+    without_cr,
 )
 
 RESOURCE_SCHEMA = (
@@ -79,6 +80,7 @@ def parse_fhir(files: DataFrame) -> DataFrame:
     lines = (
         files.where(~_is_document())
         .select(*_CONTEXT, explode_lines(bytes_as_latin1(F.col("content"))))
+        .withColumn("_line", without_cr(F.col("_line")))
         .where(F.trim(F.col("_line")) != "")
         .withColumn("_raw", latin1_bytes(F.col("_line")))
         .withColumn("_text", F.decode(F.col("_raw"), "UTF-8"))

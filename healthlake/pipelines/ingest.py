@@ -189,16 +189,21 @@ _NO_STATS = {"raw", "record", "header", "raw_text", "raw_base64"}
 def ensure_tables(spark: SparkSession, cfg: Config, only: Sequence[str] | None = None) -> None:
     """Create the bronze tables (empty) that do not exist yet, so concurrent feeds only ever append.
 
-    Their schemas come from running each feed's own transformations over an empty set of files.
+    Their schemas come from running each feed's own transformations over an empty set of files; when
+    every table exists (every run after the first) nothing is planned at all.
     """
+    wanted = [f for f in feeds(cfg) if only is None or f.name in only]
+    names = {f.table for f in wanted} | {QUARANTINE, INGEST_LOG}
+    if any(f.name == "fhir" for f in wanted):
+        names.add(FHIR_BUNDLES)
+    if all(io.is_table(spark, cfg.lake_root, name) for name in names):
+        return
     empty = spark.createDataFrame([], BINARY_FILE_SCHEMA)
     files = empty.transform(with_landing_provenance).withColumns(
         {"_batch_id": F.lit(""), "_ingested_at": F.current_timestamp()}
     )
     tables: dict[str, DataFrame] = {}
-    for feed in feeds(cfg):
-        if only is not None and feed.name not in only:
-            continue
+    for feed in wanted:
         parsed = feed.parse(files)
         tables.setdefault(feed.table, accepted(parsed, feed.columns))
         tables.setdefault(QUARANTINE, quarantine_rows(parsed))
@@ -334,7 +339,9 @@ def _check_checkpoint(spark: SparkSession, cfg: Config, feed: Feed, checkpoint: 
     """
     if is_uri(checkpoint) or Path(checkpoint, "metadata").exists():
         return
-    if io.is_table(spark, cfg.lake_root, INGEST_LOG):
+    # An ingest log without data files (a new lake) needs no scan: Delta's log says so.
+    lake = cfg.lake_root
+    if io.is_table(spark, lake, INGEST_LOG) and not io.holds_no_files(spark, lake, INGEST_LOG):
         taken = io.read_table(spark, cfg.lake_root, INGEST_LOG).where(F.col("_source_feed") == feed.name)
         if not taken.isEmpty():
             raise HealthlakeError(
