@@ -150,12 +150,10 @@ def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str
         .withColumn("_line", without_cr(F.col("_line")))
         .where((F.col("_record_offset") > 0) & (F.trim(F.col("_line")) != ""))
         .withColumn("_text", _line_text(F.col("_line")))
+        .withColumn("_split", _fields(F.col("_text")))
     )
     text = F.col("_text")
-    # Fields counted without splitting (most lines have no quote): commas + 1.
-    n_fields = F.when(F.instr(text, '"') > 0, F.size(_fields(text))).otherwise(
-        F.length(text) - F.length(F.replace(text, F.lit(","), F.lit(""))) + 1
-    )
+    n_fields = F.size("_split")
     reason = (
         F.when(undecodable(text), F.concat(F.lit("undecodable: bytes invalid in "), "_charset"))
         .when(
@@ -164,10 +162,8 @@ def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str
         )
         .when(F.col("_duplicate_names"), F.lit("csv: duplicate names in header"))
     )
-    # The fields of accepted lines, split once: later projections reference them several times, so Spark
-    # keeps this projection instead of repeating the split in each.
     return rows.withColumn("_reject_reason", reason).withColumn(
-        "_values", F.when(F.col("_reject_reason").isNull(), _fields(text))
+        "_values", F.when(F.col("_reject_reason").isNull(), F.col("_split"))
     )
 
 
