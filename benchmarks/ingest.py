@@ -3,7 +3,8 @@
 For each target size a region is generated (or ``--landing`` is used), then each feed is ingested on its
 own into a fresh lake, and the same files are copied with ``spark.read.text(...)`` → Delta (the
 baseline: the least any ingest must do). A warm-up copy runs first so JIT compilation is not billed to
-the first measurement. The 20 Synthea bundles in ``../shared/testdata`` are timed the same way.
+the first measurement. The 20 Synthea bundles in ``../shared/testdata`` are timed the same way. For
+where the time goes, each feed's files are also read and parsed with no write (``parse s``).
 
     python benchmarks/ingest.py --records 1000000 10000000
 """
@@ -19,6 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pyspark.sql import functions as F  # noqa: E402
+
+from healthlake.bronze.common import with_landing_provenance  # noqa: E402
 from healthlake.config import load_config  # noqa: E402
 from healthlake.pipelines import ingest  # noqa: E402
 from healthlake.spark import get_spark  # noqa: E402
@@ -43,12 +47,30 @@ def _ingest(spark, landing: Path, lake: Path, feed: str) -> tuple[int, int, floa
     return result.records, result.quarantined, time.perf_counter() - started
 
 
-def _row(label: str, feed: str, n: int, ingest_s: float, lines: int, copy_s: float, cores: int) -> tuple:
+def _parse_only(spark, landing: Path, feed: str) -> float:
+    """Seconds to read and parse a feed's files with no write (Spark's no-op sink): the parse's share."""
+    cfg = load_config(overrides={"landing_root": str(landing)})
+    (spec,) = [f for f in ingest.feeds(cfg) if f.name == feed]
+    files = (
+        spark.read.format("binaryFile")
+        .load(str(landing / feed / "*" / "*" / "*"))
+        .transform(with_landing_provenance)
+        .withColumns({"_batch_id": F.lit("bench"), "_ingested_at": F.current_timestamp()})
+    )
+    started = time.perf_counter()
+    spec.parse(files).write.format("noop").mode("overwrite").save()
+    return time.perf_counter() - started
+
+
+def _row(
+    label: str, feed: str, n: int, ingest_s: float, lines: int, copy_s: float, cores: int, parse_s: float
+) -> tuple:
     return (
         label,
         feed,
         n,
         ingest_s,
+        parse_s,
         n / ingest_s,
         n / ingest_s / cores,
         lines,
@@ -86,20 +108,22 @@ def main() -> int:
         cases.append(("synthea-20", landing))
     _copy_text(spark, str(cases[0][1] / "*" / "*" / "*" / "*"), work / "warmup")  # JIT warm-up
     for label, landing in cases:
-        totals = [0, 0.0, 0, 0.0]
+        totals = [0, 0.0, 0, 0.0, 0.0]
         for feed in [] if args.one_run_only else sorted(p.name for p in landing.iterdir() if p.is_dir()):
             src = str(landing / feed / "*" / "*" / "*")
             lines, copy_s = _copy_text(spark, src, work / "copy" / label / feed)
             records, quarantined, ingest_s = _ingest(spark, landing, work / "lake" / label / feed, feed)
-            rows.append(_row(label, feed, records + quarantined, ingest_s, lines, copy_s, cores))
+            parse_s = _parse_only(spark, landing, feed)
+            rows.append(_row(label, feed, records + quarantined, ingest_s, lines, copy_s, cores, parse_s))
             totals = [
                 totals[0] + records + quarantined,
                 totals[1] + ingest_s,
                 totals[2] + lines,
                 totals[3] + copy_s,
+                totals[4] + parse_s,
             ]
         if not args.one_run_only:
-            rows.append(_row(label, "sum of feeds", totals[0], totals[1], totals[2], totals[3], cores))
+            rows.append(_row(label, "sum of feeds", *totals[:4], cores, totals[4]))
         # What a user runs: one `healthlake ingest` over the whole landing zone, feeds side by side.
         lines, copy_s = _copy_text(spark, str(landing / "*" / "*" / "*" / "*"), work / "copy" / label / "all")
         cfg = load_config(
@@ -109,12 +133,13 @@ def main() -> int:
         results = ingest.run(spark, cfg)
         ingest_s = time.perf_counter() - started
         n = sum(r.records + r.quarantined for r in results)
-        rows.append(_row(label, "one run", n, ingest_s, lines, copy_s, cores))
+        rows.append(_row(label, "one run", n, ingest_s, lines, copy_s, cores, float("nan")))
     header = (
         "region",
         "feed",
         "records",
         "ingest s",
+        "parse s",
         "rec/s",
         "rec/s/core",
         "lines",
@@ -122,12 +147,13 @@ def main() -> int:
         "lines/s",
         "speed",
     )
-    widths = (11, 13, 10, 9, 9, 10, 10, 7, 9, 6)
+    widths = (11, 13, 10, 9, 8, 9, 10, 10, 7, 9, 6)
     out = [" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True))]
-    fmt = "{:>11} {:>13} {:>10} {:>9.1f} {:>9.0f} {:>10.0f} {:>10} {:>7.1f} {:>9.0f} {:>6.2f}"
+    fmt = "{:>11} {:>13} {:>10} {:>9.1f} {:>8.1f} {:>9.0f} {:>10.0f} {:>10} {:>7.1f} {:>9.0f} {:>6.2f}"
     out += [fmt.format(*r) for r in rows]
     out.append(f"machine: {cores} cores (local[{cores}]), Spark {spark.version}")
     out.append("speed = copy seconds / ingest seconds for the same files (goal: >= 0.5)")
+    out.append("parse s = the feed's files read and parsed with no write, run after its ingest (warm)")
     sys.stdout.write("\n".join(out) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -122,6 +122,17 @@ def test_every_row_has_provenance_and_a_unique_place(spark: SparkSession, region
     )
 
 
+def test_bronze_keeps_statistics_on_provenance_not_on_record_content(
+    spark: SparkSession, region: Ingested
+) -> None:
+    for table in ["bronze.location_pings", "bronze.csv_records", "bronze.quarantine"]:
+        path = io.table_path(region.lake, table)
+        (detail,) = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select("properties").collect()
+        stats = set(detail["properties"]["delta.dataSkippingStatsColumns"].split(","))
+        assert set(PROVENANCE_COLUMNS) <= stats, table
+        assert not stats & {"raw", "record", "header", "raw_text", "raw_base64", "phone", "ts", "lat"}, table
+
+
 def test_quarantine_keeps_the_exact_bytes_and_a_reason(spark: SparkSession, region: Ingested) -> None:
     rows = io.read_table(spark, region.lake, "bronze.quarantine").collect()
     assert rows and all(r["reason"] for r in rows)
