@@ -88,10 +88,10 @@ def _raw_of_rejects(reason: Column) -> Column:
 def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str, ...] = ()) -> DataFrame:
     """One row per non-blank data line: its text, file header and ``_reject_reason``.
 
-    ``_values`` holds the fields of accepted lines. The reason counts fields without splitting: Spark
-    evaluates a filter on ``_reject_reason`` (``accepted``) before this projection, inlining the reason,
-    and a reason that split the line would split it twice. ``positions`` adds ``_at_<name>``, that
-    name's 1-based place in the header (0: none), computed once per file.
+    ``_values`` holds the fields of accepted lines. Each line is split once (``_split``) and the reason
+    counts the fields of that split (Spark's plans for the parse and for ``accepted`` each hold one
+    split). ``positions`` adds ``_at_<name>``, that name's 1-based place in the header (0: none),
+    computed once per file.
     """
     utf8 = encodings[0].upper().replace("UTF8", "UTF-8") == "UTF-8"
     fallback = encodings[1].upper() if len(encodings) > 1 else encodings[0].upper()
