@@ -354,9 +354,7 @@ def _check_checkpoint(spark: SparkSession, cfg: Config, feed: Feed, checkpoint: 
     """
     if is_uri(checkpoint) or Path(checkpoint, "metadata").exists():
         return
-    # An ingest log without data files (a new lake) needs no scan: Delta's log says so.
-    lake = cfg.lake_root
-    if io.is_table(spark, lake, INGEST_LOG) and not io.holds_no_files(spark, lake, INGEST_LOG):
+    if io.is_table(spark, cfg.lake_root, INGEST_LOG):
         taken = io.read_table(spark, cfg.lake_root, INGEST_LOG).where(F.col("_source_feed") == feed.name)
         if not taken.isEmpty():
             raise HealthlakeError(
