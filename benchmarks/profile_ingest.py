@@ -46,9 +46,11 @@ _WRITING = (
 _FRAME = re.compile(r"^\s+([\w$.]+)\(.*\)(\s+line:.*)?$")
 
 
-def _samples(recording: Path) -> list[tuple[str, list[str]]]:
-    """(thread name, frames innermost first) of each execution sample in a JFR recording."""
-    jfr = shutil.which("jfr") or str(Path(sys.executable).parent / "jfr")
+def _samples(recording: Path, jfr: str) -> list[tuple[str, list[str]]]:
+    """(thread name, frames innermost first) of each execution sample in a JFR recording.
+
+    ``jfr`` is the JDK's ``jfr`` tool, which prints the recording.
+    """
     text = subprocess.run(
         [jfr, "print", "--events", "jdk.ExecutionSample", "--stack-depth", "96", str(recording)],
         check=True,
@@ -125,9 +127,12 @@ def main() -> int:
         src = str(landing / args.feed / "*" / "*" / "*")
         spark.read.text(src).write.format("delta").save(str(work / "copy"))
         copy_s = time.perf_counter() - started
-        samples = _samples(work / "ingest.jfr")
+        # The JDK Spark runs on has the tool that reads its recordings.
+        jfr = str(Path(jvm.java.lang.System.getProperty("java.home"), "bin", "jfr"))
+        samples = _samples(work / "ingest.jfr", jfr)
     finally:
         spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
     steps = collections.Counter(_step(t, f) for t, f in samples)
     hot = collections.Counter(f[0] for t, f in samples if f and t.startswith("Executor task"))
     n = max(1, len(samples))
@@ -144,7 +149,6 @@ def main() -> int:
     out += ["", "hottest methods (self time in tasks):"]
     out += [f"{count / n:6.1%}  {method}" for method, count in hot.most_common(args.top)]
     sys.stdout.write("\n".join(out) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
