@@ -20,9 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyspark.sql import functions as F  # noqa: E402
-
-from healthlake.bronze.common import with_landing_provenance  # noqa: E402
+from healthlake.bronze.common import landing_batch  # noqa: E402
 from healthlake.config import load_config  # noqa: E402
 from healthlake.pipelines import ingest  # noqa: E402
 from healthlake.spark import get_spark  # noqa: E402
@@ -51,12 +49,8 @@ def _parse_only(spark, landing: Path, feed: str) -> float:
     """Seconds to read and parse a feed's files with no write (Spark's no-op sink): the parse's share."""
     cfg = load_config(overrides={"landing_root": str(landing)})
     (spec,) = [f for f in ingest.feeds(cfg) if f.name == feed]
-    files = (
-        spark.read.format("binaryFile")
-        .load(str(landing / feed / "*" / "*" / "*"))
-        .transform(with_landing_provenance)
-        .withColumns({"_batch_id": F.lit("bench"), "_ingested_at": F.current_timestamp()})
-    )
+    landed = spark.read.format("binaryFile").load(str(landing / feed / "*" / "*" / "*"))
+    files = landing_batch(landed, "bench")
     started = time.perf_counter()
     spec.parse(files).write.format("noop").mode("overwrite").save()
     return time.perf_counter() - started

@@ -48,6 +48,16 @@ def with_landing_provenance(files: DataFrame) -> DataFrame:
     )
 
 
+def landing_batch(files: DataFrame, batch_id: str) -> DataFrame:
+    """Landing files with their provenance, tagged with ``_batch_id`` and this run's ``_ingested_at``.
+
+    What every feed's parser takes (``binaryFile`` rows in, see ``with_landing_provenance``).
+    """
+    return files.transform(with_landing_provenance).withColumns(
+        {"_batch_id": F.lit(batch_id), "_ingested_at": F.current_timestamp()}
+    )
+
+
 def bytes_as_latin1(content: Column) -> Column:
     """View bytes as ISO-8859-1 text: one character per byte, so splitting and re-encoding are exact."""
     return _without_prefix(F.decode(content, LATIN1), UTF8_BOM_LATIN1)

@@ -71,7 +71,7 @@ def parse_fhir(files: DataFrame) -> DataFrame:
     """Split FHIR files into resources; rejected ones carry ``_reject_reason``.
 
     Args:
-        files: Landing files with provenance (``with_landing_provenance``), ``_batch_id``, ``_ingested_at``.
+        files: Landing files with provenance (``landing_batch``).
 
     Returns:
         One row per resource (or rejected record): ``RESOURCE_COLUMNS``, provenance, ``_reject_reason``,

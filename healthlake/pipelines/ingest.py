@@ -25,9 +25,9 @@ from healthlake import io
 from healthlake.bronze.common import (
     PROVENANCE_COLUMNS,
     accepted,
+    landing_batch,
     quarantine_rows,
     raw_bytes_of_rejects,
-    with_landing_provenance,
 )
 from healthlake.bronze.csv_extracts import CSV_COLUMNS, PING_COLUMNS, PING_FIELDS, parse_csv, parse_pings
 from healthlake.bronze.fhir import BUNDLE_COLUMNS, RESOURCE_COLUMNS, fhir_bundles, parse_fhir
@@ -204,9 +204,7 @@ def ensure_tables(spark: SparkSession, cfg: Config, only: Sequence[str] | None =
     if all(io.is_table(spark, cfg.lake_root, name) for name in names):
         return set()
     empty = spark.createDataFrame([], BINARY_FILE_SCHEMA)
-    files = empty.transform(with_landing_provenance).withColumns(
-        {"_batch_id": F.lit(""), "_ingested_at": F.current_timestamp()}
-    )
+    files = landing_batch(empty, "")
     tables: dict[str, DataFrame] = {}
     for feed in wanted:
         parsed = feed.parse(files)
@@ -301,9 +299,7 @@ def ingest_batch(
     lake = cfg.lake_root
     txn = (f"healthlake-ingest-{feed.name}-{query_id}", batch_id)
     tag = f"{feed.name}-{query_id[:8]}-{batch_id}"
-    files = batch.transform(with_landing_provenance).withColumns(
-        {"_batch_id": F.lit(tag), "_ingested_at": F.current_timestamp()}
-    )
+    files = landing_batch(batch, tag)
     files = files.persist()
     parsed = feed.parse(files).transform(raw_bytes_of_rejects).persist()
     counts = parsed.groupBy("_source_file").agg(

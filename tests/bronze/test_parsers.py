@@ -8,9 +8,8 @@ import json
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
-from healthlake.bronze.common import quarantine_rows, with_landing_provenance
+from healthlake.bronze.common import landing_batch, quarantine_rows
 from healthlake.bronze.csv_extracts import parse_csv, parse_pings
 from healthlake.bronze.fhir import fhir_bundles, parse_fhir
 from healthlake.bronze.hl7v2 import parse_hl7v2
@@ -23,9 +22,7 @@ def landing_files(spark: SparkSession, files: dict[str, bytes]) -> DataFrame:
         for path, content in files.items()
     ]
     df = spark.createDataFrame(rows, "path string, modificationTime timestamp, length long, content binary")
-    return df.transform(with_landing_provenance).withColumns(
-        {"_batch_id": F.lit("test-0"), "_ingested_at": F.current_timestamp()}
-    )
+    return landing_batch(df, "test-0")
 
 
 def msh(charset: str, control: str, msg_type: str = "ADT^A01^ADT_A01") -> str:
