@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -66,7 +67,12 @@ def test_load_pandas_runs_without_spark_and_travels_in_time(two_versions: dict) 
         }}))
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    # delta-rs's native threads can abort the interpreter as it exits, after the script has finished
+    # and printed (SIGABRT, "terminate called without an active exception": delta-io/delta-rs#2184);
+    # seen once in this suite (2026-12-02). The results are checked either way; any other exit fails.
+    finished = done.returncode == 0 or (done.returncode == -signal.SIGABRT and '"jvm_free"' in done.stdout)
+    assert finished, f"exit {done.returncode}: {done.stderr[-2000:]}"
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got == {
         "latest": 21,
