@@ -172,6 +172,47 @@ def test_csv_quoted_fields_follow_rfc_4180(spark: SparkSession) -> None:
     assert (rows[2]["record"], rows[2]["_reject_reason"]) == (None, "csv: 2 fields, header has 3")
 
 
+@pytest.mark.parametrize("charset", ["utf-8", "gbk"])
+def test_csv_line_breaks_inside_quoted_fields_stay_in_their_record(spark: SparkSession, charset: str) -> None:
+    records = [
+        "visit_id,remark,doctor",
+        'V1,"咳嗽三天\r\n伴发热",李医生',  # a CRLF inside a quoted field (a cell edited in a spreadsheet)
+        'V2,"第一行\n第二行\n""引号""",王医生',  # two LFs and doubled quotes
+        "V3,无,张医生",
+        'V4,"多行\r\n备注"',  # two fields where the header has three
+    ]
+    content = "\r\n".join(records).encode(charset) + b"\r\n"
+    parsed = parse_csv(landing_files(spark, {"csv/C1/2026-01-05/visits_20260105.csv": content}))
+    rows = parsed.orderBy("_record_offset").collect()
+    # A record spanning lines is one record: offsets count records, not lines.
+    assert [(r["_record_offset"], r["_reject_reason"]) for r in rows] == [
+        (1, None),
+        (2, None),
+        (3, None),
+        (4, "csv: 2 fields, header has 3"),
+    ]
+    assert [r["record"]["remark"] for r in rows[:3]] == ["咳嗽三天\r\n伴发热", '第一行\n第二行\n"引号"', "无"]
+    assert [r["raw"] for r in rows] == records[1:]
+    (rejected,) = quarantine_rows(parsed).collect()
+    assert base64.b64decode(rejected["raw_base64"]) == records[4].encode(charset)
+
+
+def test_csv_stray_quote_rejects_only_its_own_lines(spark: SparkSession) -> None:
+    # An odd number of quotes in a file: quoted line breaks cannot be told from a stray quote, so the
+    # file is read line by line and the broken lines are quarantined one by one.
+    lines = ["id,size,unit", 'S1,5" tall,in', "S2,6,cm", 'S3,"a', 'b",cm', "S4,7,cm"]
+    files = {"csv/C1/2026-01-05/sizes_20260105.csv": "\n".join(lines).encode()}
+    rows = parse_csv(landing_files(spark, files)).orderBy("_record_offset").collect()
+    assert [(r["_record_offset"], r["_reject_reason"]) for r in rows] == [
+        (1, "csv: 2 fields, header has 3"),
+        (2, None),
+        (3, "csv: 1 fields, header has 3"),
+        (4, "csv: 2 fields, header has 3"),
+        (5, None),
+    ]
+    assert [r["raw"] for r in rows] == lines[1:]
+
+
 def test_pings_need_their_columns(spark: SparkSession) -> None:
     files = {
         "location/T1/2026-01-05/pings_1.csv": b"phone,ts,lat,lon,accuracy_m\n"
