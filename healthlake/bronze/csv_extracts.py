@@ -13,6 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from healthlake.bronze.common import (
+    LATIN1,
     PROVENANCE_COLUMNS,
     bytes_as_latin1,
     decode_as,
@@ -80,8 +81,27 @@ def _quoted_breaks_hidden(text: Column) -> Column:
 
 def _quoted_breaks_restored(line: Column) -> Column:
     """A line of a file whose quoted line breaks were hidden, with them back (``_quoted_breaks`` rows)."""
-    restored = F.replace(line, F.lit(_QUOTED_BREAK), F.lit("\n"))
+    restored = F.replace(line, F.lit(_QUOTED_BREAK), F.when(F.col("_cr_only"), "\r").otherwise("\n"))
     return F.when(F.col("_quoted_breaks"), restored).otherwise(line)
+
+
+def _has_cr_line_breaks_only(content: Column) -> Column:
+    """True for a file whose lines end in a lone ``\\r`` (classic Mac; Excel for Mac's CSV export).
+
+    Such a file holds no ``\\n`` at all, and would otherwise be one long header line with no records.
+    A usual file has its first ``\\n`` within its first line, so the check stops there.
+    """
+    return ~F.contains(content, F.lit(bytearray(b"\n"))) & F.contains(content, F.lit(bytearray(b"\r")))
+
+
+def _with_lf_line_breaks(content: Column) -> Column:
+    """A ``_cr_only`` file's bytes with each ``\\r`` made ``\\n``; any other file's bytes as they are.
+
+    Done once on the bytes (seen as ISO-8859-1, so exact), before anything splits the file into lines.
+    A ``\\r`` inside a quoted field is put back by ``_quoted_breaks_restored``.
+    """
+    as_lf = latin1_bytes(F.replace(F.decode(content, LATIN1), F.lit("\r"), F.lit("\n")))
+    return F.when(F.col("_cr_only"), as_lf).otherwise(content)
 
 
 def _line_text(line: Column) -> Column:
@@ -161,6 +181,14 @@ def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str
             *_CONTEXT,
             "content",
             _extract_name(F.col("_file_name")).alias("extract"),
+            _has_cr_line_breaks_only(F.col("content")).alias("_cr_only"),
+        )
+        .withColumn("content", _with_lf_line_breaks(F.col("content")))
+        .select(
+            *_CONTEXT,
+            "content",
+            "extract",
+            "_cr_only",
             charset.alias("_charset"),
             _quotes_pair_up(F.col("content")).alias("_quoted_breaks"),
         )
@@ -170,6 +198,7 @@ def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str
             "extract",
             "_charset",
             "_decoded",
+            "_cr_only",
             "_quoted_breaks",
             F.when(F.col("_decoded"), split_lines(records(utf8_text(F.col("content")))))
             .otherwise(split_lines(records(bytes_as_latin1(F.col("content")))))
@@ -187,6 +216,7 @@ def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str
             "extract",
             "_charset",
             "_decoded",
+            "_cr_only",
             "_quoted_breaks",
             "header",
             "_names",

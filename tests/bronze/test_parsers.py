@@ -197,6 +197,23 @@ def test_csv_line_breaks_inside_quoted_fields_stay_in_their_record(spark: SparkS
     assert base64.b64decode(rejected["raw_base64"]) == records[4].encode(charset)
 
 
+def test_csv_with_carriage_returns_only_is_split_into_its_records(spark: SparkSession) -> None:
+    # Old Mac line endings (Excel for Mac's CSV export): a file with no \n at all.
+    records = ["id,note", "1,甲", '2,"乙\r丙"', "3,丁,多"]
+    content = "\r".join(records).encode("gbk") + b"\r"
+    parsed = parse_csv(landing_files(spark, {"csv/C1/2026-01-05/notes_20260105.csv": content}))
+    rows = parsed.orderBy("_record_offset").collect()
+    assert [(r["_record_offset"], r["_reject_reason"]) for r in rows] == [
+        (1, None),
+        (2, None),
+        (3, "csv: 3 fields, header has 2"),
+    ]
+    assert [r["record"]["note"] for r in rows[:2]] == ["甲", "乙\r丙"]
+    assert [r["raw"] for r in rows] == records[1:]
+    (rejected,) = quarantine_rows(parsed).collect()
+    assert base64.b64decode(rejected["raw_base64"]) == records[3].encode("gbk")
+
+
 def test_csv_stray_quote_rejects_only_its_own_lines(spark: SparkSession) -> None:
     # An odd number of quotes in a file: quoted line breaks cannot be told from a stray quote, so the
     # file is read line by line and the broken lines are quarantined one by one.
