@@ -184,14 +184,7 @@ def _csv_rows(files: DataFrame, encodings: tuple[str, ...], positions: tuple[str
             _has_cr_line_breaks_only(F.col("content")).alias("_cr_only"),
         )
         .withColumn("content", _with_lf_line_breaks(F.col("content")))
-        .select(
-            *_CONTEXT,
-            "content",
-            "extract",
-            "_cr_only",
-            charset.alias("_charset"),
-            _quotes_pair_up(F.col("content")).alias("_quoted_breaks"),
-        )
+        .withColumns({"_charset": charset, "_quoted_breaks": _quotes_pair_up(F.col("content"))})
         .withColumn("_decoded", decoded)
         .select(
             *_CONTEXT,
