@@ -348,7 +348,7 @@ def _check_checkpoint(spark: SparkSession, cfg: Config, feed: Feed, checkpoint: 
 
     Without its checkpoint a stream would take every file again; the ingest log says which were taken.
     """
-    if is_uri(checkpoint) or Path(checkpoint, "metadata").exists():
+    if _exists(spark, f"{checkpoint}/metadata"):
         return
     if io.is_table(spark, cfg.lake_root, INGEST_LOG):
         taken = io.read_table(spark, cfg.lake_root, INGEST_LOG).where(F.col("_source_feed") == feed.name)
@@ -357,6 +357,20 @@ def _check_checkpoint(spark: SparkSession, cfg: Config, feed: Feed, checkpoint: 
                 f"ingest {feed.name}: bronze already holds files of this feed but its checkpoint "
                 f"{checkpoint} is missing; restore it (or rebuild bronze) instead of ingesting twice"
             )
+
+
+def _exists(spark: SparkSession, path: str) -> bool:
+    """True when ``path`` exists, on any file system Spark reaches (a local path, ``file:``, ``s3a:``, …).
+
+    Asked through Hadoop's FileSystem with the session's Hadoop settings, as the stream itself resolves
+    its checkpoint: a relative path is taken from the same working directory, and ``fs.*`` credentials
+    set with ``spark.conf.set`` apply.
+    """
+    jvm = spark._jvm
+    assert jvm is not None
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    conf = spark._jsparkSession.sessionState().newHadoopConf()
+    return bool(hadoop_path.getFileSystem(conf).exists(hadoop_path))
 
 
 def _query_id(spark: SparkSession, checkpoint: str) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from pyspark.sql import functions as F
 from healthlake import io
 from healthlake.bronze.common import PROVENANCE_COLUMNS
 from healthlake.config import Config, load_config
+from healthlake.errors import HealthlakeError
 from healthlake.pipelines import ingest
 from tests.jobs import run_job
 from tests.synth.conftest import generate
@@ -255,3 +258,31 @@ def test_lost_checkpoint_is_refused_not_ingested_twice(spark: SparkSession, regi
     finally:
         shutil.rmtree(f"{region.lake}/_checkpoints/ingest/hl7v2", ignore_errors=True)
         shutil.move(f"{region.lake}/_checkpoints/hl7v2.saved", f"{region.lake}/_checkpoints/ingest/hl7v2")
+
+
+def _visits_file(landing: Path, institution: str, day: str, visits: int, mtime: float) -> Path:
+    """Write a small CSV extract of ``visits`` rows into the landing zone, modified at ``mtime``."""
+    path = landing / "csv" / institution / day / f"visits_{day.replace('-', '')}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [f"{institution}-{day}-{i},P{i}" for i in range(visits)]
+    path.write_text("\n".join(["visit_id,patient_id", *rows]) + "\n", encoding="utf-8")
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_lost_checkpoint_is_refused_on_a_uri_lake_root(spark: SparkSession, tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    _visits_file(landing, "H1", "2026-01-01", 3, time.time())
+    # A file: URI goes through Hadoop's FileSystem like s3a:// or hdfs:// on a cluster.
+    lake = f"file:{tmp_path / 'lake'}"
+    cfg = load_config(overrides={"landing_root": str(landing), "lake_root": lake})
+    ingest.run(spark, cfg)
+    checkpoint = tmp_path / "lake" / "_checkpoints" / "ingest" / "csv"
+    assert (checkpoint / "metadata").is_file()
+    # Its checkpoint in place, the feed is not refused: a re-run starts and takes nothing.
+    assert [(r.feed, r.files) for r in ingest.run(spark, cfg)] == [("csv", 0)]
+    shutil.move(checkpoint, tmp_path / "csv-checkpoint.saved")
+    with pytest.raises(HealthlakeError, match=r"^ingest csv: .* checkpoint file:.*/csv is missing"):
+        ingest.run(spark, cfg)
+    assert io.read_table(spark, lake, "bronze.csv_records").count() == 3
+    assert io.read_table(spark, lake, "bronze.ingest_log").count() == 1
