@@ -15,9 +15,11 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import difflib
+import functools
 import logging
 import os
 import types
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -287,6 +289,47 @@ class PublishSettings(_Settings):
     incremental_min_rows: int = Field(default=20_000_000, ge=0)
 
 
+DEFAULT_ZONE = "Asia/Shanghai"
+"""The region's time zone unless ``region.timezone`` says otherwise (China Standard Time, UTC+8)."""
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def check_zone(name: str) -> str:
+    """``name`` when it is an IANA time zone name (``Asia/Shanghai``, ``UTC``), else ValueError.
+
+    The names are those of the tz database, which Python's ``zoneinfo`` and Java (Spark) both read.
+    """
+    names = _zone_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, sorted(names), n=1)
+        hint = f", did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown time zone {name!r}{hint}")
+    return name
+
+
+class RegionSettings(_Settings):
+    """The region the lake serves.
+
+    Attributes:
+        timezone: The region's time zone (an IANA name). Instants are stored in UTC; every calendar
+            quantity publish derives (a date, a month, an age, a 30-day or 12-month window, a census at
+            midnight, a day partition, ``as_of``) is taken in this zone (``healthlake.localtime``).
+            Conform reads a time without offset, or a date alone, as ``DEFAULT_ZONE`` wall clock.
+    """
+
+    # The description is what a config error says the key expects.
+    timezone: str = Field(default=DEFAULT_ZONE, description="an IANA time zone name such as 'Asia/Shanghai'")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return check_zone(value)
+
+
 class Config(_Settings):
     """The whole healthlake configuration.
 
@@ -294,6 +337,7 @@ class Config(_Settings):
         lake_root: Root folder or URI of the lake (``<root>/<layer>/<table>``).
         landing_root: Root of the landing zone (``<landing>/<feed>/<institution>/<yyyy-mm-dd>/<file>``).
         truth_root: Where the synthetic generator writes its ground truth.
+        region: The region (its time zone).
         spark: SparkSession settings.
         mlflow: MLflow settings.
         feeds: Per-feed settings.
@@ -308,6 +352,7 @@ class Config(_Settings):
     lake_root: str = DEFAULT_LAKE_ROOT
     landing_root: str = DEFAULT_LANDING_ROOT
     truth_root: str = DEFAULT_TRUTH_ROOT
+    region: RegionSettings = RegionSettings()
     spark: SparkSettings = SparkSettings()
     mlflow: MlflowSettings = MlflowSettings()
     feeds: FeedsSettings = FeedsSettings()
@@ -556,13 +601,14 @@ def _expectation(loc: tuple[Any, ...]) -> str:
     model: Any = Config
     annotation: Any = Config
     metadata: list[Any] = []
+    described: str | None = None
     for part in loc:
         if not (isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields):
             break
         info = model.model_fields[part]
-        annotation, metadata = info.annotation, info.metadata
+        annotation, metadata, described = info.annotation, info.metadata, info.description
         model = annotation
-    return _describe(annotation, metadata)
+    return described or _describe(annotation, metadata)
 
 
 def _describe(annotation: Any, metadata: list[Any]) -> str:

@@ -199,3 +199,23 @@ def test_bad_yaml(tmp_path: Path) -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path = _write(tmp_path, "- a\n- b\n")
     assert _error(path) == f"config file '{path}': expected a mapping of keys, got list"
+
+
+def test_region_time_zone_defaults_to_shanghai_and_an_unknown_zone_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_config().region.timezone == "Asia/Shanghai"
+    assert load_config(overrides={"region.timezone": "Asia/Urumqi"}).region.timezone == "Asia/Urumqi"
+    monkeypatch.setenv("HEALTHLAKE_REGION__TIMEZONE", "UTC")
+    assert load_config().region.timezone == "UTC"
+    monkeypatch.delenv("HEALTHLAKE_REGION__TIMEZONE")
+    path = _write(tmp_path, "region:\n  timezone: Asia/Shangai\n")
+    assert _error(path) == (
+        "config key 'region.timezone': expected an IANA time zone name such as 'Asia/Shanghai', got "
+        f"'Asia/Shangai' (unknown time zone 'Asia/Shangai', did you mean 'Asia/Shanghai'?) ({path})"
+    )
+    for bad in ("Mars/Olympus", "+08:00", "CST-8x", ""):
+        message = _error(overrides={"region.timezone": bad})
+        assert "\n" not in message
+        assert message.startswith("config key 'region.timezone': expected an IANA time zone name")
+        assert f"(unknown time zone {bad!r}" in message
