@@ -200,11 +200,17 @@ class IngestSettings(_Settings):
             Both None: all new files in one batch.
         concurrent_feeds: How many feeds' streams run at once. Each holds one cached batch, so this
             times ``max_bytes_per_trigger`` (times the parse's growth) bounds ingest's memory.
+        max_file_age_days: How far, in days of modification time behind the newest file a feed has
+            taken, its stream remembers the files it took (Spark's ``maxFileAge``); None: forever. Bounds
+            the paths each stream holds in the driver. ``bronze.ingest_log`` decides what was taken, so a
+            forgotten file that shows up again is not taken twice; but a file whose modification time is
+            already that far behind when it lands is not seen at all (touch it to have it taken).
     """
 
     max_bytes_per_trigger: int | None = Field(default=256 * 1024 * 1024, ge=1)
     max_files_per_trigger: int | None = Field(default=None, ge=1)
     concurrent_feeds: int = Field(default=2, ge=1)
+    max_file_age_days: int | None = Field(default=30, ge=1)
 
     @model_validator(mode="after")
     def _one_limit(self) -> IngestSettings:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from healthlake import io
 from healthlake.bronze.common import PROVENANCE_COLUMNS
@@ -286,3 +287,57 @@ def test_lost_checkpoint_is_refused_on_a_uri_lake_root(spark: SparkSession, tmp_
         ingest.run(spark, cfg)
     assert io.read_table(spark, lake, "bronze.csv_records").count() == 3
     assert io.read_table(spark, lake, "bronze.ingest_log").count() == 1
+
+
+def _file_uri(path: Path) -> str:
+    """A landing file as bronze names it in ``_source_file`` (``file:/…``)."""
+    return path.resolve().as_uri().replace("file:///", "file:/")
+
+
+def test_a_file_the_stream_forgot_is_not_taken_twice(spark: SparkSession, tmp_path: Path) -> None:
+    """Past its window the stream offers a file sent again: bronze.ingest_log keeps it from a second take."""
+    day, hour, now = 86_400.0, 3_600.0, time.time()
+    landing, lake = tmp_path / "landing", str(tmp_path / "lake")
+    cfg = load_config(
+        overrides={"landing_root": str(landing), "lake_root": lake, "ingest": {"max_file_age_days": 1}}
+    )
+    visits: dict[Path, list[str]] = {}
+
+    def land(institution: str, landing_day: str, n: int, mtime: float) -> Path:
+        path = _visits_file(landing, institution, landing_day, n, mtime)
+        visits[path] = [f"{institution}-{landing_day}-{i}" for i in range(n)]
+        return path
+
+    def ingest_csv() -> tuple[int, int]:
+        (result,) = ingest.run(spark, cfg)
+        return result.files, result.already_taken
+
+    def assert_each_visit_once() -> None:
+        bronze = io.read_table(spark, lake, "bronze.csv_records")
+        actual = bronze.select("_source_file", F.col("record")["visit_id"].alias("visit_id"))
+        rows = [(_file_uri(path), visit) for path, ids in visits.items() for visit in ids]
+        assertDataFrameEqual(actual, spark.createDataFrame(rows, actual.schema))
+        taken = io.read_table(spark, lake, "bronze.ingest_log").select("_source_file", "records")
+        files = [(_file_uri(path), len(ids)) for path, ids in visits.items()]
+        assertDataFrameEqual(taken, spark.createDataFrame(files, taken.schema))
+
+    first = land("H1", "2026-01-01", 2, now - 10 * day)
+    land("H1", "2026-01-02", 3, now - 10 * day + 60)
+    assert ingest_csv() == (2, 0)
+    # Ten days on: a new day's file, a late file for an old day (modified when it landed, as late files
+    # are) and the first day's file sent again, bytes unchanged.
+    land("H1", "2026-01-11", 4, now - 1 * hour)
+    land("H1", "2026-01-03", 1, now - 2 * hour)
+    os.utime(first, (now, now))
+    # The stream forgets the first file once it has taken a file a day newer, then offers it again (in
+    # this run or the next: Spark's source forgets between batches and at a restart).
+    runs = [ingest_csv(), ingest_csv()]
+    assert_each_visit_once()
+    assert (sum(files for files, _ in runs), sum(skipped for _, skipped in runs)) == (2, 1)
+    # A file landing with a modification time already behind the window (a copy that kept its times) is
+    # not seen; touched, it is taken, once.
+    copied = land("H2", "2026-01-04", 2, now - 10 * day)
+    assert ingest_csv() == (0, 0)
+    os.utime(copied, (now, now))
+    assert ingest_csv() == (1, 0)
+    assert_each_visit_once()
