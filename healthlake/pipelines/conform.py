@@ -7,8 +7,12 @@ quality rules and upserts the passing rows with MERGE, latest *event* time winni
 to ``silver.quarantine`` with all the rules they failed; bronze rows that no silver table takes (a
 resource type outside the model) go there too, so nothing disappears.
 
-Reconciliation: every bronze row of the run ends as exactly one of conformed, quarantined or duplicate;
-the run fails (and records nothing as processed) when the counts don't add up.
+Reconciliation is row-level: after the writes, each silver row the run parsed is looked up by key in the
+silver table it went to. It is *conformed* (silver holds this very row), a *duplicate* (silver holds the
+same content from another bronze row), *superseded* (silver holds a later version of its key) or
+quarantined; a parsed row whose key silver does not hold is lost, and the run fails (recording nothing as
+processed) rather than count it. Each bronze row then takes the best outcome of the silver rows it gave
+(or none: not in the silver model), and the run fails too when those counts don't add up.
 
 Exactly once: ``silver.conform_log`` is written last, with the appends to quarantine and metrics made
 idempotent by Delta's ``txnAppId``/``txnVersion`` (the bronze end version). MERGE needs no such guard: a
@@ -110,6 +114,9 @@ class Entity:
     identifiers: dict[str, str] = field(default_factory=dict)
     after_tokens: Callable[[DataFrame], DataFrame] | None = None
     insert_only: bool = False  # immutable events: new keys are inserted, stored ones never change
+    precedence: str | None = None
+    """SQL rank of a row's source, compared before event time (higher wins; ``{r}`` is the alias prefix
+    of the row's columns): a partial record never replaces a fuller one of the same key."""
 
 
 def entities(cfg: Config) -> tuple[Entity, ...]:
@@ -152,6 +159,7 @@ ENTITIES = (
             "address": "address",
             "insurance_no": "insurance_no",
         },
+        precedence=patient_record.PRECEDENCE,
     ),
     Entity(
         "silver.encounter",
@@ -210,6 +218,7 @@ class ConformResult:
     end_version: int
     bronze_rows: int = 0
     conformed: int = 0
+    superseded: int = 0
     quarantined: int = 0
     duplicates: int = 0
     seconds: float = 0.0
@@ -279,7 +288,8 @@ def _append_log(
         "logged_at", F.current_timestamp()
     )
     _ensure(spark, lake, CONFORM_LOG, _LOG_SCHEMA)
-    io.append(df, lake, CONFORM_LOG, txn=txn)
+    # mergeSchema: a log begun before ``superseded`` was counted gains the column.
+    io.append(df, lake, CONFORM_LOG, txn=txn, merge_schema=True)
 
 
 def conform_versions(
@@ -315,7 +325,7 @@ def conform_versions(
             checked = _prepare(changes.transform(parse), entity, key).persist()
             cached.append(checked)
             _ensure(spark, lake, entity.table, _silver_rows(checked, entity).schema, CDF)
-            classified = _classify(spark, lake, entity.table, checked).persist()
+            classified = _classify(spark, lake, entity.table, checked, entity.precedence).persist()
             cached.append(classified)
             # One action fills both caches and says which writes this table needs: each skipped write
             # (an empty MERGE, append or check) saves seconds of fixed cost.
@@ -332,7 +342,7 @@ def conform_versions(
                 continue
             if entity.identifiers:
                 _write_vault(spark, lake, vault_rows(classified, entity.identifiers))
-            latest = classified.where(F.col("_outcome") == "conformed").where(F.col("_rank") == 1)
+            latest = classified.where(F.col("_rank") == 1)
             if not counts.get("conformed"):
                 pass
             elif io.holds_no_files(spark, lake, entity.table):
@@ -343,13 +353,19 @@ def conform_versions(
                 io.insert_new(_silver_rows(latest, entity), lake, entity.table, list(KEYS))
             else:
                 io.upsert(
-                    _silver_rows(latest, entity), lake, entity.table, list(KEYS), update_condition=_NEWER
+                    _silver_rows(latest, entity),
+                    lake,
+                    entity.table,
+                    list(KEYS),
+                    update_condition=_newer(entity.precedence),
                 )
             if counts.get("quarantined"):
                 quarantine_parts.append(_quarantine_rows(classified, entity))
             metric_parts.append(_metrics(checked, entity, bronze, txn))
+            # Row-level reconciliation: where each parsed row is now, read back from the table just written.
+            verified = _verify(spark, lake, entity.table, classified)
             outcomes.append(
-                classified.select(
+                verified.select(
                     *_row_key(F.col("_bronze_version"), F.col("_source_file"), F.col("_record_offset")),
                     _outcome_code("_outcome").alias("_code"),
                 )
@@ -364,22 +380,39 @@ def conform_versions(
         per_row = (
             reduce(DataFrame.unionByName, [*outcomes, bronze_keys])
             .groupBy(*_ROW_KEY)
-            .agg(F.max("_code").alias("_code"))
+            .agg(F.max("_code").alias("_code"), F.count_if(F.col("_code") == _LOST).alias("_lost"))
             .persist()
         )
         cached.append(per_row)
         tally = {
-            row["_code"]: row["n"] for row in per_row.groupBy("_code").agg(F.count("*").alias("n")).collect()
+            row["_code"]: (row["n"], row["lost"])
+            for row in per_row.groupBy("_code")
+            .agg(F.count("*").alias("n"), F.sum("_lost").alias("lost"))
+            .collect()
         }
+        lost = sum(int(n_lost or 0) for _, n_lost in tally.values())
+        if lost:
+            raise ReconciliationError(
+                f"conform {bronze} versions {start}-{end}: {lost} parsed records are in no silver table, "
+                "no quarantine and no counted duplicate; nothing was marked as processed (a defect of "
+                "conform: report it with the lake's silver.conform_log)"
+            )
+
+        def count(outcome: str) -> int:
+            return int(tally.get(_CODES[outcome], (0, 0))[0])
+
         result.bronze_rows = changes.count()
-        result.conformed = tally.get(_CODES["conformed"], 0)
-        result.quarantined = tally.get(_CODES["quarantined"], 0) + tally.get(0, 0)
-        result.duplicates = tally.get(_CODES["duplicate"], 0)
-        if result.bronze_rows != result.conformed + result.quarantined + result.duplicates:
+        result.conformed = count("conformed")
+        result.superseded = count("superseded")
+        result.quarantined = count("quarantined") + int(tally.get(0, (0, 0))[0])
+        result.duplicates = count("duplicate")
+        accounted = result.conformed + result.superseded + result.quarantined + result.duplicates
+        if result.bronze_rows != accounted:
             raise ReconciliationError(
                 f"conform {bronze} versions {start}-{end}: {result.bronze_rows} bronze rows but "
-                f"{result.conformed} conformed + {result.quarantined} quarantined + {result.duplicates} "
-                "duplicates; nothing was marked as processed, fix and re-run"
+                f"{result.conformed} conformed + {result.superseded} superseded + {result.quarantined} "
+                f"quarantined + {result.duplicates} duplicates; nothing was marked as processed, fix and "
+                "re-run"
             )
         if tally.get(0):
             quarantine_parts.append(_unmapped_rows(changes, per_row, bronze))
@@ -403,6 +436,7 @@ def conform_versions(
                     FINISHED,
                     result.bronze_rows,
                     result.conformed,
+                    result.superseded,
                     result.quarantined,
                     result.duplicates,
                     result.seconds,
@@ -414,12 +448,13 @@ def conform_versions(
         for df in cached:
             df.unpersist()
     log.info(
-        "conform %s v%d-%d: %d rows: %d conformed, %d quarantined, %d duplicates (%.1f s)",
+        "conform %s v%d-%d: %d rows: %d conformed, %d superseded, %d quarantined, %d duplicates (%.1f s)",
         bronze,
         start,
         end,
         result.bronze_rows,
         result.conformed,
+        result.superseded,
         result.quarantined,
         result.duplicates,
         result.seconds,
@@ -427,14 +462,23 @@ def conform_versions(
     return result
 
 
-# A row replaces the stored one only when it is a later event (ties broken by bronze order), and never
-# when it is the same content (a re-sent record, or this run replayed after a crash).
-_NEWER = (
-    "s._row_hash <> t._row_hash AND (s._event_time > t._event_time OR (s._event_time = t._event_time AND "
-    "(s._bronze_version > t._bronze_version OR (s._bronze_version = t._bronze_version AND "
-    "(s._source_file > t._source_file OR (s._source_file = t._source_file AND "
-    "s._record_offset > t._record_offset))))))"
-)
+def _newer(precedence: str | None) -> str:
+    """The MERGE condition under which an incoming row ``s`` replaces the stored row ``t`` of its key.
+
+    Never when it is the same content (a re-sent record, or this run replayed after a crash); otherwise
+    when its source ranks higher (``precedence``), or ranks the same and it is a later event, ties broken
+    by bronze order.
+    """
+    later = (
+        "(s._event_time > t._event_time OR (s._event_time = t._event_time AND "
+        "(s._bronze_version > t._bronze_version OR (s._bronze_version = t._bronze_version AND "
+        "(s._source_file > t._source_file OR (s._source_file = t._source_file AND "
+        "s._record_offset > t._record_offset))))))"
+    )
+    if precedence is not None:
+        source, stored = precedence.format(r="s."), precedence.format(r="t.")
+        later = f"(({source}) > ({stored}) OR (({source}) = ({stored}) AND {later}))"
+    return f"s._row_hash <> t._row_hash AND {later}"
 
 
 def _prepare(parsed: DataFrame, entity: Entity, key: bytes) -> DataFrame:
@@ -455,18 +499,20 @@ def _prepare(parsed: DataFrame, entity: Entity, key: bytes) -> DataFrame:
     )
 
 
-_CODES = {"conformed": 3, "quarantined": 2, "duplicate": 1}
-"""A bronze row's outcome is the best over the silver rows it gave; 0 is "taken by no silver table"."""
+_CODES = {"conformed": 5, "quarantined": 4, "duplicate": 3, "superseded": 2}
+"""A bronze row's outcome is the best over the silver rows it gave; 0 is "taken by no silver table".
+
+A re-sent row stays a duplicate though a part of it (a visit's mention of its patient) is superseded by a
+fuller record: superseded ranks last."""
+_LOST = 1
+"""A parsed row whose key no silver table holds after the run: never counted, the run fails."""
 
 
 def _outcome_code(outcome: str) -> Column:
-    conformed, quarantined, duplicate = (F.col(outcome) == name for name in _CODES)
-    return (
-        F.when(conformed, _CODES["conformed"])
-        .when(quarantined, _CODES["quarantined"])
-        .when(duplicate, _CODES["duplicate"])
-        .otherwise(0)
-    )
+    code = F.when(F.col(outcome) == "lost", _LOST)
+    for name, value in _CODES.items():
+        code = code.when(F.col(outcome) == name, value)
+    return code.otherwise(0)
 
 
 def _outcome_counts(classified: DataFrame) -> dict[str, int]:
@@ -483,31 +529,31 @@ def _write_vault(spark: SparkSession, lake: str, rows: DataFrame) -> None:
         io.insert_new(rows, lake, VAULT, ["token"])
 
 
-def _classify(spark: SparkSession, lake: str, table: str, checked: DataFrame) -> DataFrame:
-    """Label each row conformed, quarantined or duplicate, and rank rows of one key by event order.
+def _classify(
+    spark: SparkSession, lake: str, table: str, checked: DataFrame, precedence: str | None = None
+) -> DataFrame:
+    """Label each row conformed, quarantined or duplicate, and rank the conformed rows of one key.
 
     A duplicate is a row whose exact content another row of the same key already has: an earlier row
-    of this run, or the row silver holds from an earlier bronze row.
+    of this run (the first copy in bronze order stays the candidate), or the row silver holds from an
+    earlier bronze row. ``_rank`` orders the other rows that pass the rules (one per distinct content)
+    by source precedence, then event order: rank 1 is the one row per key offered to the table's MERGE.
     """
-    order = Window.partitionBy(*KEYS).orderBy(
+    first_of_content = Window.partitionBy(*KEYS, "_row_hash").orderBy(
+        "_bronze_version", "_source_file", "_record_offset"
+    )
+    order = Window.partitionBy(*KEYS, "_outcome").orderBy(
+        *([F.expr(precedence.format(r="")).desc()] if precedence else []),
         F.col("_event_time").desc_nulls_last(),
         F.col("_bronze_version").desc(),
         F.col("_source_file").desc(),
         F.col("_record_offset").desc(),
-    )
-    first_of_content = Window.partitionBy(*KEYS, "_row_hash").orderBy(
-        "_bronze_version", "_source_file", "_record_offset"
     )
     stored = io.read_table(spark, lake, table).select(
         *KEYS, F.col("_row_hash").alias("_stored_hash"), F.struct(*POINTER).alias("_stored_pointer")
     )
     good = F.size(FAILED_RULES) == 0
     with_keys = F.col("institution_id").isNotNull() & F.col("source_record_id").isNotNull()
-    ranked = (
-        checked.withColumn("_rank", F.when(good & with_keys, F.row_number().over(order)))
-        .withColumn("_nth_copy", F.when(good & with_keys, F.row_number().over(first_of_content)))
-        .join(stored, list(KEYS), "left")
-    )
     already_stored = (F.col("_stored_hash") == F.col("_row_hash")) & (
         F.col("_stored_pointer") != F.struct(*POINTER)
     )
@@ -516,7 +562,41 @@ def _classify(spark: SparkSession, lake: str, table: str, checked: DataFrame) ->
         .when((F.col("_nth_copy") > 1) | F.coalesce(already_stored, F.lit(False)), F.lit("duplicate"))
         .otherwise(F.lit("conformed"))
     )
-    return ranked.withColumn("_outcome", outcome).drop("_stored_hash", "_stored_pointer", "_nth_copy")
+    return (
+        checked.withColumn("_nth_copy", F.when(good & with_keys, F.row_number().over(first_of_content)))
+        .join(stored, list(KEYS), "left")
+        .withColumn("_outcome", outcome)
+        .withColumn(
+            "_rank", F.when((F.col("_outcome") == "conformed") & with_keys, F.row_number().over(order))
+        )
+        .drop("_stored_hash", "_stored_pointer", "_nth_copy")
+    )
+
+
+def _verify(spark: SparkSession, lake: str, table: str, classified: DataFrame) -> DataFrame:
+    """Each parsed row's outcome as the silver table now holds it: the row-level reconciliation.
+
+    Rows that passed the rules are looked up by key in ``table`` as just written: *lost* when it holds no
+    row of the key; *conformed* when it holds this very bronze row; *duplicate* when the row is a copy of
+    another (``_classify``) or silver holds its content from another bronze row; else *superseded*
+    (silver holds another version of the key). Quarantined rows keep their outcome (they are appended to
+    ``silver.quarantine`` in this run).
+    """
+    now = io.read_table(spark, lake, table).select(
+        *KEYS, F.col("_row_hash").alias("_now_hash"), F.struct(*POINTER).alias("_now_pointer")
+    )
+    outcome = (
+        F.when(F.col("_outcome") == "quarantined", F.col("_outcome"))
+        .when(F.col("_now_hash").isNull(), F.lit("lost"))
+        .when(F.col("_now_pointer") == F.struct(*POINTER), F.lit("conformed"))
+        .when(
+            (F.col("_outcome") == "duplicate") | (F.col("_now_hash") == F.col("_row_hash")),
+            F.lit("duplicate"),
+        )
+        .otherwise(F.lit("superseded"))
+    )
+    rows = classified.select(*KEYS, "_row_hash", "_outcome", *POINTER)
+    return rows.join(now, list(KEYS), "left").withColumn("_outcome", outcome)
 
 
 def _silver_rows(df: DataFrame, entity: Entity) -> DataFrame:
@@ -582,7 +662,7 @@ _LOG_SCHEMA = StructType(
         StructField("status", StringType()),
         *(
             StructField(name, LongType())
-            for name in ("bronze_rows", "conformed", "quarantined", "duplicates")
+            for name in ("bronze_rows", "conformed", "superseded", "quarantined", "duplicates")
         ),
         StructField("seconds", DoubleType()),
         StructField("logged_at", TimestampType()),

@@ -2,7 +2,10 @@
 
 Sources: FHIR ``Patient`` resources; the ``PID`` segment of HL7 v2 ADT messages; CSV health records, the
 population registry, nucleic-acid tests and vaccinations (public-health bodies have no separate patient
-file: each row names its person). Identifiers are validated here and then replaced by tokens
+file: each row names its person); and the clinic visits and chronic-disease follow-ups, whose rows name
+their patient (number, name, ID number) too. Those two are *partial* records (no sex, birth date or
+address): they make a patient known to the EMPI when nothing fuller came, and never replace a fuller
+record of the same patient number (``PRECEDENCE``). Identifiers are validated here and then replaced by tokens
 (``healthlake.privacy``); the clear values go to ``vault.identity`` only.
 """
 
@@ -161,7 +164,13 @@ _CSV_SOURCES = {
     "population_registry": ("registry_no", "csv_registry", None),
     "nat_tests": ("person_no", "csv_nat_test", "report_time"),
     "vaccinations": ("person_no", "csv_vaccination", "vaccinated_at"),
+    "visits": ("patient_no", "csv_visit", "updated_at"),
+    "followups": ("patient_no", "csv_followup", "followup_date"),
 }
+PARTIAL_SOURCES = ("csv_visit", "csv_followup")
+"""Record sources that name a patient in passing (an event row), not a patient file."""
+PRECEDENCE = f"CASE WHEN {{r}}record_source IN {PARTIAL_SOURCES} THEN 0 ELSE 1 END"
+"""A fuller record outranks a partial one of the same key whatever their times (``Entity.precedence``)."""
 
 
 def from_csv(records: DataFrame) -> DataFrame:

@@ -195,6 +195,19 @@ class SourcePatient:
         return self.family + self.given
 
 
+Key = tuple[str, str, str]
+"""A true record a landing record carries: (silver entity, institution id, the record's id in the feed)."""
+
+_FHIR_ENTITY = {
+    "Patient": "patient_record",
+    "Encounter": "encounter",
+    "Condition": "diagnosis",
+    "Observation": "observation",
+    "MedicationRequest": "medication",
+    "Immunization": "immunization",
+}
+
+
 @dataclass
 class FileBucket:
     """The records of one landing file before defects and encoding."""
@@ -207,6 +220,19 @@ class FileBucket:
     records: list[str] = field(default_factory=list)
     whole: bool = False  # a single document (a FHIR Bundle): written as is, no record-level defects
     whole_records: int = 0
+    # Per record (per Bundle entry for a whole document): the true records it carries (``Key``).
+    keys: list[tuple[Key, ...]] = field(default_factory=list)
+
+
+@dataclass
+class Delivery:
+    """One copy of a true record in a landing file: where it was written and whether intact."""
+
+    key: Key
+    source_file: str  # relative to the landing root: <feed>/<institution>/<day>/<file>
+    record_offset: int  # as bronze numbers records (line, message or Bundle entry; CSV header is 0)
+    copy: int  # 0: the original; 1: a re-send
+    malformed: bool
 
 
 class FeedEmitter:
@@ -229,6 +255,7 @@ class FeedEmitter:
         self.hl7_serial = 0
         self.county_of = {a.code: a for a in region.areas}
         self.patients_sent: set[tuple[str, int]] = set()
+        self.deliveries: list[Delivery] = []
 
     # -- identity as each institution keyed it --------------------------------------------------------
     def patient(self, inst: Institution, person: Person) -> SourcePatient:
@@ -310,7 +337,9 @@ class FeedEmitter:
             self.buckets[key] = b
         return b
 
-    def _csv(self, inst: Institution, t: dt.datetime, stem: str, values: list[object]) -> None:
+    def _csv(
+        self, inst: Institution, t: dt.datetime, stem: str, values: list[object], keys: tuple[Key, ...] = ()
+    ) -> None:
         day = self._day(t)
         if day is None:
             return
@@ -319,6 +348,20 @@ class FeedEmitter:
         if b.header is not None and b.header.endswith("," + DRIFT_COLUMN):
             cells.append("")
         b.records.append(",".join(cells))
+        b.keys.append(keys)
+
+    @staticmethod
+    def _patient_key(sp: SourcePatient) -> Key:
+        return ("patient_record", sp.institution_id, sp.patient_no)
+
+    @staticmethod
+    def _measure_keys(inst: Institution, record_id: str, values: dict[str, object]) -> tuple[Key, ...]:
+        """Observation keys of a CSV row's measures: ``<row id>-<column>`` for each column with a value."""
+        return tuple(
+            ("observation", inst.institution_id, f"{record_id}-{column}")
+            for column, value in values.items()
+            if value is not None
+        )
 
     # -- FHIR -----------------------------------------------------------------------------------------
     def _fhir_patient(self, sp: SourcePatient, inst: Institution, t: dt.datetime) -> dict:
@@ -617,6 +660,7 @@ class FeedEmitter:
                     whole_records=len(resources),
                 )
                 b.records.append(json.dumps(bundle, ensure_ascii=False))
+                b.keys = [self._fhir_keys(inst, r) for r in resources]
                 self.buckets[("fhir", inst.institution_id, day, b.name)] = b
             return
         patient_ref = f"Patient/{sp.patient_no}"
@@ -641,9 +685,15 @@ class FeedEmitter:
                 refs = [f"Condition/{cid}" for cid in condition_ids]
                 self._ndjson(inst, day, self._fhir_encounter(enc, sp, what, version, t, patient_ref, refs))
 
+    @staticmethod
+    def _fhir_keys(inst: Institution, resource: dict) -> tuple[Key, ...]:
+        entity = _FHIR_ENTITY.get(resource["resourceType"])
+        return ((entity, inst.institution_id, resource["id"]),) if entity else ()
+
     def _ndjson(self, inst: Institution, day: int, resource: dict) -> None:
         b = self._bucket("fhir", inst, day, resource["resourceType"], "ndjson")
         b.records.append(json.dumps(resource, ensure_ascii=False, separators=(",", ":")))
+        b.keys.append(self._fhir_keys(inst, resource))
 
     # -- HL7 v2 ---------------------------------------------------------------------------------------
     def _msh(self, inst: Institution, t: dt.datetime, msg_type: str) -> str:
@@ -712,11 +762,13 @@ class FeedEmitter:
                 self._pid(sp, inst),
                 self._pv1(enc, ward, dept, discharged, prior),
             ]
+            keys = [self._patient_key(sp), ("encounter", inst.institution_id, enc.encounter_id)]
             if event in ("A01", "A03", "A04"):
                 for i, (code, display) in enumerate(enc.diagnoses, start=1):
                     kind = "A" if event == "A01" else "F" if event == "A03" else "W"
                     segs.append(f"DG1|{i}||{self._icd(code)}^{hl7_escape(display)}^I10||{hl7_time(t)}|{kind}")
-            self._hl7(inst, t, segs)
+                    keys.append(("diagnosis", inst.institution_id, f"{enc.encounter_id}-DG1-{i}"))
+            self._hl7(inst, t, segs, tuple(keys))
         if enc.observations:
             t = max(o.time for o in enc.observations)
             segs = [
@@ -725,18 +777,22 @@ class FeedEmitter:
                 self._pv1(enc, enc.ward, enc.department, enc.cls != "IMP"),
                 f"OBR|1|{enc.encounter_id}-L||LAB^检验^L|||{hl7_time(enc.observations[0].time)}",
             ]
+            obx_keys = []
             for i, obs in enumerate(enc.observations, start=1):
                 system, code, display, value, unit = self._measure(inst, obs)
                 cs = "LN" if system == LOINC_SYSTEM else "99LOC"
                 segs.append(
                     f"OBX|{i}|NM|{code}^{hl7_escape(display)}^{cs}||{value}|{unit}|||||F|||{hl7_time(obs.time)}"
                 )
-            self._hl7(inst, t, segs)
+                obx_keys.append(("observation", inst.institution_id, f"{enc.encounter_id}-L-OBX-{i}"))
+            self._hl7(inst, t, segs, tuple(obx_keys))
 
-    def _hl7(self, inst: Institution, t: dt.datetime, segments: list[str]) -> None:
+    def _hl7(self, inst: Institution, t: dt.datetime, segments: list[str], keys: tuple[Key, ...]) -> None:
         day = self._day(t)
         if day is not None:
-            self._bucket("hl7v2", inst, day, "messages", "hl7").records.append("\r".join(segments))
+            b = self._bucket("hl7v2", inst, day, "messages", "hl7")
+            b.records.append("\r".join(segments))
+            b.keys.append(keys)
 
     # -- CSV extracts ---------------------------------------------------------------------------------
     def _glucose(self, inst: Institution, mmol: float | None) -> tuple[object, str | None]:
@@ -769,14 +825,23 @@ class FeedEmitter:
             glucose,
             unit,
         ]
-        self._csv(inst, enc.start, "visits", [*base, "new", csv_time(enc.start)])
+        iid, visit = inst.institution_id, enc.encounter_id
+        keys = (
+            self._patient_key(sp),
+            ("encounter", iid, visit),
+            *(("diagnosis", iid, f"{visit}-dx{n}") for n in range(1, len(enc.diagnoses) + 1)),
+            *self._measure_keys(
+                inst, visit, {"sbp": vals.get("sbp"), "dbp": vals.get("dbp"), "glucose": glucose}
+            ),
+        )
+        self._csv(inst, enc.start, "visits", [*base, "new", csv_time(enc.start)], keys)
         for t, what in self._encounter_versions(enc):
             if what == "update":
                 row = list(base)
                 row[7] = enc.updated_department
-                self._csv(inst, t, "visits", [*row, "updated", csv_time(t)])
+                self._csv(inst, t, "visits", [*row, "updated", csv_time(t)], keys)
             elif what == "cancel":
-                self._csv(inst, t, "visits", [*base, "cancelled", csv_time(t)])
+                self._csv(inst, t, "visits", [*base, "cancelled", csv_time(t)], keys)
 
     def emit_health_records(self, persons: list[Person]) -> None:
         """Day-0 extract of the resident health records each township health centre keeps."""
@@ -816,6 +881,7 @@ class FeedEmitter:
                     f"{created.isoformat()} 09:00:00",
                     csv_time(t0),
                 ],
+                (self._patient_key(sp),),
             )
 
     def emit_registry(self, persons: list[Person]) -> None:
@@ -842,6 +908,7 @@ class FeedEmitter:
                     ethnicity,
                     "在籍",
                 ],
+                (self._patient_key(sp),),
             )
 
     def emit_followup(self, f: FollowUp) -> None:
@@ -868,6 +935,13 @@ class FeedEmitter:
                 unit,
                 nxt,
             ],
+            (
+                self._patient_key(sp),
+                ("chronic_followup", f.institution.institution_id, f.followup_id),
+                *self._measure_keys(
+                    f.institution, f.followup_id, {"sbp": f.sbp, "dbp": f.dbp, "fasting_glucose": glucose}
+                ),
+            ),
         )
 
     def emit_nat_test(self, n: NatTest) -> None:
@@ -890,6 +964,7 @@ class FeedEmitter:
                 "阳性" if n.positive else "阴性",
                 n.ct_value,
             ],
+            (self._patient_key(sp), ("nat_test", n.institution.institution_id, n.test_id)),
         )
 
     def emit_vaccination(self, v: Vaccination) -> None:
@@ -912,6 +987,7 @@ class FeedEmitter:
                 v.lot,
                 csv_time(v.time),
             ],
+            (self._patient_key(sp), ("immunization", v.institution.institution_id, v.vaccination_id)),
         )
 
     def emit_ping(self, telecom: Institution, p: Ping) -> None:
@@ -943,27 +1019,39 @@ class FeedEmitter:
         cells = record.split(",")
         return ",".join(cells[:-2]) if rng.random() < 0.5 else record + ",,"  # wrong column count
 
-    def _apply_record_defects(self, b: FileBucket) -> tuple[list[str | bytes], int, int]:
-        out: list[str | bytes] = []
-        resent: list[tuple[int, str]] = []
-        malformed = 0
+    def _apply_record_defects(
+        self, b: FileBucket
+    ) -> tuple[list[tuple[str | bytes, tuple[Key, ...], bool]], list[tuple[int, str, tuple[Key, ...]]]]:
+        """The file's records after defects, each with its keys and whether it is malformed, and the
+        re-sends that go to another file: ``(days later, record, keys)``, 0 days being a later file of
+        the same day.
+
+        A re-sent record is an exact copy of an intact one: half of them later in the same file, a
+        quarter in a later file of the same day, a quarter in a file one or two days later.
+        """
+        out: list[tuple[str | bytes, tuple[Key, ...], bool]] = []
+        resent: list[tuple[int, str, tuple[Key, ...]]] = []
+        elsewhere: list[tuple[int, str, tuple[Key, ...]]] = []
         n = len(b.records)
-        for rec in b.records:
+        for rec, keys in zip(b.records, b.keys, strict=True):
             self.eligible["malformed"] += 1
             if self.rng.random() < self.rates.malformed:
-                malformed += 1
-                out.append(self._corrupt(b, rec))
+                out.append((self._corrupt(b, rec), keys, True))
                 continue
-            out.append(rec)
+            out.append((rec, keys, False))
             self.eligible["duplicate"] += 1
             if self.rng.random() < self.rates.duplicate:
-                resent.append((self.rng.randint(len(out), n), rec))  # re-sent somewhere after the original
+                where = self.rng.random()
+                if where < 0.5:
+                    resent.append((self.rng.randint(len(out), n), rec, keys))  # after the original
+                else:
+                    elsewhere.append((0 if where < 0.75 else self.rng.randint(1, 2), rec, keys))
         # Insert from the back so that earlier target positions stay valid.
-        for pos, rec in sorted(resent, key=lambda x: x[0], reverse=True):
-            out.insert(pos, rec)
-        self.defects["malformed"] += malformed
-        self.defects["duplicate"] += len(resent)
-        return out, malformed, len(resent)
+        for pos, rec, keys in sorted(resent, key=lambda x: x[0], reverse=True):
+            out.insert(pos, (rec, keys, False))
+        self.defects["malformed"] += sum(bad for _, _, bad in out)
+        self.defects["duplicate"] += len(resent) + len(elsewhere)
+        return out, elsewhere
 
     def _encode(self, b: FileBucket, records: list[str | bytes]) -> bytes:
         enc = b.institution.encoding
@@ -979,32 +1067,59 @@ class FeedEmitter:
         lines += [rec if isinstance(rec, bytes) else rec.encode(enc) for rec in records]
         return b"\n".join(lines) + b"\n"
 
+    def _write_file(
+        self,
+        landing: str,
+        b: FileBucket,
+        day: int,
+        name: str,
+        records: list[tuple[str | bytes, tuple[Key, ...], bool]],
+        copies: list[int],
+    ) -> None:
+        """Write one landing file and record where each true record went (``deliveries``)."""
+        date = (self.start + dt.timedelta(days=day)).isoformat()
+        relative = "/".join((b.feed, b.institution.institution_id, date, name))
+        os.makedirs(os.path.join(landing, os.path.dirname(relative)), exist_ok=True)
+        if b.whole:
+            data = b.records[0].encode("utf-8")
+            # A Bundle's entries are its records (offset = entry index); a document has no defects.
+            entries = [(entry_keys, i) for i, entry_keys in enumerate(b.keys)]
+        else:
+            data = self._encode(b, [rec for rec, _, _ in records])
+            first = 0 if b.header is None else 1  # the CSV header line is offset 0
+            entries = [(keys, first + i) for i, (_, keys, _) in enumerate(records)]
+        with open(os.path.join(landing, relative), "wb") as fh:
+            fh.write(data)
+        for (keys, offset), copy, bad in zip(
+            entries, copies, [False] * len(entries) if b.whole else [r[2] for r in records], strict=True
+        ):
+            self.deliveries += [Delivery(key, relative, offset, copy, bad) for key in keys]
+
     def write(self, landing: str) -> list[dict[str, object]]:
         """Apply defects, write every file under ``landing``, and return per-file counts."""
         files = []
         for b in self.buckets.values():
+            elsewhere: list[tuple[int, str, tuple[Key, ...]]] = []
             if b.whole:
-                records: list[str | bytes] = list(b.records)
+                records: list[tuple[str | bytes, tuple[Key, ...], bool]] = []
                 n_records, malformed, duplicates = b.whole_records, 0, 0
+                copies = [0] * len(b.keys)
             else:
-                records, malformed, duplicates = self._apply_record_defects(b)
-                n_records = len(records)
+                records, elsewhere = self._apply_record_defects(b)
+                n_records, malformed = len(records), sum(bad for _, _, bad in records)
+                duplicates = len(records) - len(b.records)
+                # A record's copies after the first in this file are re-sends.
+                seen: set[str | bytes] = set()
+                copies = []
+                for rec, _, bad in records:
+                    copies.append(int(not bad and rec in seen))
+                    seen.add(rec)
             day = b.day
             self.eligible["late_file"] += 1
             if self.rng.random() < self.rates.late_file:
                 self.defects["late_file"] += 1
                 day += self.rng.randint(1, 3)
-            folder = os.path.join(
-                landing,
-                b.feed,
-                b.institution.institution_id,
-                (self.start + dt.timedelta(days=day)).isoformat(),
-            )
-            os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, b.name)
-            data = self._encode(b, records) if not b.whole else records[0].encode("utf-8")  # type: ignore[union-attr]
-            with open(path, "wb") as fh:
-                fh.write(data)
+            self._write_file(landing, b, day, b.name, records, copies)
             files.append(
                 {
                     "feed": b.feed,
@@ -1014,4 +1129,19 @@ class FeedEmitter:
                     "late": day != b.day,
                 }
             )
+            # Re-sends in later files: one file per day they go out, named after the original.
+            stem, ext = os.path.splitext(b.name)
+            for later in sorted({d for d, _, _ in elsewhere}):
+                again = [(rec, keys, False) for d, rec, keys in elsewhere if d == later]
+                name = f"{stem}_resent{ext}"
+                self._write_file(landing, b, day + later, name, again, [1] * len(again))
+                files.append(
+                    {
+                        "feed": b.feed,
+                        "records": len(again),
+                        "malformed": 0,
+                        "duplicates": len(again),
+                        "late": False,
+                    }
+                )
         return files

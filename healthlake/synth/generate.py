@@ -116,6 +116,17 @@ def _truth_schemas() -> dict[str, Any]:
                 ("fasting_glucose", pa.float64()),
             ]
         ),
+        "deliveries": pa.schema(
+            [
+                ("entity", pa.string()),
+                ("institution_id", pa.string()),
+                ("source_record_id", pa.string()),
+                ("source_file", pa.string()),
+                ("record_offset", pa.int32()),
+                ("copy", pa.int32()),
+                ("malformed", pa.bool_()),
+            ]
+        ),
         "contacts": pa.schema(
             [
                 ("case_person_id", pa.string()),
@@ -205,12 +216,25 @@ def _truth_rows(persons: list[Person], events: ShardEvents, emitter: FeedEmitter
         }
         for f in events.followups
     ]
+    deliveries = [
+        {
+            "entity": d.key[0],
+            "institution_id": d.key[1],
+            "source_record_id": d.key[2],
+            "source_file": d.source_file,
+            "record_offset": d.record_offset,
+            "copy": d.copy,
+            "malformed": d.malformed,
+        }
+        for d in emitter.deliveries
+    ]
     return {
         "persons": persons_rows,
         "patient_records": records,
         "encounters": encounters,
         "readmissions": readmissions,
         "followups": followups,
+        "deliveries": deliveries,
     }
 
 

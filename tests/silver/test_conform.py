@@ -279,7 +279,7 @@ def test_reconciliation_and_a_rerun_changes_nothing(spark: SparkSession, three_f
     log = _table(spark, cfg, "silver.conform_log").where(F.col("status") == conform.FINISHED).collect()
     assert log
     for row in log:
-        assert row.bronze_rows == row.conformed + row.quarantined + row.duplicates
+        assert row.bronze_rows == row.conformed + row.superseded + row.quarantined + row.duplicates
         bronze = _table(spark, cfg, row.bronze_table).count()
         assert row.bronze_rows == bronze
     tables = [t for t in conform.conformed_tables() if io.is_table(spark, cfg.lake_root, t)]
@@ -362,3 +362,78 @@ def test_bad_values_end_in_quarantine_with_the_rule_that_failed(spark: SparkSess
         _table(spark, cfg, "silver.dq_metrics").where(F.col("rule") == "discharge_after_admit").collect()
     )
     assert sum(m.rows_failed for m in metrics) == 1
+
+
+def test_a_record_sent_twice_is_in_silver_once(spark: SparkSession, tmp_path: Path) -> None:
+    # An exact re-send later in the same file, and again in a later file of a later day: the record is
+    # stored once, and each copy is counted as a duplicate of it (issue 29: both copies were dropped).
+    cfg = _config(tmp_path)
+    records, visits = _csv_facts()
+    header, row = visits.splitlines()
+    other = row.replace(VISIT, "V002").replace("09:00:00", "10:00:00")
+    _land(tmp_path, "csv", "HC", "2026-01-05", "visits_20260105.csv", f"{header}\n{row}\n{other}\n{row}\n")
+    _land(
+        tmp_path, "csv", "HC", "2026-01-05", "health_records_20260105.csv", records + records.split("\n")[1]
+    )
+    (first,) = _run(spark, cfg)
+    _land(tmp_path, "csv", "HC", "2026-01-06", "visits_20260106.csv", f"{header}\n{row}\n")
+    (second,) = _run(spark, cfg)
+    encounters = _table(spark, cfg, "silver.encounter")
+    assert sorted(r.source_record_id for r in encounters.collect()) == [VISIT, "V002"]
+    (stored,) = encounters.where(F.col("source_record_id") == VISIT).collect()
+    assert (stored._source_file.endswith("visits_20260105.csv"), stored._record_offset) == (True, 1)
+    assert (
+        _table(spark, cfg, "silver.patient_record").where(F.col("source_record_id") == PATIENT).count() == 1
+    )
+    assert (first.bronze_rows, first.duplicates, second.bronze_rows, second.duplicates) == (5, 2, 1, 1)
+    assert _table(spark, cfg, "silver.quarantine").isEmpty()
+
+
+def test_a_patient_known_only_from_a_visit_has_a_patient_record(spark: SparkSession, tmp_path: Path) -> None:
+    # A clinic's visit row names its patient (number, name, ID number): that is a source patient record
+    # the EMPI must see, even when the clinic sent no health record for them.
+    cfg = _config(tmp_path)
+    _, visits = _csv_facts()
+    _land(tmp_path, "csv", "HC", "2026-01-05", "visits_20260105.csv", visits)
+    _run(spark, cfg)
+    (record,) = _table(spark, cfg, "silver.patient_record").collect()
+    assert (record.institution_id, record.source_record_id, record.record_source) == (
+        "HC",
+        PATIENT,
+        "csv_visit",
+    )
+    assert record.resident_id_token is not None and record.name_token is not None
+    assert record.birth_date_matches_id is None  # a visit states no birth date
+
+
+def test_the_row_level_reconciliation_places_each_row_by_what_silver_holds(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    lake = str(tmp_path / "lake")
+    pointer = "_bronze_table string, _bronze_version long, _source_file string, _record_offset int"
+    held = [
+        ("HC", "A", "h1", "bronze.csv_records", 1, "f", 1),
+        ("HC", "B", "h2", "bronze.csv_records", 1, "f", 2),
+        ("HC", "C", "h3", "bronze.csv_records", 1, "f", 3),
+    ]
+    schema = f"institution_id string, source_record_id string, _row_hash string, {pointer}"
+    io.append(spark.createDataFrame(held, schema), lake, "silver.encounter")
+    parsed = [
+        ("HC", "A", "h1", "conformed", "bronze.csv_records", 1, "f", 1),  # silver holds this very row
+        ("HC", "B", "h2", "conformed", "bronze.csv_records", 2, "g", 1),  # same content, other row
+        ("HC", "C", "h9", "conformed", "bronze.csv_records", 2, "g", 2),  # another version of the key
+        ("HC", "D", "h4", "conformed", "bronze.csv_records", 2, "g", 3),  # key not in silver: lost
+        ("HC", "E", "h5", "quarantined", "bronze.csv_records", 2, "g", 4),
+    ]
+    classified = spark.createDataFrame(
+        parsed,
+        f"institution_id string, source_record_id string, _row_hash string, _outcome string, {pointer}",
+    )
+    verified = conform._verify(spark, lake, "silver.encounter", classified)
+    assert {(r.source_record_id, r._outcome) for r in verified.collect()} == {
+        ("A", "conformed"),
+        ("B", "duplicate"),
+        ("C", "superseded"),
+        ("D", "lost"),
+        ("E", "quarantined"),
+    }

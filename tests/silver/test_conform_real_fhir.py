@@ -50,7 +50,7 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
     cfg = load_config(overrides={"landing_root": str(root / "landing"), "lake_root": str(root / "lake")})
     ingest.run(spark, cfg)
     (result,) = conform.run(spark, cfg)
-    assert result.bronze_rows == result.conformed + result.quarantined + result.duplicates
+    assert result.bronze_rows == result.conformed + result.superseded + result.quarantined + result.duplicates
     return cfg.lake_root
 
 

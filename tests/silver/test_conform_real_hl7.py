@@ -28,7 +28,11 @@ def test_real_messages_are_each_accounted_for_and_adt_oru_are_conformed(
     ingest.run(spark, cfg)
     (result,) = conform.run(spark, cfg)
     messages = io.read_table(spark, cfg.lake_root, "bronze.hl7v2_messages")
-    assert result.bronze_rows == messages.count() == result.conformed + result.quarantined + result.duplicates
+    assert (
+        result.bronze_rows
+        == messages.count()
+        == result.conformed + result.superseded + result.quarantined + result.duplicates
+    )
     lake = cfg.lake_root
     # Patients come from ADT messages, results from ORU messages (v2.3 to v2.8 alike).
     patients = io.read_table(spark, lake, "silver.patient_record")

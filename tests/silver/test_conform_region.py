@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from functools import reduce
 
 import pandas as pd
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from healthlake import io
@@ -28,10 +29,75 @@ def test_every_bronze_row_is_conformed_quarantined_or_a_counted_duplicate(
     assert {r.bronze_table for r in region.results} == set(conform.BRONZE_INPUTS)
     for r in region.results:
         assert r.bronze_rows == io.read_table(spark, region.cfg.lake_root, r.bronze_table).count()
-        assert r.bronze_rows == r.conformed + r.quarantined + r.duplicates
+        assert r.bronze_rows == r.conformed + r.superseded + r.quarantined + r.duplicates
         assert r.conformed > 0
     # Exact re-sends of CSV rows are counted, not stored twice.
     assert sum(r.duplicates for r in region.results) > 0
+
+
+# The generator's truth names each record by the silver entity it belongs to (deliveries.parquet).
+ENTITY_TABLES = {
+    entity: f"silver.{entity}"
+    for entity in (
+        "patient_record",
+        "encounter",
+        "diagnosis",
+        "observation",
+        "medication",
+        "nat_test",
+        "immunization",
+        "chronic_followup",
+    )
+}
+
+
+def test_every_true_record_that_reached_bronze_is_in_silver_or_quarantined(
+    spark: SparkSession, region: Conformed
+) -> None:
+    """Presence by key against the truth, not counts (a dropped record hides behind one counted twice)."""
+    lake = region.cfg.lake_root
+    keys = ["entity", "institution_id", "source_record_id"]
+    deliveries = spark.read.parquet(str(region.truth / "deliveries.parquet"))
+    prefix = str(region.landing.resolve()) + "/"
+    bronze = reduce(
+        DataFrame.unionByName,
+        [
+            io.read_table(spark, lake, name).select(
+                # Provenance holds the file's URI: the truth has the path under the landing root.
+                F.substring_index("_source_file", prefix, -1).alias("source_file"),
+                F.col("_record_offset").alias("record_offset"),
+            )
+            for name in conform.BRONZE_INPUTS
+        ],
+    )
+    reached = deliveries.join(bronze, ["source_file", "record_offset"], "left_semi").select(*keys).distinct()
+    stored = reduce(
+        DataFrame.unionByName,
+        [
+            io.read_table(spark, lake, table).select(F.lit(entity).alias("entity"), *keys[1:])
+            for entity, table in ENTITY_TABLES.items()
+            if io.is_table(spark, lake, table)
+        ],
+    )
+    quarantined = (
+        io.read_table(spark, lake, "silver.quarantine")
+        .where(F.size("failed_rules") > 0)
+        .select(F.substring_index("silver_table", ".", -1).alias("entity"), *keys[1:])
+    )
+    missing = reached.join(stored.unionByName(quarantined), keys, "left_anti")
+    per_entity = {r.entity: r["count"] for r in reached.groupBy("entity").count().collect()}
+    assert missing.isEmpty(), (
+        f"{missing.count()} true records reached bronze but are in no silver table and no quarantine, "
+        f"e.g. {missing.limit(5).collect()}"
+    )
+    assert set(per_entity) >= set(ENTITY_TABLES) - {"immunization"}, per_entity
+    # Nothing invented: every silver key is a true record's.
+    invented = stored.join(deliveries.select(*keys), keys, "left_anti")
+    assert invented.isEmpty(), invented.limit(5).collect()
+    # The region re-sends records in the same file, in later files and in later days: all reached bronze.
+    resent = deliveries.where(F.col("copy") > 0).join(bronze, ["source_file", "record_offset"], "left_semi")
+    assert resent.where(F.col("source_file").contains("_resent")).count() > 0
+    assert resent.where(~F.col("source_file").contains("_resent")).count() > 0
 
 
 def test_no_direct_identifier_of_the_truth_reaches_silver(spark: SparkSession, region: Conformed) -> None:
