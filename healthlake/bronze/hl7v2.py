@@ -1,7 +1,9 @@
 """HL7 v2 feed → ``bronze.hl7v2_messages``: one row per message, decoded with the charset MSH-18 names.
 
 Handles several messages per file, MLLP framing (0x0B … 0x1C 0x0D), a UTF-8 byte-order mark, and
-segment separators ``\\r``, ``\\n`` or ``\\r\\n`` (stored normalised to ``\\r``, the standard one).
+segment separators ``\\r``, ``\\n`` or ``\\r\\n`` (stored normalised to ``\\r``, the standard one). The MSH
+fields are read with the field and component separators the message declares (MSH-1, MSH-2); ``raw`` keeps
+the message's own delimiters.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ HL7_CHARSETS = {
 }
 
 _CONTEXT = [*PROVENANCE_COLUMNS[:3], "_batch_id", "_ingested_at", "_landing_day"]
-_MESSAGE_START = r"(?:\r\n|\r|\n)+(?=MSH\|)"
+# A message starts with MSH and its field separator (MSH-1): ``|`` nearly always, but any mark may be declared
+_MESSAGE_START = r"(?:\r\n|\r|\n)+(?=MSH[^\w\s])"
 
 
 def _field(fields: Column, n: int) -> Column:
@@ -51,9 +54,21 @@ def _field(fields: Column, n: int) -> Column:
     return F.try_element_at(fields, F.lit(n))
 
 
+def _literal(char: Column) -> Column:
+    """A regex matching ``char`` itself (separators such as ``|`` and ``^`` are regex marks)."""
+    return F.concat(F.lit(r"\Q"), char, F.lit(r"\E"))
+
+
 def _segment_fields(message: Column) -> Column:
-    """The fields of a message's first segment (MSH), split on ``|``."""
-    return F.split(F.substring_index(message, "\r", 1), r"\|", -1)
+    """The fields of a message's first segment (MSH), split on the field separator MSH-1 declares."""
+    separator = F.substr(message, F.lit(4), F.lit(1))
+    return F.split(F.substring_index(message, "\r", 1), _literal(separator), -1)
+
+
+def _components(field: Column, fields: Column) -> Column:
+    """An MSH field split on the component separator MSH-2 declares (its first character)."""
+    separator = F.coalesce(F.nullif(F.substr(_field(fields, 2), F.lit(1), F.lit(1)), F.lit("")), F.lit("^"))
+    return F.split(F.coalesce(field, F.lit("")), _literal(separator), -1)
 
 
 def charset_for(declared: Column, default: str) -> Column:
@@ -87,12 +102,12 @@ def parse_hl7v2(files: DataFrame, *, default_charset: str = "UTF-8") -> DataFram
         .withColumn("_charset", charset_for(F.col("declared_charset"), default_charset))
         .withColumn("_text", F.regexp_replace(decode_as(F.col("_raw"), F.col("_charset")), r"\r\n|\n", "\r"))
         .withColumn("_fields", _segment_fields(F.col("_text")))
-        .withColumn("_type", F.split(F.coalesce(_field(F.col("_fields"), 9), F.lit("")), r"\^", -1))
+        .withColumn("_type", _components(_field(F.col("_fields"), 9), F.col("_fields")))
     )
     msh9 = F.coalesce(_field(F.col("_fields"), 9), F.lit(""))
     msh12 = F.coalesce(_field(F.col("_fields"), 12), F.lit(""))
     reason = (
-        F.when(~F.col("_m").startswith("MSH|"), F.lit("hl7: no MSH segment at the start (not a message)"))
+        F.when(~F.col("_m").rlike(r"^MSH[^\w\s]"), F.lit("hl7: no MSH segment at the start (not a message)"))
         .when(
             F.col("_charset") == "UNKNOWN",
             F.concat(F.lit("hl7: unsupported MSH-18 charset "), "declared_charset"),

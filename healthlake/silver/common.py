@@ -2,7 +2,9 @@
 
 HL7 v2 is parsed with Spark built-ins: a segment's fields come from ``regexp_extract`` + ``split`` on the
 message text (segments separated by ``\\r``, as bronze stores them), components on ``^``, repetitions on
-``~``, and escape sequences (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``) are decoded after splitting.
+``~``, and escape sequences (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``) are decoded after splitting, each read
+once from left to right. The accessors assume the standard delimiters ``|^~\\&``: a parser first rewrites
+a message that declares others in its MSH-1/MSH-2 with ``with_standard_hl7_delimiters``.
 """
 
 from __future__ import annotations
@@ -64,19 +66,118 @@ def hl7_field(fields: Column, n: int) -> Column:
 
 
 def hl7_component(field: Column, n: int, repetition: int = 1) -> Column:
-    """Component ``n`` (1-based) of repetition ``repetition`` of a field, unescaped; NULL when empty."""
+    """Component ``n`` (1-based) of repetition ``repetition`` of a field, read by ``hl7_value``."""
     rep = F.try_element_at(F.split(field, "~", -1), F.lit(repetition))
-    value = F.try_element_at(F.split(rep, r"\^", -1), F.lit(n))
-    return F.when(value != "", hl7_unescape(value))
+    return hl7_value(F.try_element_at(F.split(rep, r"\^", -1), F.lit(n)))
+
+
+def hl7_value(component: Column) -> Column:
+    """The text of a component: its first subcomponent, escape sequences decoded; NULL when empty.
+
+    A composite component reads as its first part (the surname of a family name ``EVERYMAN&&&&Aniston``,
+    whose other parts are prefixes and a partner's surname). It is split on ``&`` before decoding, so an
+    escaped ``\\T\\`` stays a literal ``&``.
+    """
+    # nullif, not when(x != "", x): the component's expression (split after split of the message) is
+    # then evaluated once, not once per mention.
+    return F.nullif(hl7_unescape(F.substring_index(component, "&", 1)), F.lit(""))
+
+
+HL7_DELIMITERS = "|^~\\&"
+"""The standard delimiters, in MSH-1/MSH-2 order: field, component, repetition, escape, subcomponent."""
+
+# The escape sequence of each delimiter, by its place in ``HL7_DELIMITERS`` (HL7 v2 chapter 2.7):
+# \F\ field separator, \S\ component, \R\ repetition, \E\ escape, \T\ subcomponent.
+_ESCAPE_CODES = "FSRET"
+# A value read as tokens, left to right: an escape sequence (an escape character, anything but a
+# delimiter or a segment end, an escape character), a stretch of text, or a lone escape character. So
+# ``\E\F\E\`` is ``\E\`` + ``F`` + ``\E\``, never ``\F\`` in the middle.
+_TOKEN = r"\\[^|^~\\&\r]*\\|[^\\]+|\\"
+# A message declaring other delimiters has them swapped for these private-use characters first (they do
+# not occur in clinical text), so that its literal ``|^~\&`` and its delimiters can be told apart.
+_MASKS = "\ue000\ue001\ue002\ue003\ue004"
+_MASKED_ESCAPE = _MASKS[3]
+_MASKED_TOKEN = (
+    f"{_MASKED_ESCAPE}[^{_MASKS[0]}-{_MASKS[4]}\r]*{_MASKED_ESCAPE}|[^{_MASKED_ESCAPE}]+|{_MASKED_ESCAPE}"
+)
 
 
 def hl7_unescape(text: Column) -> Column:
     """Decode HL7 escape sequences: ``\\F\\``→``|``, ``\\S\\``→``^``, ``\\T\\``→``&``, ``\\R\\``→``~``,
-    ``\\E\\``→``\\`` (the escape character last, so an escaped escape is not decoded twice)."""
-    out = text
-    for seq, char in (("\\F\\", "|"), ("\\S\\", "^"), ("\\T\\", "&"), ("\\R\\", "~"), ("\\E\\", "\\")):
-        out = F.replace(out, F.lit(seq), F.lit(char))
+    ``\\E\\``→``\\``, each read once, left to right (``\\E\\F\\E\\`` → ``\\F\\``).
+
+    Other sequences (highlighting ``\\H\\``, hex ``\\X..\\``, formatting ``\\.br\\``) and an escape
+    character without its closing one are kept as they are.
+    """
+    decoded = F.create_map(
+        *[F.lit(x) for c, d in zip(_ESCAPE_CODES, HL7_DELIMITERS, strict=True) for x in (f"\\{c}\\", d)]
+    )
+    # One mention of ``text``, no shortcut for values without escapes: ``text`` is usually a deep
+    # expression (split after split of the message), and each mention would evaluate it again.
+    tokens = F.regexp_extract_all(text, F.lit(_TOKEN), 0)
+    return F.array_join(F.transform(tokens, lambda t: F.coalesce(decoded[t], t)), "")
+
+
+def _escaped(text: Column) -> Column:
+    """Literal text written with the standard delimiters: ``|^~\\&`` become escape sequences."""
+    out = F.replace(text, F.lit("\\"), F.lit("\\E\\"))  # first, so the added escapes stay as they are
+    for char, code in zip(HL7_DELIMITERS, _ESCAPE_CODES, strict=True):
+        if char != "\\":
+            out = F.replace(out, F.lit(char), F.lit(f"\\{code}\\"))
     return out
+
+
+def hl7_declared_delimiters(message: Column) -> Column:
+    """The delimiters a message declares in MSH-1 and MSH-2, in the order of ``HL7_DELIMITERS``.
+
+    An encoding character MSH-2 leaves out takes its standard value (as python-hl7 does); a fifth one (the
+    truncation character of v2.7) is not a delimiter. A message whose start is no MSH declaration gets the
+    standard ones.
+    """
+    declaration = r"^MSH([^\w\s])([^\w\s]*?)\1"
+    separator = F.regexp_extract(message, declaration, 1)
+    encoding = F.regexp_extract(message, declaration, 2)
+    declared = [separator] + [
+        F.coalesce(F.nullif(F.substr(encoding, F.lit(n), F.lit(1)), F.lit("")), F.lit(default))
+        for n, default in enumerate(HL7_DELIMITERS[1:], start=1)
+    ]
+    return F.when(separator == "", F.lit(HL7_DELIMITERS)).otherwise(F.concat(*declared))
+
+
+def hl7_standard_delimiters(message: Column) -> Column:
+    """``message`` rewritten with the standard delimiters ``|^~\\&`` when its MSH-1/MSH-2 declare others.
+
+    Each declared delimiter becomes the standard one; a literal ``|^~\\&`` in the text becomes its escape
+    sequence; an escape sequence for a delimiter (``\\F\\`` with the declared escape character) becomes the
+    character it stands for in that message (the declared field separator, written as an escape sequence if
+    it is one of ``|^~\\&``); other sequences keep their text. A message with the standard delimiters comes
+    back unchanged.
+    """
+    declared = hl7_declared_delimiters(message)
+
+    def standard(token: Column) -> Column:
+        code = F.substr(token, F.lit(2), F.length(token) - 2)  # F of \F\
+        place = F.instr(F.lit(_ESCAPE_CODES), code)
+        return (
+            F.when(token == _MASKED_ESCAPE, _escaped(F.substr(declared, F.lit(4), F.lit(1))))  # lone: text
+            .when(
+                ~F.startswith(token, F.lit(_MASKED_ESCAPE)),
+                F.translate(_escaped(token), _MASKS, HL7_DELIMITERS),
+            )
+            .when((F.length(code) == 1) & (place > 0), _escaped(F.substr(declared, place, F.lit(1))))
+            .otherwise(F.concat(F.lit("\\"), code, F.lit("\\")))
+        )
+
+    masked = F.call_function("translate", message, declared, F.lit(_MASKS))
+    rewritten = F.array_join(F.transform(F.regexp_extract_all(masked, F.lit(_MASKED_TOKEN), 0), standard), "")
+    # Nearly every message starts with the standard declaration: it is not looked at further.
+    is_standard = F.startswith(message, F.lit(f"MSH{HL7_DELIMITERS}")) | (declared == HL7_DELIMITERS)
+    return F.when(is_standard, message).otherwise(rewritten)
+
+
+def with_standard_hl7_delimiters(messages: DataFrame) -> DataFrame:
+    """Bronze HL7 rows with ``raw`` rewritten by ``hl7_standard_delimiters``, for the accessors here."""
+    return messages.withColumn("raw", hl7_standard_delimiters(F.col("raw")))
 
 
 def hl7_repetition_with(field: Column, component: int, value: str) -> Column:
@@ -92,7 +193,7 @@ def hl7_patient_number(message: Column) -> Column:
     """The institution's patient number: the ``PID-3`` repetition typed ``MR`` (else the first one)."""
     ids = hl7_field(hl7_segment(message, "PID"), 3)
     mrn = F.try_element_at(hl7_repetition_with(ids, 5, "MR"), F.lit(1))
-    return hl7_unescape(F.coalesce(mrn, hl7_component(ids, 1)))
+    return F.coalesce(hl7_value(mrn), hl7_component(ids, 1))
 
 
 def hl7_visit_number(message: Column) -> Column:
@@ -152,9 +253,17 @@ def with_bundle_references(resources: DataFrame) -> DataFrame:
     Transaction Bundles reference each other's entries by ``urn:uuid:`` full URLs, which only the Bundle
     itself can resolve. All entries of a Bundle come from one file, ingested in one bronze commit, so the
     map is built per file from the rows at hand. Rows outside a Bundle get NULL.
+
+    Only the entries that need it are in the map: a full URL whose last part is the resource id itself
+    (Synthea's ``urn:uuid:<id>``, a server's ``…/Patient/<id>``) resolves without it in
+    ``fhir_reference_id``. Why it matters: every row of a Bundle carries the map, so a map of all
+    entries grows with the square of the Bundle's size (a real 300-entry Bundle: 90,000 map entries),
+    and that ran conform out of memory on the public Synthea sample.
     """
+    full_url, resource_id = F.col("entry_full_url"), F.col("resource_id")
+    tail = F.regexp_extract(F.regexp_replace(full_url, r"/_history/[^/]+$", ""), r"([^/:]+)$", 1)
     refs = (
-        resources.where(F.col("entry_full_url").isNotNull() & F.col("resource_id").isNotNull())
+        resources.where(full_url.isNotNull() & resource_id.isNotNull() & (tail != resource_id))
         .groupBy("_source_file")
         .agg(
             F.map_from_entries(F.collect_list(F.struct("entry_full_url", "resource_id"))).alias(

@@ -26,6 +26,7 @@ from healthlake.silver.common import (
     hl7_unescape,
     hl7_visit_number,
     local_time,
+    with_standard_hl7_delimiters,
 )
 
 ICD10 = "ICD-10"
@@ -129,6 +130,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
     priority = hl7_field(dg1, 15)
     return (
         messages.where(F.col("message_type").startswith("ADT^"))
+        .transform(with_standard_hl7_delimiters)
         .transform(lambda df: each_hl7_segment(df, "DG1", "_dg1"))
         .select(
             F.col("_institution_id").alias("institution_id"),

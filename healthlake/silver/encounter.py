@@ -24,6 +24,7 @@ from healthlake.silver.common import (
     hl7_time,
     hl7_trigger,
     local_time,
+    with_standard_hl7_delimiters,
 )
 
 CLASSES = ("outpatient", "emergency", "inpatient", "other")
@@ -102,6 +103,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
     )
     return (
         messages.where(F.col("message_type").startswith("ADT^"))
+        .transform(with_standard_hl7_delimiters)
         .withColumn("_pv1", hl7_segment(F.col("raw"), "PV1"))
         .where(F.col("_pv1").isNotNull())
         .select(

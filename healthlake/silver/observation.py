@@ -31,6 +31,7 @@ from healthlake.silver.common import (
     hl7_time,
     hl7_visit_number,
     local_time,
+    with_standard_hl7_delimiters,
 )
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -230,6 +231,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
     value = F.regexp_replace(raw_value, r"^\s+|\s+$", "")
     return (
         messages.where(F.col("message_type").startswith("ORU^"))
+        .transform(with_standard_hl7_delimiters)
         .transform(lambda df: each_hl7_segment(df, "OBX", "_obx"))
         .where(hl7_field(obx, 2).isin("NM", "SN"))
         .select(

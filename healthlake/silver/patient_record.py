@@ -24,8 +24,9 @@ from healthlake.silver.common import (
     hl7_repetition_with,
     hl7_segment,
     hl7_time,
-    hl7_unescape,
+    hl7_value,
     local_time,
+    with_standard_hl7_delimiters,
 )
 from healthlake.silver.identifiers import (
     birth_date_from_resident_id,
@@ -132,22 +133,23 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
     street = hl7_component(hl7_field(pid, 11), 1)
     return (
         messages.where(F.col("message_type").startswith("ADT^"))
+        .transform(with_standard_hl7_delimiters)
         .withColumn("_pid", hl7_segment(F.col("raw"), "PID"))
         .where(F.col("_pid").isNotNull())
         .select(
             F.col("_institution_id").alias("institution_id"),
             # PID-3 repetition typed MR is the institution's patient number; else the first repetition.
-            hl7_unescape(F.coalesce(F.try_element_at(mrn, F.lit(1)), hl7_component(ids, 1))).alias(
+            F.coalesce(hl7_value(F.try_element_at(mrn, F.lit(1))), hl7_component(ids, 1)).alias(
                 "source_record_id"
             ),
             F.lit("hl7_pid").alias("record_source"),
-            hl7_unescape(F.try_element_at(ni, F.lit(1))).alias("resident_id"),
+            hl7_value(F.try_element_at(ni, F.lit(1))).alias("resident_id"),
             F.when(family_is_cjk, F.concat_ws("", family, given))
             .otherwise(F.nullif(F.concat_ws(" ", given, family), F.lit("")))
             .alias("name"),
             hl7_component(hl7_field(pid, 13), 1).alias("phone"),
             street.alias("address"),
-            hl7_unescape(F.try_element_at(sn, F.lit(1))).alias("insurance_no"),
+            hl7_value(F.try_element_at(sn, F.lit(1))).alias("insurance_no"),
             normalize_sex(hl7_field(pid, 8)).alias("sex"),
             hl7_date(hl7_field(pid, 7)).alias("birth_date"),
             # PID-11.9 county/parish code: the area code in Chinese HL7 profiles.
