@@ -44,12 +44,23 @@ from pyspark.sql.types import (
 from healthlake import io
 from healthlake.errors import HealthlakeError
 from healthlake.privacy.tokens import load_key
-from healthlake.silver import diagnosis, encounter, events, observation, patient_record, reference
+from healthlake.silver import (
+    allergy,
+    diagnosis,
+    encounter,
+    events,
+    observation,
+    patient_record,
+    procedure,
+    reference,
+    registers,
+)
 from healthlake.silver.common import with_bundle_references
 from healthlake.silver.observation import CodeMaps
 from healthlake.silver.pseudonymise import drop_clear, tokenize_columns, vault_rows
 from healthlake.silver.quality import FAILED_RULES, Rule, rule_counts, with_failed_rules
 from healthlake.silver.rules import (
+    allergy_rules,
     area_rules,
     chronic_followup_rules,
     diagnosis_rules,
@@ -60,7 +71,10 @@ from healthlake.silver.rules import (
     medication_rules,
     nat_test_rules,
     observation_rules,
+    organization_rules,
     patient_record_rules,
+    practitioner_rules,
+    procedure_rules,
 )
 
 if TYPE_CHECKING:
@@ -201,6 +215,26 @@ ENTITIES = (
         identifiers={"phone": "phone"},
         after_tokens=_location_key,
         insert_only=True,
+    ),
+    Entity(
+        "silver.procedure",
+        {"bronze.fhir_resources": procedure.from_fhir, "bronze.hl7v2_messages": procedure.from_hl7v2},
+        procedure_rules,
+    ),
+    Entity(
+        "silver.allergy",
+        {"bronze.fhir_resources": allergy.from_fhir, "bronze.hl7v2_messages": allergy.from_hl7v2},
+        allergy_rules,
+    ),
+    Entity(
+        "silver.practitioner",
+        {"bronze.fhir_resources": registers.practitioners_from_fhir},
+        practitioner_rules,
+    ),
+    Entity(
+        "silver.organization",
+        {"bronze.fhir_resources": registers.organizations_from_fhir},
+        organization_rules,
     ),
 )
 

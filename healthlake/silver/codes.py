@@ -1,4 +1,4 @@
-"""Clinical code normalisation as ``Column -> Column``: ICD-10 diagnosis codes.
+"""Clinical code normalisation as ``Column -> Column``: ICD-10 diagnosis codes, code system names.
 
 Feeds write the same ICD-10 code many ways: ``I10.x00``, ``I10x00``, ``i10.X00``, `` I10.x00 ``. Chinese
 hospitals use the national clinical edition (国家临床版), which extends the WHO code with up to 4
@@ -46,3 +46,46 @@ def icd10_category(col: Column) -> Column:
         The category; NULL when the code is NULL or invalid.
     """
     return F.substring(icd10_code(col), 1, 3)
+
+
+CODE_SYSTEMS = {
+    # FHIR system URIs
+    "http://snomed.info/sct": "SNOMED CT",
+    "http://loinc.org": "LOINC",
+    "http://hl7.org/fhir/sid/icd-10": "ICD-10",
+    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
+    "http://www.cms.gov/Medicare/Coding/ICD10": "ICD-10-PCS",
+    "http://hl7.org/fhir/sid/icd-9-cm": "ICD-9-CM",
+    "http://www.ama-assn.org/go/cpt": "CPT",
+    "urn:oid:2.16.840.1.113883.6.285": "HCPCS",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
+    "http://fdasis.nlm.nih.gov": "UNII",
+    "http://hl7.org/fhir/ndfrt": "NDF-RT",
+    # HL7 v2 coding-system ids (table 0396)
+    "SCT": "SNOMED CT",
+    "LN": "LOINC",
+    "I10": "ICD-10",
+    "I10P": "ICD-10-PCS",
+    "I9C": "ICD-9-CM",
+    "I9CP": "ICD-9-CM",
+    "C4": "CPT",
+    "C5": "CPT",
+    "HCPCS": "HCPCS",
+    "RXNORM": "RxNorm",
+    "UNII": "UNII",
+    "NDFRT": "NDF-RT",
+}
+"""Short names of code systems, by FHIR system URI and by HL7 v2 coding-system id (table 0396).
+
+ICD-9-CM covers its procedure volume (the ICD-9-CM-3 of Chinese hospitals' operation coding: ``I9CP``).
+"""
+
+
+def code_system_name(system: Column) -> Column:
+    """The short name (``CODE_SYSTEMS``) of a code system URI or HL7 coding-system id; others as sent.
+
+    Examples: ``http://snomed.info/sct`` and ``SCT`` give ``SNOMED CT``; ``C4`` gives ``CPT``; a local
+    ``99HIS`` stays ``99HIS``.
+    """
+    names = F.create_map(*[F.lit(x) for kv in CODE_SYSTEMS.items() for x in kv])
+    return F.coalesce(names[system], system)

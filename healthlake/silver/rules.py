@@ -244,3 +244,80 @@ def institution_rules() -> list[Rule]:
         ),
         _present("city_code", "institution"),
     ]
+
+
+def procedure_rules() -> list[Rule]:
+    """Rules for ``silver.procedure``."""
+    return [
+        _present("institution_id", "procedure"),
+        _present("source_record_id", "procedure"),
+        _present("source_patient_id", "procedure"),
+        _present("code", "procedure"),
+        Rule(
+            "performed_time_present",
+            "completeness",
+            F.col("performed_time").isNotNull()
+            | F.col("is_cancelled")
+            | (F.coalesce(F.col("status"), F.lit("")) == "preparation"),
+            "a procedure that took place (not cancelled, not only in preparation) says when",
+        ),
+        Rule(
+            "performed_end_after_start",
+            "consistency",
+            F.col("performed_end_time").isNull()
+            | F.col("performed_time").isNull()
+            | (F.col("performed_end_time") >= F.col("performed_time")),
+            "a procedure does not end before it starts",
+        ),
+    ]
+
+
+def allergy_rules() -> list[Rule]:
+    """Rules for ``silver.allergy`` (no time is required: an allergy's onset is often unknown)."""
+    return [
+        _present("institution_id", "allergy"),
+        _present("source_record_id", "allergy"),
+        _present("source_patient_id", "allergy"),
+        Rule(
+            "allergen_present",
+            "completeness",
+            F.col("code").isNotNull() | F.col("display").isNotNull(),
+            "the substance is named (a code or a text)",
+        ),
+        Rule(
+            "criticality_valid",
+            "validity",
+            F.col("criticality").isNull() | F.col("criticality").isin("low", "high", "unable-to-assess"),
+            "criticality is low, high or unable-to-assess when given",
+        ),
+        Rule(
+            "severity_valid",
+            "validity",
+            F.col("severity").isNull() | F.col("severity").isin("mild", "moderate", "severe"),
+            "a reaction's severity is mild, moderate or severe when given",
+        ),
+    ]
+
+
+def practitioner_rules() -> list[Rule]:
+    """Rules for ``silver.practitioner``."""
+    return [
+        _present("institution_id", "practitioner"),
+        _present("source_record_id", "practitioner"),
+        _present("name", "practitioner"),
+        Rule(
+            "gender_valid",
+            "validity",
+            F.col("gender").isNull() | F.col("gender").isin("male", "female", "other", "unknown"),
+            "gender is male, female, other or unknown when given (FHIR administrative gender)",
+        ),
+    ]
+
+
+def organization_rules() -> list[Rule]:
+    """Rules for ``silver.organization``."""
+    return [
+        _present("institution_id", "organization"),
+        _present("source_record_id", "organization"),
+        _present("name", "organization"),
+    ]

@@ -95,3 +95,121 @@ def _utc(value: str) -> str:
     import datetime as dt
 
     return dt.datetime.fromisoformat(value).astimezone(dt.UTC).replace(tzinfo=None).isoformat()
+
+
+# The FHIR system URIs of the samples' codings, with the short names docs/silver.md gives them.
+FHIR_CODE_SYSTEMS = {
+    "http://snomed.info/sct": "SNOMED CT",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
+}
+
+
+def _instant(value: str | None) -> str | None:
+    return _utc(value) if value else None
+
+
+def _iso(value: object) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _silver(spark: SparkSession, lake: str, table: str) -> dict[tuple[str, str], object]:
+    rows = io.read_table(spark, lake, table).collect()
+    got = {(r.institution_id, r.source_record_id): r for r in rows}
+    assert len(got) == len(rows), f"{table}: a key twice"
+    return got
+
+
+def test_each_procedure_appears_once_with_its_patient_encounter_code_and_time(
+    spark: SparkSession, lake: str
+) -> None:
+    expected = _resources("Procedure")
+    got = _silver(spark, lake, "silver.procedure")
+    assert set(got) == set(expected) and len(expected) > 2000
+    for key, item in expected.items():
+        r, resource = got[key], item["resource"]
+        coding = resource["code"]["coding"][0]
+        assert (r.code_system, r.code, r.display) == (
+            FHIR_CODE_SYSTEMS[coding["system"]],
+            coding["code"],
+            coding["display"],
+        )
+        assert r.source_patient_id == _ref(item, resource["subject"]["reference"])
+        assert r.source_encounter_id == _ref(item, resource["encounter"]["reference"])
+        period = resource.get("performedPeriod", {})
+        assert _iso(r.performed_time) == _instant(resource.get("performedDateTime") or period.get("start"))
+        assert _iso(r.performed_end_time) == _instant(period.get("end"))
+        assert (r.status, r.is_cancelled) == (
+            resource["status"],
+            resource["status"] in ("entered-in-error", "not-done"),
+        )
+        assert _iso(r._event_time) == _iso(
+            r._ingested_at if "lastUpdated" not in resource["meta"] else _utc(resource["meta"]["lastUpdated"])
+        )
+
+
+def test_each_allergy_appears_once_with_its_patient_substance_and_reaction(
+    spark: SparkSession, lake: str
+) -> None:
+    expected = _resources("AllergyIntolerance")
+    got = _silver(spark, lake, "silver.allergy")
+    assert set(got) == set(expected) and len(expected) >= 10
+    for key, item in expected.items():
+        r, resource = got[key], item["resource"]
+        coding = resource["code"]["coding"][0]
+        assert (r.code_system, r.code, r.display) == (
+            FHIR_CODE_SYSTEMS[coding["system"]],
+            coding["code"],
+            coding["display"],
+        )
+        assert r.source_patient_id == _ref(item, resource["patient"]["reference"])
+        assert (r.category, r.allergy_type, r.criticality) == (
+            resource["category"][0],
+            resource["type"],
+            resource["criticality"],
+        )
+        assert r.clinical_status == resource["clinicalStatus"]["coding"][0]["code"]
+        verification = resource["verificationStatus"]["coding"][0]["code"]
+        assert (r.verification_status, r.is_cancelled) == (verification, verification == "entered-in-error")
+        assert _iso(r.recorded_time) == _instant(resource.get("recordedDate"))
+        assert _iso(r.onset_time) == _instant(resource.get("onsetDateTime"))
+        reactions = resource.get("reaction") or [{}]
+        manifestation = (reactions[0].get("manifestation") or [{}])[0]
+        assert (r.reaction, r.severity) == (manifestation.get("text"), reactions[0].get("severity"))
+
+
+def _npi_or_first(resource: dict) -> dict:
+    identifiers = resource.get("identifier", [])
+    npi = [i for i in identifiers if i["system"] == "http://hl7.org/fhir/sid/us-npi"]
+    return (npi or identifiers or [{}])[0]
+
+
+def test_each_practitioner_is_one_register_entry_with_name_and_npi(spark: SparkSession, lake: str) -> None:
+    # Synthea repeats a practitioner in every patient's Bundle that names one: one entry per id.
+    expected = _resources("Practitioner")
+    got = _silver(spark, lake, "silver.practitioner")
+    assert set(got) == set(expected) and len(expected) > 100
+    for key, item in expected.items():
+        r, resource = got[key], item["resource"]
+        name = resource["name"][0]
+        assert r.name == name.get("text", " ".join([*name.get("given", []), name["family"]]))
+        identifier = _npi_or_first(resource)
+        assert (r.identifier, r.identifier_system) == (identifier["value"], "NPI")
+        assert (r.gender, r.active) == (resource["gender"], resource["active"])
+        assert r.qualification is None  # the samples state none
+
+
+def test_each_organization_is_one_register_entry_with_name_type_and_place(
+    spark: SparkSession, lake: str
+) -> None:
+    expected = _resources("Organization")
+    got = _silver(spark, lake, "silver.organization")
+    assert set(got) == set(expected) and len(expected) > 100
+    for key, item in expected.items():
+        r, resource = got[key], item["resource"]
+        identifier = _npi_or_first(resource)
+        assert (r.identifier, r.identifier_system) == (identifier["value"], identifier["system"])
+        assert (r.name, r.organization_type) == (resource["name"], resource["type"][0]["text"])
+        address = resource["address"][0]
+        assert (r.city, r.state) == (address["city"], address["state"])
+        phones = [t["value"] for t in resource["telecom"] if t["system"] == "phone"]
+        assert r.telecom == phones[0]
