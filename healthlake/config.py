@@ -228,9 +228,15 @@ class ConformSettings(_Settings):
     Attributes:
         code_maps_dir: Folder of the code maps (``lab_codes.csv``, ``units.csv``,
             ``observation_ranges.csv``); a relative path is taken from the checkout, else the working dir.
+        future_tolerance_minutes: How far after its arrival a source time may lie before the record is
+            quarantined (``time_not_after_arrival``): a mistyped year must not move ``as_of``.
+        max_stay_days: The longest plausible stay; longer ones are quarantined (``stay_length_plausible``),
+            and an open stay is counted in censuses for at most this many days.
     """
 
     code_maps_dir: str = "conf/code_maps"
+    future_tolerance_minutes: int = Field(default=60, ge=0)
+    max_stay_days: int = Field(default=365, ge=1)
 
     def code_maps_path(self) -> Path:
         """The code-map folder as a path."""

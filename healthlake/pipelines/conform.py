@@ -4,15 +4,16 @@ Per bronze table, a run reads the rows appended since the version the last run f
 change data feed), parses them into each silver entity that feed carries, normalises codes and
 identifiers, tokenises direct identifiers (clear values only into ``vault.identity``), checks the data
 quality rules and upserts the passing rows with MERGE, latest *event* time winning. Rows failing a rule go
-to ``silver.quarantine`` with all the rules they failed; bronze rows that no silver table takes (a
-resource type outside the model) go there too, so nothing disappears.
+to ``silver.quarantine`` with all the rules they failed.
 
 Reconciliation is row-level: after the writes, each silver row the run parsed is looked up by key in the
 silver table it went to. It is *conformed* (silver holds this very row), a *duplicate* (silver holds the
 same content from another bronze row), *superseded* (silver holds a later version of its key) or
 quarantined; a parsed row whose key silver does not hold is lost, and the run fails (recording nothing as
-processed) rather than count it. Each bronze row then takes the best outcome of the silver rows it gave
-(or none: not in the silver model), and the run fails too when those counts don't add up.
+processed) rather than count it. Each bronze row then takes the best outcome of the silver rows it gave,
+or is *not modelled* when no silver table takes it (a well-formed FHIR Claim, an HL7 message type outside
+the model): counted per type in the log, not a data-quality failure, and kept in bronze. The run fails too
+when those counts don't add up.
 
 Exactly once: ``silver.conform_log`` is written last, with the appends to quarantine and metrics made
 idempotent by Delta's ``txnAppId``/``txnVersion`` (the bronze end version). MERGE needs no such guard: a
@@ -21,11 +22,12 @@ replayed row carries the same event time and content, so it changes nothing.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import reduce
+from dataclasses import dataclass, field, replace
+from functools import partial, reduce
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, Window
@@ -35,6 +37,7 @@ from pyspark.sql.types import (
     DoubleType,
     IntegerType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -60,6 +63,7 @@ from healthlake.silver.observation import CodeMaps
 from healthlake.silver.pseudonymise import drop_clear, tokenize_columns, vault_rows
 from healthlake.silver.quality import FAILED_RULES, Rule, rule_counts, with_failed_rules
 from healthlake.silver.rules import (
+    Limits,
     allergy_rules,
     area_rules,
     chronic_followup_rules,
@@ -92,7 +96,6 @@ KEYS = ("institution_id", "source_record_id")
 POINTER = ("_bronze_table", "_bronze_version", "_source_file", "_record_offset")
 """Where a silver row came from: the bronze table, the version that added the row, the file and offset."""
 PROVENANCE = ("_source_feed", *POINTER, "_ingested_at")
-NOT_IN_MODEL = "record_type_in_silver_model"
 CDF = io.CHANGE_DATA_FEED
 PLANNED, FINISHED = "planned", "finished"
 """``silver.conform_log`` statuses: a range recorded before its work starts, and once it is done."""
@@ -146,7 +149,15 @@ def entities(cfg: Config) -> tuple[Entity, ...]:
         observation_rules,
         lambda df: observation.standardize_observations(df, maps),
     )
-    return (*ENTITIES, observation_entity)
+    limits = Limits(cfg.conform.future_tolerance_minutes, cfg.conform.max_stay_days)
+    return tuple(_with_limits(e, limits) for e in (*ENTITIES, observation_entity))
+
+
+def _with_limits(entity: Entity, limits: Limits) -> Entity:
+    """``entity`` with its rules taking the configured plausibility thresholds (when they take any)."""
+    if "limits" not in inspect.signature(entity.rules).parameters:
+        return entity
+    return replace(entity, rules=partial(entity.rules, limits=limits))
 
 
 def _location_key(df: DataFrame) -> DataFrame:
@@ -255,7 +266,9 @@ class ConformResult:
     superseded: int = 0
     quarantined: int = 0
     duplicates: int = 0
+    not_modelled: int = 0
     seconds: float = 0.0
+    not_modelled_types: dict[str, int] = field(default_factory=dict)
 
 
 def run(spark: SparkSession, cfg: Config) -> list[ConformResult]:
@@ -322,7 +335,7 @@ def _append_log(
         "logged_at", F.current_timestamp()
     )
     _ensure(spark, lake, CONFORM_LOG, _LOG_SCHEMA)
-    # mergeSchema: a log begun before ``superseded`` was counted gains the column.
+    # mergeSchema: a log begun before ``superseded`` and ``not_modelled`` were counted gains the columns.
     io.append(df, lake, CONFORM_LOG, txn=txn, merge_schema=True)
 
 
@@ -438,18 +451,25 @@ def conform_versions(
         result.bronze_rows = changes.count()
         result.conformed = count("conformed")
         result.superseded = count("superseded")
-        result.quarantined = count("quarantined") + int(tally.get(0, (0, 0))[0])
+        result.quarantined = count("quarantined")
         result.duplicates = count("duplicate")
-        accounted = result.conformed + result.superseded + result.quarantined + result.duplicates
+        result.not_modelled = int(tally.get(0, (0, 0))[0])
+        if result.not_modelled:
+            result.not_modelled_types = _not_modelled_types(changes, per_row, bronze)
+        accounted = (
+            result.conformed
+            + result.superseded
+            + result.quarantined
+            + result.duplicates
+            + result.not_modelled
+        )
         if result.bronze_rows != accounted:
             raise ReconciliationError(
                 f"conform {bronze} versions {start}-{end}: {result.bronze_rows} bronze rows but "
                 f"{result.conformed} conformed + {result.superseded} superseded + {result.quarantined} "
-                f"quarantined + {result.duplicates} duplicates; nothing was marked as processed, fix and "
-                "re-run"
+                f"quarantined + {result.duplicates} duplicates + {result.not_modelled} not modelled; "
+                "nothing was marked as processed, fix and re-run"
             )
-        if tally.get(0):
-            quarantine_parts.append(_unmapped_rows(changes, per_row, bronze))
         # With a change feed, publish reads only the rows each run appended (their files' volumes).
         _ensure(spark, lake, QUARANTINE, _QUARANTINE_SCHEMA, CDF)
         if quarantine_parts:
@@ -473,7 +493,9 @@ def conform_versions(
                     result.superseded,
                     result.quarantined,
                     result.duplicates,
+                    result.not_modelled,
                     result.seconds,
+                    result.not_modelled_types,
                 )
             ],
             txn=txn,
@@ -482,7 +504,8 @@ def conform_versions(
         for df in cached:
             df.unpersist()
     log.info(
-        "conform %s v%d-%d: %d rows: %d conformed, %d superseded, %d quarantined, %d duplicates (%.1f s)",
+        "conform %s v%d-%d: %d rows: %d conformed, %d superseded, %d quarantined, %d duplicates, "
+        "%d not modelled (%.1f s)",
         bronze,
         start,
         end,
@@ -491,6 +514,7 @@ def conform_versions(
         result.superseded,
         result.quarantined,
         result.duplicates,
+        result.not_modelled,
         result.seconds,
     )
     return result
@@ -666,26 +690,15 @@ def _row_key(version: Column, source_file: Column, offset: Column) -> list[Colum
     return [version.alias("_k_version"), F.xxhash64(source_file).alias("_k_file"), offset.alias("_k_offset")]
 
 
-def _unmapped_rows(changes: DataFrame, per_row: DataFrame, bronze: str) -> DataFrame:
-    """Bronze rows no silver table took (a resource or message type outside the model)."""
+def _not_modelled_types(changes: DataFrame, per_row: DataFrame, bronze: str) -> dict[str, int]:
+    """Bronze rows no silver table took, per record type (a FHIR resource type, an HL7 message type)."""
     keyed = changes.select(
-        "*", *_row_key(F.col("_commit_version"), F.col("_source_file"), F.col("_record_offset"))
+        *_row_key(F.col("_commit_version"), F.col("_source_file"), F.col("_record_offset")),
+        F.coalesce(_TYPE_COLUMN[bronze], F.lit("?")).alias("_type"),
     )
-    return keyed.join(per_row.where(F.col("_code") == 0), list(_ROW_KEY), "left_semi").select(
-        F.lit(bronze).alias("_bronze_table"),
-        F.col("_commit_version").alias("_bronze_version"),
-        "_source_file",
-        "_record_offset",
-        "_source_feed",
-        F.col("_institution_id").alias("institution_id"),
-        F.lit(None).cast("string").alias("silver_table"),
-        F.lit(None).cast("string").alias("source_record_id"),
-        F.array(F.lit(NOT_IN_MODEL)).alias("failed_rules"),
-        F.concat(F.lit("not in the silver model: "), F.coalesce(_TYPE_COLUMN[bronze], F.lit("?"))).alias(
-            "detail"
-        ),
-        F.lit(None).cast("string").alias("record"),
-    )
+    untaken = keyed.join(per_row.where(F.col("_code") == 0), list(_ROW_KEY), "left_semi")
+    # One row per record type: bounded by the formats' vocabularies, not by the region.
+    return {r["_type"]: int(r["count"]) for r in untaken.groupBy("_type").count().collect()}
 
 
 _LOG_SCHEMA = StructType(
@@ -696,9 +709,17 @@ _LOG_SCHEMA = StructType(
         StructField("status", StringType()),
         *(
             StructField(name, LongType())
-            for name in ("bronze_rows", "conformed", "superseded", "quarantined", "duplicates")
+            for name in (
+                "bronze_rows",
+                "conformed",
+                "superseded",
+                "quarantined",
+                "duplicates",
+                "not_modelled",
+            )
         ),
         StructField("seconds", DoubleType()),
+        StructField("not_modelled_types", MapType(StringType(), LongType())),
         StructField("logged_at", TimestampType()),
     ]
 )

@@ -2,19 +2,57 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import functions as F
 
+from healthlake.localtime import DEFAULT_ZONE, local_date
 from healthlake.silver.quality import Rule
 
 _MIN_BIRTH = "1900-01-01"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The thresholds of the plausibility rules (``conform`` settings).
+
+    Attributes:
+        future_tolerance_minutes: How far after its arrival (``_ingested_at``) a source time may lie
+            (clocks of senders run a little fast); later is a mistyped date (2204 for 2024), quarantined
+            so that it cannot move the region's ``as_of`` or win every later version of its record.
+        max_stay_days: The longest plausible stay; a discharge further after the admission is a typo.
+    """
+
+    future_tolerance_minutes: int = 60
+    max_stay_days: int = 365
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _not_after_arrival(table: str, columns: tuple[str, ...], limits: Limits) -> Rule:
+    """``time_not_after_arrival``: each of ``columns`` (and the version's ``_event_time``), when stated,
+    is no later than the record's arrival plus the tolerance."""
+    latest = F.col("_ingested_at") + F.make_dt_interval(mins=F.lit(limits.future_tolerance_minutes))
+    condition = F.lit(True)
+    for column in ("_event_time", *columns):
+        condition = condition & (F.col(column).isNull() | (F.col(column) <= latest))
+    return Rule(
+        "time_not_after_arrival",
+        "timeliness",
+        condition,
+        f"no {table} time ({', '.join(columns) or '_event_time'}) lies after the record reached the platform "
+        f"(+{limits.future_tolerance_minutes} min)",
+    )
 
 
 def _present(column: str, table: str) -> Rule:
     return Rule(f"{column}_present", "completeness", F.col(column).isNotNull(), f"{table} rows need {column}")
 
 
-def patient_record_rules() -> list[Rule]:
-    """Rules for ``silver.patient_record``."""
+def patient_record_rules(zone: str = DEFAULT_ZONE, limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
+    """Rules for ``silver.patient_record``; a record's own date is the local date of its ``_event_time``
+    in ``zone`` (a birth on the day of a record made at 00:30 local time is no negative age)."""
     return [
         _present("institution_id", "patient_record"),
         _present("source_record_id", "patient_record"),
@@ -24,7 +62,7 @@ def patient_record_rules() -> list[Rule]:
             F.col("birth_date").isNull()
             | (
                 (F.col("birth_date") >= F.lit(_MIN_BIRTH).cast("date"))
-                & (F.col("birth_date") <= F.to_date("_event_time"))
+                & (F.col("birth_date") <= local_date(F.col("_event_time"), zone))
             ),
             "a stated birth date lies between 1900-01-01 and the record's own date (no negative ages)",
         ),
@@ -34,10 +72,11 @@ def patient_record_rules() -> list[Rule]:
             F.col("sex").isNull() | F.col("sex").isin("M", "F", "U"),
             "sex is M, F or U when stated",
         ),
+        _not_after_arrival("patient_record", (), limits),
     ]
 
 
-def encounter_rules() -> list[Rule]:
+def encounter_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.encounter``."""
     return [
         _present("institution_id", "encounter"),
@@ -63,16 +102,22 @@ def encounter_rules() -> list[Rule]:
             | (F.col("discharge_time") >= F.col("admit_time")),
             "discharge is not before admission",
         ),
+        _not_after_arrival("encounter", ("admit_time", "discharge_time"), limits),
         Rule(
-            "admit_not_after_report",
-            "timeliness",
-            F.col("admit_time").isNull() | (F.col("admit_time") <= F.col("_ingested_at")),
-            "an encounter did not start after the platform received it",
+            "stay_length_plausible",
+            "validity",
+            F.col("discharge_time").isNull()
+            | F.col("admit_time").isNull()
+            | (
+                F.col("discharge_time")
+                <= F.col("admit_time") + F.make_dt_interval(days=F.lit(limits.max_stay_days))
+            ),
+            f"a stay lasts at most {limits.max_stay_days} days (conform.max_stay_days)",
         ),
     ]
 
 
-def diagnosis_rules() -> list[Rule]:
+def diagnosis_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.diagnosis``."""
     return [
         _present("institution_id", "diagnosis"),
@@ -84,10 +129,11 @@ def diagnosis_rules() -> list[Rule]:
             (F.col("code_system") != "ICD-10") | F.col("icd10_code").isNotNull(),
             "an ICD-10 code has the form of one (letter, two characters, up to four more)",
         ),
+        _not_after_arrival("diagnosis", ("diagnosis_time",), limits),
     ]
 
 
-def observation_rules() -> list[Rule]:
+def observation_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.observation``."""
     return [
         _present("institution_id", "observation"),
@@ -118,10 +164,11 @@ def observation_rules() -> list[Rule]:
             F.col("value_in_range"),
             "the value, in the canonical unit, lies in conf/code_maps/observation_ranges.csv's range",
         ),
+        _not_after_arrival("observation", ("observation_time",), limits),
     ]
 
 
-def nat_test_rules() -> list[Rule]:
+def nat_test_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.nat_test``."""
     return [
         _present("institution_id", "nat_test"),
@@ -135,10 +182,11 @@ def nat_test_rules() -> list[Rule]:
             F.col("report_time").isNull() | (F.col("report_time") >= F.col("sample_time")),
             "a result is reported after its sample was taken",
         ),
+        _not_after_arrival("nat_test", ("sample_time", "report_time"), limits),
     ]
 
 
-def immunization_rules() -> list[Rule]:
+def immunization_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.immunization``."""
     return [
         _present("institution_id", "immunization"),
@@ -152,10 +200,11 @@ def immunization_rules() -> list[Rule]:
             F.col("dose_number").isNull() | F.col("dose_number").between(1, 20),
             "a dose number between 1 and 20 when given",
         ),
+        _not_after_arrival("immunization", ("vaccinated_at",), limits),
     ]
 
 
-def medication_rules() -> list[Rule]:
+def medication_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.medication``."""
     return [
         _present("institution_id", "medication"),
@@ -163,10 +212,11 @@ def medication_rules() -> list[Rule]:
         _present("source_patient_id", "medication"),
         _present("medication_code", "medication"),
         _present("authored_at", "medication"),
+        _not_after_arrival("medication", ("authored_at",), limits),
     ]
 
 
-def chronic_followup_rules() -> list[Rule]:
+def chronic_followup_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.chronic_followup``."""
     return [
         _present("institution_id", "chronic_followup"),
@@ -179,10 +229,11 @@ def chronic_followup_rules() -> list[Rule]:
             F.col("disease_icd10_category").isNotNull(),
             "the disease is one under regular management (hypertension, type 2 diabetes)",
         ),
+        _not_after_arrival("chronic_followup", ("followup_time",), limits),
     ]
 
 
-def location_event_rules() -> list[Rule]:
+def location_event_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.location_event``."""
     return [
         _present("institution_id", "location_event"),
@@ -202,6 +253,7 @@ def location_event_rules() -> list[Rule]:
             F.col("accuracy_m").isNull() | (F.col("accuracy_m") >= 0),
             "a non-negative accuracy when given",
         ),
+        _not_after_arrival("location_event", ("event_time",), limits),
     ]
 
 
@@ -246,7 +298,7 @@ def institution_rules() -> list[Rule]:
     ]
 
 
-def procedure_rules() -> list[Rule]:
+def procedure_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.procedure``."""
     return [
         _present("institution_id", "procedure"),
@@ -269,10 +321,11 @@ def procedure_rules() -> list[Rule]:
             | (F.col("performed_end_time") >= F.col("performed_time")),
             "a procedure does not end before it starts",
         ),
+        _not_after_arrival("procedure", ("performed_time", "performed_end_time"), limits),
     ]
 
 
-def allergy_rules() -> list[Rule]:
+def allergy_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.allergy`` (no time is required: an allergy's onset is often unknown)."""
     return [
         _present("institution_id", "allergy"),
@@ -296,6 +349,7 @@ def allergy_rules() -> list[Rule]:
             F.col("severity").isNull() | F.col("severity").isin("mild", "moderate", "severe"),
             "a reaction's severity is mild, moderate or severe when given",
         ),
+        _not_after_arrival("allergy", (), limits),
     ]
 
 

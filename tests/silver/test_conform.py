@@ -279,7 +279,10 @@ def test_reconciliation_and_a_rerun_changes_nothing(spark: SparkSession, three_f
     log = _table(spark, cfg, "silver.conform_log").where(F.col("status") == conform.FINISHED).collect()
     assert log
     for row in log:
-        assert row.bronze_rows == row.conformed + row.superseded + row.quarantined + row.duplicates
+        assert (
+            row.bronze_rows
+            == row.conformed + row.superseded + row.quarantined + row.duplicates + row.not_modelled
+        )
         bronze = _table(spark, cfg, row.bronze_table).count()
         assert row.bronze_rows == bronze
     tables = [t for t in conform.conformed_tables() if io.is_table(spark, cfg.lake_root, t)]
@@ -437,3 +440,44 @@ def test_the_row_level_reconciliation_places_each_row_by_what_silver_holds(
         ("D", "lost"),
         ("E", "quarantined"),
     }
+
+
+def test_mistyped_years_and_implausible_stays_are_quarantined(spark: SparkSession, tmp_path: Path) -> None:
+    # 2204 for 2024: a discharge, a follow-up and a record version dated after the record arrived; and a
+    # stay of 400 days. Each would move the region's as_of or explode a day sequence downstream.
+    cfg = _config(tmp_path)
+    typo = _adt("A03", "c1", "20260106100000", "22040106100000+0800")
+    long_stay = _adt("A03", "c2", "20260106100000", "20260106100000+0800").replace(
+        "20260105080000+0800", "20241202080000+0800"
+    )
+    ok = _adt("A03", "c3", "20260106100000", "20260106100000+0800").replace("I9", "I10")
+    _land(tmp_path, "hl7v2", "HH", "2026-01-06", "a.hl7", typo + long_stay.replace("I9", "I11") + ok)
+    followups = (
+        "followup_id,institution_id,patient_no,name,id_number,followup_date,disease,sbp,dbp,fasting_glucose,"
+        "glucose_unit,next_followup_date\n"
+        f"F1,HC,{PATIENT},张伟,{RESIDENT_ID},2204-01-05 09:00:00,高血压,150,95,,,2204-04-05\n"
+        f"F2,HC,{PATIENT},张伟,{RESIDENT_ID},2026-01-05 09:00:00,高血压,150,95,,,2026-04-05\n"
+    )
+    _land(tmp_path, "csv", "HC", "2026-01-06", "followups_20260106.csv", followups)
+    _run(spark, cfg)
+    failed = {
+        (r.silver_table, r.source_record_id, rule)
+        for r in _table(spark, cfg, "silver.quarantine").collect()
+        for rule in r.failed_rules
+    }
+    assert ("silver.encounter", "I9", "time_not_after_arrival") in failed
+    assert ("silver.encounter", "I11", "stay_length_plausible") in failed
+    assert ("silver.chronic_followup", "F1", "time_not_after_arrival") in failed
+    assert ("silver.observation", "F1-sbp", "time_not_after_arrival") in failed
+    assert {r.source_record_id for r in _table(spark, cfg, "silver.encounter").collect()} == {"I10"}
+    assert {r.source_record_id for r in _table(spark, cfg, "silver.chronic_followup").collect()} == {"F2"}
+    # A tolerance wide enough lets the stay through: the thresholds come from the configuration.
+    wide = load_config(
+        overrides={
+            "landing_root": cfg.landing_root,
+            "lake_root": str(tmp_path / "lake2"),
+            "conform": {"max_stay_days": 500},
+        }
+    )
+    _run(spark, wide)
+    assert {r.source_record_id for r in _table(spark, wide, "silver.encounter").collect()} == {"I10", "I11"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from healthlake import io
 from healthlake.config import load_config
@@ -50,8 +51,31 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
     cfg = load_config(overrides={"landing_root": str(root / "landing"), "lake_root": str(root / "lake")})
     ingest.run(spark, cfg)
     (result,) = conform.run(spark, cfg)
-    assert result.bronze_rows == result.conformed + result.superseded + result.quarantined + result.duplicates
+    assert result.bronze_rows == (
+        result.conformed + result.superseded + result.quarantined + result.duplicates + result.not_modelled
+    )
     return cfg.lake_root
+
+
+def test_well_formed_resources_outside_the_model_are_counted_not_quarantined(
+    spark: SparkSession, lake: str
+) -> None:
+    # A data-quality view of silver.quarantine must not show a Claim as a failure: it is not modelled.
+    (log,) = (
+        io.read_table(spark, lake, "silver.conform_log").where(F.col("status") == conform.FINISHED).collect()
+    )
+    counts: dict[str, int] = {}
+    for path in sorted(BUNDLES.glob("*.json")):
+        for entry in json.loads(path.read_text(encoding="utf-8"))["entry"]:
+            kind = entry["resource"]["resourceType"]
+            counts[kind] = counts.get(kind, 0) + 1
+    for kind in ("Claim", "ExplanationOfBenefit", "CarePlan"):
+        assert log.not_modelled_types[kind] >= counts[kind] > 0, kind
+    for kind in ("Patient", "Encounter", "Condition", "Procedure", "Organization", "Practitioner"):
+        assert counts[kind] > 0 and kind not in log.not_modelled_types, kind
+    assert log.not_modelled == sum(log.not_modelled_types.values())
+    quarantine = io.read_table(spark, lake, "silver.quarantine")
+    assert quarantine.where(F.col("silver_table").isNull()).isEmpty()
 
 
 def test_each_encounter_appears_once_with_its_patient_and_times(spark: SparkSession, lake: str) -> None:

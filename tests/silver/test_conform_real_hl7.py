@@ -31,7 +31,7 @@ def test_real_messages_are_each_accounted_for_and_adt_oru_are_conformed(
     assert (
         result.bronze_rows
         == messages.count()
-        == result.conformed + result.superseded + result.quarantined + result.duplicates
+        == result.conformed + result.superseded + result.quarantined + result.duplicates + result.not_modelled
     )
     lake = cfg.lake_root
     # Patients come from ADT messages, results from ORU messages (v2.3 to v2.8 alike).

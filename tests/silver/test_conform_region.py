@@ -29,7 +29,7 @@ def test_every_bronze_row_is_conformed_quarantined_or_a_counted_duplicate(
     assert {r.bronze_table for r in region.results} == set(conform.BRONZE_INPUTS)
     for r in region.results:
         assert r.bronze_rows == io.read_table(spark, region.cfg.lake_root, r.bronze_table).count()
-        assert r.bronze_rows == r.conformed + r.superseded + r.quarantined + r.duplicates
+        assert r.bronze_rows == r.conformed + r.superseded + r.quarantined + r.duplicates + r.not_modelled
         assert r.conformed > 0
     # Exact re-sends of CSV rows are counted, not stored twice.
     assert sum(r.duplicates for r in region.results) > 0
