@@ -249,7 +249,7 @@ def run(
     io.insert_new(reviews, lake, REVIEW, ["review_id"])
     # The commit point.
     io.upsert(updates.select(*XREF_COLUMNS), lake, XREF, list(KEY), properties=io.CHANGE_DATA_FEED)
-    _mark_decisions_applied(spark, lake, io.latest_version(spark, lake, XREF))
+    _mark_decisions_applied(lake, decisions, io.latest_version(spark, lake, XREF))
     _progress(started, "written", updates.count())
 
     result = LinkResult(
@@ -729,6 +729,19 @@ def _check_decisions(accept: Sequence[str], reject: Sequence[str]) -> None:
         raise LinkError(f"review {both[0]} is both accepted and rejected: name it once")
 
 
-def _mark_decisions_applied(spark: SparkSession, lake: str, version: int) -> None:
-    waiting = F.col("status").isin(ACCEPTED, REJECTED) & F.col("applied_version").isNull()
-    io.update(spark, lake, REVIEW, waiting, {"applied_version": F.lit(version).cast("long")})
+def _mark_decisions_applied(lake: str, decisions: DataFrame | None, version: int) -> None:
+    """Set ``applied_version`` on the waiting decisions this run read (``decisions``), and on no other.
+
+    A reviewer may record a decision (``record_decisions``, ``healthlake link --accept``) while a run goes,
+    after it read ``silver.empi_review``: that decision is new, or has another status and decision time
+    than the one read, so it stays waiting and the next run applies it.
+    """
+    if decisions is None:
+        return
+    read = decisions.where(F.col("status").isin(ACCEPTED, REJECTED) & F.col("applied_version").isNull())
+    if read.isEmpty():
+        return
+    # A MERGE keyed by review id whose update holds only for the decision as it was read.
+    same = "t.status = s.status AND t.decided_at <=> s.decided_at AND t.applied_version IS NULL"
+    applied = read.withColumn("applied_version", F.lit(version).cast("long"))
+    io.upsert(applied, lake, REVIEW, ["review_id"], update_condition=same)

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from healthlake import io
+from healthlake import faults, io
 from healthlake.config import Config, load_config
 from healthlake.pipelines import link
 from healthlake.synth.identity import make_phone
@@ -155,8 +155,11 @@ def day1(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def day2(spark: SparkSession, day1):
-    """Day 2, linked incrementally: 150 known residents again, 100 new ones, and a bridge record."""
+def day2(spark: SparkSession, day1, tmp_path_factory: pytest.TempPathFactory):
+    """Day 2, linked incrementally: 150 known residents again, 100 new ones, and a bridge record.
+
+    ``lake_copy`` is a copy of the lake as this run left it (its review pairs all pending).
+    """
     cfg, people = day1["cfg"], day1["people"]
     newcomers = _people(100, seed=9, prefix="n")
     rows = _records(people[:150], seed=5, day=DAY2, copies=(1, 2)) + _records(
@@ -175,9 +178,12 @@ def day2(spark: SparkSession, day1):
     )
     _write_silver(spark, cfg.lake_root, rows)
     result = link.run(spark, cfg)
+    lake_copy = tmp_path_factory.mktemp("link_day2") / "lake"
+    shutil.copytree(cfg.lake_root, lake_copy)
     return {
         "rows": rows,
         "result": result,
+        "lake_copy": lake_copy,
         "xref": _version(spark, cfg, link.XREF),
         "persons": _version(spark, cfg, link.PERSON),
     }
@@ -385,6 +391,44 @@ def test_a_full_relink_keeps_every_person_id(decided) -> None:
     assert (full.mode, full.created, full.merged, full.split) == ("full", 0, 0, 0)
     assertDataFrameEqual(
         decided["full_xref"].select(*link.KEY, "person_id"), decided["xref"].select(*link.KEY, "person_id")
+    )
+
+
+def _ends(pair) -> list[tuple[str, str]]:
+    return [(pair[f"institution_id_{s}"], pair[f"source_patient_id_{s}"]) for s in "lr"]
+
+
+def test_a_decision_recorded_during_a_run_waits_for_the_next_run(
+    spark: SparkSession, day1, day2, tmp_path: Path
+) -> None:
+    # The lake of day 2, its review pairs pending (a copy: the other tests see it unchanged).
+    cfg = day1["cfg"].model_copy(update={"lake_root": str(tmp_path / "lake")})
+    shutil.copytree(day2["lake_copy"], cfg.lake_root)
+    review = _version(spark, cfg, link.REVIEW).where(F.col("status") == "pending")
+    pending = review.orderBy(F.desc("match_probability"), "review_id").collect()
+    before = pending[0]
+    during = next(p for p in pending[1:] if not set(_ends(before)) & set(_ends(p)))
+
+    def reviewer() -> None:
+        # Another session's decision, after the run read the decisions and before it marks them applied.
+        link.record_decisions(spark, cfg.lake_root, accept=[during["review_id"]])
+
+    # The run's commit point is its xref write; its last write marks the decisions it applied.
+    with faults.on_write(link.XREF, reviewer):
+        link.run(spark, cfg, accept=[before["review_id"]])
+    applied = {r["review_id"]: r["applied_version"] for r in _version(spark, cfg, link.REVIEW).collect()}
+    assert applied[before["review_id"]] == io.latest_version(spark, cfg.lake_root, link.XREF)
+    assert applied[during["review_id"]] is None  # recorded, not applied: it waits
+    assert len(_person_of(_xref(spark, cfg), _ends(before))) == 1
+    assert len(_person_of(_xref(spark, cfg), _ends(during))) == 2
+
+    result = link.run(spark, cfg)
+    assert (result.mode, result.linked) == ("incremental", 2)
+    assert len(_person_of(_xref(spark, cfg), _ends(during))) == 1
+    review = _version(spark, cfg, link.REVIEW).where(F.col("review_id") == during["review_id"]).first()
+    assert (review["status"], review["applied_version"]) == (
+        "accepted",
+        io.latest_version(spark, cfg.lake_root, link.XREF),
     )
 
 
