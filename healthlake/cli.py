@@ -18,6 +18,7 @@ from typing import Any
 from healthlake import __version__
 from healthlake.config import Config, is_uri, load_config
 from healthlake.errors import HealthlakeError, UsageError
+from healthlake.logs import configure_logging, progress
 
 logger = logging.getLogger("healthlake.cli")  # not __name__: also run as __main__
 
@@ -25,12 +26,9 @@ PROG = "healthlake"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-LOG_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
 STATUS_COLUMNS = ("layer", "table", "version", "rows", "last_operation", "last_time")
 MANIFEST_COLUMNS = ("files", "records", "malformed", "duplicates")
 COMMAND_LINE = "command line"
-
-_handler: logging.Handler | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if verbose:
             raise
-        sys.stderr.write(
-            f"{PROG}: failed: {type(exc).__name__}: {_first_line(exc)}{_hint(exc)} (-v shows the traceback)\n"
-        )
+        sys.stderr.write(f"{PROG}: failed: {describe_failure(exc)}\n")
         return EXIT_FAILURE
 
 
@@ -319,31 +315,76 @@ def cmd_run(args: argparse.Namespace) -> int:
         logger.info("no pipeline stages registered yet")
     for stage in STAGES:
         started = time.monotonic()
-        logger.info("stage %s started", stage.name)
-        stage.run(spark, cfg)
-        logger.info("stage %s finished in %.1fs", stage.name, time.monotonic() - started)
+        logger.debug("stage %s started", stage.name)
+        result = stage.run(spark, cfg)
+        records, detail = stage_summary(result)
+        progress(logger, stage.name, records, time.monotonic() - started, detail)
     io.register_tables(spark, cfg.lake_root)
     return _print_status(cfg, spark)
+
+
+def stage_summary(result: object) -> tuple[int | None, str]:
+    """The records a stage took and a few words on what it did, from the result its ``run`` returned.
+
+    Args:
+        result: ingest's feed results, conform's range results, link's or publish's result, or None for a
+            stage that had nothing to do.
+
+    Returns:
+        ``(records, detail)``; records is None when the result counts none.
+    """
+    if result is None:
+        return None, "nothing to do"
+    if isinstance(result, list):
+        if result and hasattr(result[0], "bronze_rows"):  # conform: one per bronze version range
+            conformed, quarantined, duplicates = (
+                sum(getattr(r, name) for r in result) for name in ("conformed", "quarantined", "duplicates")
+            )
+            detail = f"{conformed:,} conformed, {quarantined:,} quarantined, {duplicates:,} duplicates"
+            return sum(r.bronze_rows for r in result), detail
+        files = sum(getattr(r, "files", 0) for r in result)  # ingest: one per feed
+        quarantined = sum(getattr(r, "quarantined", 0) for r in result)
+        return sum(getattr(r, "records", 0) for r in result), f"{files:,} files, {quarantined:,} quarantined"
+    if hasattr(result, "linked"):  # link
+        counts = ", ".join(
+            f"{getattr(result, name):,} {label}"
+            for name, label in (
+                ("persons", "persons"),
+                ("created", "created"),
+                ("merged", "merged"),
+                ("split", "split"),
+                ("review", "to review"),
+            )
+        )
+        return result.linked, f"{result.mode} run, {counts}"
+    tables = getattr(result, "tables", None)
+    if isinstance(tables, dict):  # publish: the published tables and their rows
+        return sum(tables.values()), f"{getattr(result, 'mode', '')} run, {len(tables)} tables".strip()
+    return None, ""
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """``healthlake status``: one line per table with its version, rows and last operation."""
     cfg = load_config(args.conf, {"lake_root": args.lake}, overrides_source=COMMAND_LINE)
-    from healthlake import io
-
-    if not is_uri(cfg.lake_root) and not io.list_tables(cfg.lake_root):
-        output(f"no tables in lake {cfg.lake_root}")
-        return EXIT_OK
     return _print_status(cfg, None)
 
 
 def _print_status(cfg: Config, spark: Any) -> int:
-    """Print the status table of the lake, starting a session if ``spark`` is None."""
-    from healthlake import io
-    from healthlake.spark import get_spark
+    """Print the status table of the lake.
 
-    spark = spark if spark is not None else get_spark("status", cfg)
-    rows = io.table_status(spark, cfg.lake_root)
+    A local lake's (a folder or ``file:`` URI) is read from the Delta logs without Spark
+    (``tables.lake_status``: no JVM, a second or two); a remote lake's is listed through Hadoop's
+    FileSystem, with ``spark`` or a session started for it.
+    """
+    if is_uri(cfg.lake_root) and not cfg.lake_root.startswith("file:"):
+        from healthlake import io
+        from healthlake.spark import get_spark
+
+        rows = io.table_status(spark if spark is not None else get_spark("status", cfg), cfg.lake_root)
+    else:
+        from healthlake.tables import lake_status
+
+        rows = lake_status(cfg.lake_root)
     if not rows:
         output(f"no tables in lake {cfg.lake_root}")
         return EXIT_OK
@@ -425,22 +466,6 @@ def output(text: str) -> None:
     print(text, flush=True)
 
 
-def configure_logging(verbosity: int = 0) -> None:
-    """Send healthlake's logs to stderr in a compact format: INFO, or DEBUG when ``verbosity`` > 0.
-
-    Args:
-        verbosity: Number of ``-v`` flags.
-    """
-    global _handler
-    log = logging.getLogger("healthlake")
-    if _handler is not None:
-        log.removeHandler(_handler)
-    _handler = logging.StreamHandler(sys.stderr)
-    _handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
-    log.addHandler(_handler)
-    log.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
-
-
 def _verbose_argument(parser: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
     """Add ``-v``; subcommands use SUPPRESS so that a ``-v`` before the subcommand is kept."""
     parser.add_argument(
@@ -456,21 +481,121 @@ def _utc_text(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
+def _first_line(text: object) -> str:
+    lines = str(text).strip().splitlines()
     return lines[0].strip() if lines else ""
 
 
-_OUT_OF_MEMORY = ("UNABLE_TO_ACQUIRE_MEMORY", "SparkOutOfMemoryError", "java.lang.OutOfMemoryError")
+def describe_failure(exc: BaseException) -> str:
+    """An unexpected failure in one line: its root cause and, for causes a user can act on, what to try.
+
+    For a failure in Spark's JVM (a py4j ``Py4JJavaError``, or the exception pyspark made of one) the
+    root cause is the last Java exception of its cause chain, named by its class (``FileNotFoundException:
+    File file:/lake/… does not exist``) rather than by the Python call that met it ("An error occurred
+    while calling o6208.save"). Other failures are named by their own class.
+
+    Args:
+        exc: The exception.
+
+    Returns:
+        ``<class>: <first line of its message> (<hint>; -v shows the traceback)``.
+    """
+    root = java_root_cause(exc)
+    name, message, classes = root if root is not None else (type(exc).__name__, str(exc), ())
+    hint = _hint(message, classes)
+    line = _first_line(message)
+    return f"{name}{': ' + line if line else ''} ({hint + '; ' if hint else ''}-v shows the traceback)"
 
 
-def _hint(exc: BaseException) -> str:
-    """What to change for failures whose cause a user can fix (Spark's message alone does not say)."""
-    if any(marker in str(exc) for marker in _OUT_OF_MEMORY):
-        return (
-            " — Spark ran out of memory: raise spark.driver.memory (or spark.executor.memory) in the config, "
-            "or lower ingest.max_bytes_per_trigger; re-running resumes where it stopped"
-        )
+_MAX_CAUSES = 64
+
+
+def java_root_cause(exc: BaseException) -> tuple[str, str, tuple[str, ...]] | None:
+    """The Java exception at the bottom of a JVM failure's cause chain, or None for a Python failure.
+
+    Looks through ``exc`` and the exceptions it was raised from (``__cause__``, ``__context__``) for one
+    that carries a Java throwable: py4j's ``Py4JJavaError.java_exception``, or ``_origin`` of the
+    exceptions pyspark converts (``AnalysisException``, ``StreamingQueryException``, …). Then follows
+    ``getCause()`` down to the last cause.
+
+    Returns:
+        ``(simple class name, its message, names of its class and superclasses)``; None when no Java
+        exception is found, or the JVM can no longer be asked (it has exited).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        throwable = getattr(current, "java_exception", None) or getattr(current, "_origin", None)
+        if throwable is not None:
+            try:
+                return _bottom_of(throwable)
+            except Exception:  # the JVM is gone (py4j cannot reach it): describe the Python side
+                return None
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _bottom_of(throwable: Any) -> tuple[str, str, tuple[str, ...]]:
+    """Follow a Java throwable's ``getCause()`` to its end: its name, message and class names."""
+    for _ in range(_MAX_CAUSES):
+        cause = throwable.getCause()
+        if cause is None or cause.equals(throwable):
+            break
+        throwable = cause
+    classes = []
+    java_class = throwable.getClass()
+    while java_class is not None and len(classes) < _MAX_CAUSES:
+        classes.append(str(java_class.getName()))
+        java_class = java_class.getSuperclass()
+    name = str(throwable.getClass().getSimpleName()) or classes[0]
+    return name, str(throwable.getMessage() or ""), tuple(classes)
+
+
+_HINTS = (
+    (
+        ("java.lang.OutOfMemoryError",),
+        ("UNABLE_TO_ACQUIRE_MEMORY", "SparkOutOfMemoryError", "java.lang.OutOfMemoryError"),
+        "Spark ran out of memory: raise spark.driver.memory (or spark.executor.memory on a cluster) under "
+        "spark.conf in the config, e.g. HEALTHLAKE_SPARK__CONF='{spark.driver.memory: 8g}', or lower "
+        "ingest.max_bytes_per_trigger; re-running resumes where it stopped",
+    ),
+    (
+        (
+            "io.delta.exceptions.DeltaConcurrentModificationException",
+            "org.apache.spark.sql.delta.DeltaConcurrentModificationException",
+        ),
+        ("DELTA_CONCURRENT_",),
+        "another job changed the same Delta table at the same time: run the command again (each stage "
+        "resumes where it stopped), and run one healthlake command per lake at a time",
+    ),
+    (
+        ("java.io.FileNotFoundException", "java.nio.file.NoSuchFileException"),
+        ("FILE_NOT_EXIST", "PATH_NOT_FOUND"),
+        "a file Spark needed is gone: was the lake or landing zone changed or cleaned while the command "
+        "ran? Run it again; if a Delta table's data files were deleted, restore them",
+    ),
+    (
+        ("java.lang.ClassNotFoundException", "java.lang.NoClassDefFoundError"),
+        (),
+        "a jar Spark needs is not on its classpath (for s3a:// the hadoop-aws connector): add it to "
+        "spark.jars.packages under spark.conf in the config, or pass --packages to spark-submit",
+    ),
+    (
+        (),
+        ("No space left on device",),
+        "a disk is full: free space where the lake is, and where Spark spills (spark.local.dir, by "
+        "default /tmp)",
+    ),
+)
+"""(Java classes, message markers, hint) for the failure causes a user can act on."""
+
+
+def _hint(message: str, classes: Sequence[str] = ()) -> str:
+    """What to try for a failure whose root class (or an ancestor) or message is one of ``_HINTS``."""
+    for hint_classes, markers, hint in _HINTS:
+        if any(name in hint_classes for name in classes) or any(marker in message for marker in markers):
+            return hint
     return ""
 
 

@@ -10,7 +10,6 @@ import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -21,31 +20,20 @@ from healthlake import faults
 from healthlake.config import is_uri
 from healthlake.errors import LakeError
 
-# Names and folders live in healthlake.naming (importable without pyspark); re-exported here.
-from healthlake.naming import LAYERS, split_name, table_path  # noqa: F401
+# Names, folders and the local listing live in healthlake.naming (importable without pyspark);
+# re-exported here.
+from healthlake.naming import (  # noqa: F401
+    DELTA_LOG,
+    LAYERS,
+    TableRef,
+    TableStatus,
+    list_local_tables,
+    split_name,
+    table_path,
+    visible,
+)
 
 logger = logging.getLogger(__name__)
-
-DELTA_LOG = "_delta_log"
-
-
-class TableRef(NamedTuple):
-    """A Delta table found in the lake."""
-
-    layer: str
-    name: str
-    path: str
-
-
-class TableStatus(NamedTuple):
-    """The state of one table, as shown by ``healthlake status``."""
-
-    layer: str
-    table: str
-    version: int
-    rows: int
-    last_operation: str
-    last_time: dt.datetime
 
 
 def is_table(spark: SparkSession, lake_root: str, name: str) -> bool:
@@ -380,18 +368,7 @@ def list_tables(lake_root: str, spark: SparkSession | None = None) -> list[Table
         if spark is None:
             raise LakeError(f"listing the lake {lake_root} needs a SparkSession")
         return _list_tables_hadoop(spark, lake_root)
-    root = Path(_local_path(lake_root)).expanduser()
-    if not root.exists():
-        raise LakeError(f"lake root {lake_root} does not exist")
-    if not root.is_dir():
-        raise LakeError(f"lake root {lake_root} is not a folder")
-    base = lake_root.rstrip("/")
-    found = []
-    for layer in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name)):
-        for table in sorted(p for p in layer.iterdir() if p.is_dir() and _visible(p.name)):
-            if (table / DELTA_LOG).is_dir():
-                found.append(TableRef(layer.name, table.name, f"{base}/{layer.name}/{table.name}"))
-    return found
+    return list_local_tables(lake_root)
 
 
 def table_status(spark: SparkSession, lake_root: str) -> list[TableStatus]:
@@ -476,24 +453,12 @@ def _list_tables_hadoop(spark: SparkSession, lake_root: str) -> list[TableRef]:
     base = lake_root.rstrip("/")
     found = []
     layers = sorted(s.getPath().getName() for s in fs.listStatus(root) if s.isDirectory())
-    for layer in filter(_visible, layers):
+    for layer in filter(visible, layers):
         entries = fs.listStatus(hadoop_path(f"{base}/{layer}"))
         for table in sorted(s.getPath().getName() for s in entries if s.isDirectory()):
-            if _visible(table) and fs.exists(hadoop_path(f"{base}/{layer}/{table}/{DELTA_LOG}")):
+            if visible(table) and fs.exists(hadoop_path(f"{base}/{layer}/{table}/{DELTA_LOG}")):
                 found.append(TableRef(layer, table, f"{base}/{layer}/{table}"))
     return found
-
-
-def _visible(name: str) -> bool:
-    """False for folders that are not layers or tables (``_warehouse``, ``.hidden``)."""
-    return not name.startswith(("_", "."))
-
-
-def _local_path(path: str) -> str:
-    """A ``file:`` URI turned into a plain path; other paths unchanged."""
-    if path.startswith("file://"):
-        return path[len("file://") :]
-    return path.removeprefix("file:")
 
 
 def _absolute(path: str) -> str:

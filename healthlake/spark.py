@@ -21,16 +21,20 @@ import argparse
 import logging
 import os
 import re
+import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
-from delta import configure_spark_with_delta_pip
 from pyspark import SparkConf, SparkContext
+from pyspark.java_gateway import launch_gateway
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from healthlake import logs
 from healthlake.config import REPO_ROOT, Config, SparkSettings, is_uri, load_config
 from healthlake.errors import HealthlakeError, UsageError
 
@@ -66,7 +70,23 @@ IVY_DIR_ENV = "HEALTHLAKE_IVY_DIR"
 """Environment variable naming the Ivy cache folder (default ``<repo>/.cache/ivy``)."""
 WAREHOUSE_DIR_NAME = "_warehouse"
 """Spark SQL warehouse folder inside the lake root (catalog databases; tables live in layer folders)."""
-LOG_LEVEL = "WARN"
+QUIET_LOG_LEVEL = "ERROR"
+"""Root log level of Spark's JVM logs by default (``healthlake.logs``)."""
+VERBOSE_LOG_LEVEL = "WARN"
+"""Root log level of Spark's JVM logs with ``-v`` (what pyspark itself sets for a shell)."""
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+LOG_CONFIG_PROPERTIES = ("log4j2.configurationFile", "log4j.configurationFile", "log4j.configuration")
+"""JVM system properties that name a log4j configuration (log4j 2's own, and its 1.x-style aliases)."""
+_JVM_NOISE = re.compile(
+    r"WARNING: Using incubator modules: "  # every JVM Spark 4.1 starts: --add-modules=jdk.incubator.vector
+    # Ivy resolving --packages (the first session only, warming the jar cache); its errors are kept.
+    r"|:: (loading settings|resolving dependencies|resolution report|retrieving) ::"
+    r"|Ivy Default Cache set to: |The jars for the packages stored in: |\S+#\S+ added as a dependency"
+    r"|\s+(confs: \[|found \S+#\S+;\S+ in |:: modules in use:|\S+#\S+;\S+ (from|by) |\[SUCCESSFUL \]"
+    r"|-{10,}$|\|.*\|$|\d+ artifacts copied)"
+    r"|downloading https?://\S+ \.\.\.$"
+)
+"""Lines the driver JVM writes to stderr itself (not through log4j) that a default run does not show."""
 HUGE_METHODS = "-XX:-DontCompileHugeMethods"
 """JVM option: compile large generated methods too (see ``spark_conf``)."""
 PLAN_STRING_CAP = "1m"
@@ -105,6 +125,12 @@ def get_spark(app_name: str, cfg: Config | None = None) -> SparkSession:
     with ``cfg.spark.master``, UTC, Arrow, Delta's extension and catalog, the warehouse under the lake
     root, the cached Delta jars and ``cfg.spark.conf`` on top.
 
+    Unless ``-v`` (``healthlake.logs.verbose()``), Spark is quiet: a JVM started here reads
+    ``healthlake/log4j2.properties`` (root logger at ERROR, from its first line on) and its stderr is
+    relayed without the start-up chatter it prints itself; an existing JVM gets the root level ERROR.
+    A log4j configuration of the user's own (named in ``spark.driver.extraJavaOptions``, in Spark's conf
+    folder, or given to spark-submit's JVM) is left alone.
+
     Args:
         app_name: Name of the stage or tool; prefixed with ``cfg.spark.app_name``.
         cfg: Configuration; None loads the default one.
@@ -130,7 +156,7 @@ def get_spark(app_name: str, cfg: Config | None = None) -> SparkSession:
         _fill_runtime_conf(session, wanted)
         return session
 
-    builder = SparkSession.builder
+    quiet = not logs.verbose()
     if submitted:
         SparkContext._ensure_initialized()
         present = SparkConf()
@@ -138,19 +164,28 @@ def get_spark(app_name: str, cfg: Config | None = None) -> SparkSession:
             wanted.pop(key, None)
         wanted = {key: value for key, value in wanted.items() if not present.contains(key)}
         _require_delta_classes()
+        own_log_config = _jvm_has_log_config()
         logger.debug("spark-submit detected; filling in %s", sorted(wanted))
     elif not delta_jars():
         extra = [p for p in wanted.pop("spark.jars.packages", "").split(",") if p]
         cache = wanted.pop("spark.jars.ivy", str(ivy_dir()))
         logger.info("Delta jars not cached in %s: downloading %s through Ivy (once)", cache, DELTA_PACKAGE)
-        builder = configure_spark_with_delta_pip(
-            builder.config("spark.jars.ivy", cache), extra_packages=extra
-        )
+        # What delta's configure_spark_with_delta_pip asks for: delta-spark for this Spark and Scala.
+        wanted.update({"spark.jars.ivy": cache, "spark.jars.packages": ",".join([DELTA_PACKAGE, *extra])})
+    if not submitted:
+        own_log_config = user_log_config(wanted.get(DRIVER_JAVA_OPTIONS, ""))
+        if quiet and not own_log_config:
+            # Read when the JVM starts: Spark's own start-up warnings are silenced too, not only later ones.
+            quiet_options = f"-Dlog4j2.configurationFile={logs.JVM_LOG_CONFIG.as_uri()}"
+            wanted[DRIVER_JAVA_OPTIONS] = f"{wanted.get(DRIVER_JAVA_OPTIONS, '')} {quiet_options}".strip()
+        if quiet and SparkContext._gateway is None:
+            _start_quiet_jvm(wanted)
 
-    for key, value in wanted.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel(LOG_LEVEL)
+    session = SparkSession.builder.config(map=wanted).getOrCreate()
+    if not own_log_config:
+        session.sparkContext.setLogLevel(QUIET_LOG_LEVEL if quiet else VERBOSE_LOG_LEVEL)
+    if quiet:
+        _quiet_query_context_loggers()
     logger.debug("Spark %s session %s on %s", session.version, app_name, session.sparkContext.master)
     return session
 
@@ -326,6 +361,71 @@ def warm_jar_cache() -> list[Path]:
     return jars
 
 
+def user_log_config(driver_java_options: str) -> bool:
+    """True when the user configured the driver JVM's logs: a log4j configuration named in
+    ``driver_java_options``, or a ``log4j2.*`` file in Spark's conf folder (``SPARK_CONF_DIR``, else
+    ``$SPARK_HOME/conf``, else pyspark's own ``conf``), which Spark puts on the driver's classpath."""
+    if any(f"-D{name}=" in driver_java_options for name in LOG_CONFIG_PROPERTIES):
+        return True
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    if not conf_dir:
+        conf_dir = str(Path(os.environ.get("SPARK_HOME") or _pyspark_dir()) / "conf")
+    folder = Path(conf_dir)
+    return folder.is_dir() and any(folder.glob("log4j2*.*"))
+
+
+def _pyspark_dir() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def _jvm_has_log_config() -> bool:
+    """True when the running driver JVM (started by spark-submit) was given its own log4j configuration."""
+    jvm = SparkContext._jvm
+    assert jvm is not None
+    system = jvm.java.lang.System
+    return any(system.getProperty(name) for name in LOG_CONFIG_PROPERTIES) or user_log_config("")
+
+
+def _start_quiet_jvm(settings: Mapping[str, str]) -> None:
+    """Start the driver JVM as pyspark would, with its stderr relayed without its start-up chatter.
+
+    pyspark launches ``spark-submit`` with the settings as ``--conf`` (``launch_gateway``, whose
+    ``popen_kwargs`` exist to capture the JVM's output); a thread copies the JVM's stderr to ours except
+    the lines ``_JVM_NOISE`` matches (the JVM's incubator-module warning, Ivy's resolution report). Its
+    log4j logs and anything else it prints (a failure to start among them) pass through.
+    """
+    conf = SparkConf(loadDefaults=False).setAll(list(settings.items()))
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
+    relay = threading.Thread(
+        target=_relay_stderr, args=(gateway.proc.stderr,), name="healthlake-jvm-stderr", daemon=True
+    )
+    relay.start()
+    SparkContext._ensure_initialized(gateway=gateway)
+
+
+def _relay_stderr(stream: IO[bytes]) -> None:
+    """Copy the JVM's stderr lines to ``sys.stderr`` until it closes, leaving out ``_JVM_NOISE``."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace")
+        if _JVM_NOISE.match(line.rstrip("\r\n")):
+            continue
+        try:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        except (OSError, ValueError):  # stderr closed at exit: keep draining, or the JVM would block
+            pass
+
+
+def _quiet_query_context_loggers() -> None:
+    """Hold pyspark's query-context loggers (a JSON record per failed query) at ERROR's next level."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("DataFrameQueryContextLogger", "SQLQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def _fill_runtime_conf(session: SparkSession, wanted: Mapping[str, str]) -> None:
     """Set runtime SQL settings of an existing session that neither its builder nor its user set."""
     static = session.sparkContext.getConf()
@@ -356,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The process exit code.
     """
-    from healthlake.cli import configure_logging, output
+    from healthlake.cli import output
+    from healthlake.logs import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m healthlake.spark", description=__doc__.splitlines()[0])
     action = parser.add_mutually_exclusive_group(required=True)

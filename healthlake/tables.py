@@ -5,16 +5,19 @@ researcher on a laptop can load ``gold.*`` or ``research.*`` tables and pin the 
 Tables with deletion vectors (Delta's ``deletionVectors`` reader feature, which Databricks can turn on for
 new tables) are read through ``deltalake``'s DataFusion engine, since its pyarrow reader refuses them.
 ``read_table`` is the same call returning a Spark DataFrame (the active session, or one healthlake builds).
+``lake_status`` (``healthlake status``) reads every table's version, rows and last commit from the Delta
+logs alone, also without a JVM.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from healthlake.errors import LakeError
-from healthlake.naming import table_path
+from healthlake.naming import DELTA_LOG, TableStatus, list_local_tables, local_path, table_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,6 +106,82 @@ def table_history(name: str, *, lake_root: str | None = None) -> list[dict[str, 
         }
         for entry in table.history()
     ]
+
+
+def lake_status(lake_root: str | None = None) -> list[TableStatus]:
+    """Version, rows and last commit of every table of a local lake, from the Delta logs alone (no Spark).
+
+    The rows are the ``numRecords`` statistics of the add actions of the table's current version (less
+    the rows its deletion vectors remove), so no data file is read; a table with a file written without
+    statistics is counted by a scan. ``healthlake.io.table_status`` gives the same through Spark, for any
+    lake root.
+
+    Args:
+        lake_root: Lake root folder or ``file:`` URI; default the configured ``lake_root``.
+
+    Returns:
+        One entry per table, sorted by layer and name; the last commit's time is in UTC.
+
+    Raises:
+        LakeError: When the lake root does not exist or is not a folder.
+    """
+    from deltalake import DeltaTable
+
+    if lake_root is None:
+        from healthlake.config import load_config
+
+        lake_root = load_config().lake_root
+    status = []
+    for ref in list_local_tables(lake_root):
+        table = DeltaTable(_for_deltalake(ref.path))
+        history = table.history(1)
+        if not history:
+            continue
+        last, version = history[0], table.version()
+        operation, when = last.get("operation", ""), _commit_time(ref.path, version, last)
+        status.append(TableStatus(ref.layer, ref.name, version, _rows(table), operation, when))
+    return status
+
+
+def _commit_time(path: str, version: int, commit: dict[str, Any]) -> dt.datetime:
+    """When a commit was made, as Spark's ``DESCRIBE HISTORY`` dates it: its in-commit timestamp when the
+    table records one, else the modification time of its log file (read here for a local table), else
+    the time in the commit's own record (the writer's clock as it began to commit)."""
+    millis = commit.get("inCommitTimestamp")
+    if millis is None:
+        log_file = Path(local_path(path)).expanduser() / DELTA_LOG / f"{version:020d}.json"
+        try:
+            millis = log_file.stat().st_mtime_ns // 1_000_000
+        except OSError:
+            millis = commit["timestamp"]
+    return dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC)
+
+
+def _rows(table: Any) -> int:
+    """Rows of a ``deltalake`` table from its log: add actions' ``numRecords`` less deletion vectors'.
+
+    Through ``deltalake``'s own Arrow tables (arro3): pyarrow would import pandas, a second's start-up.
+    """
+    adds = table.get_add_actions()
+    if adds.num_rows == 0:
+        return 0
+    counts = adds.column("num_records").to_pylist() if "num_records" in adds.column_names else [None]
+    if None in counts:
+        return _scanned_rows(table)  # a file without statistics: only a scan knows
+    rows = sum(counts)
+    if DELETION_VECTORS in (table.protocol().reader_features or []):
+        for batch in table.deletion_vectors():
+            for keep in batch.column("selection_vector").to_pylist():
+                rows -= keep.count(False)
+    return rows
+
+
+def _scanned_rows(table: Any) -> int:
+    """Rows of a ``deltalake`` table counted by its query engine (DataFusion; applies deletion vectors)."""
+    from deltalake import QueryBuilder
+
+    result = QueryBuilder().register("t", table).execute("SELECT COUNT(*) AS n FROM t").read_all()
+    return int(result.column("n").to_pylist()[0])
 
 
 def read_table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -18,9 +19,11 @@ from healthlake.spark import (
     DELTA_JAR,
     HUGE_METHODS,
     PLAN_STRING_CAP,
+    _relay_stderr,
     delta_jars,
     ivy_dir,
     spark_conf,
+    user_log_config,
     warehouse_dir,
 )
 
@@ -139,8 +142,8 @@ def test_spark_submit_keeps_the_submitters_master(spark: SparkSession, tmp_path:
     jars = delta_jars()
     if not jars:
         pytest.skip("Delta jar cache is not warm (run make setup)")
-    lake = tmp_path / "lake"
-    spark.range(4).write.format("delta").save(str(lake / "bronze" / "numbers"))
+    lake, landing = tmp_path / "lake", tmp_path / "landing"
+    landing.mkdir()
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -157,8 +160,11 @@ def test_spark_submit_keeps_the_submitters_master(spark: SparkSession, tmp_path:
         "spark.ui.enabled=false",
         "--jars",
         ",".join(map(str, jars)),
-        str(REPO / "jobs" / "status.py"),
+        # status reads a local lake without Spark: ingest (of an empty landing zone) builds a session.
+        str(REPO / "jobs" / "ingest.py"),
         "-v",
+        "--landing",
+        str(landing),
         "--lake",
         str(lake),
     ]
@@ -166,6 +172,57 @@ def test_spark_submit_keeps_the_submitters_master(spark: SparkSession, tmp_path:
         command, capture_output=True, text=True, env=env, cwd=tmp_path, check=False, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "bronze  numbers" in result.stdout
+    assert "feed  files  records  quarantined  seconds" in result.stdout
     # spark-submit merges the Python process's stderr (our logs) into its stdout.
-    assert "session status on local[1]" in result.stdout + result.stderr
+    assert "session ingest on local[1]" in result.stdout + result.stderr
+
+
+# What a driver JVM prints to its stderr itself while Spark's Ivy resolves Delta (spark-submit's --packages),
+# then a resolution that failed.
+IVY_TRANSCRIPT = """\
+WARNING: Using incubator modules: jdk.incubator.vector
+:: loading settings :: url = jar:file:/venv/jars/ivy-2.5.3.jar!/org/apache/ivy/core/settings/ivysettings.xml
+Ivy Default Cache set to: /repo/.cache/ivy/cache
+The jars for the packages stored in: /repo/.cache/ivy/jars
+io.delta#delta-spark_4.1_2.13 added as a dependency
+:: resolving dependencies :: org.apache.spark#spark-submit-parent-5d0c;1.0
+\tconfs: [default]
+\tfound io.delta#delta-spark_4.1_2.13;4.3.1 in central
+downloading https://repo1.maven.org/maven2/io/delta/delta-spark_4.1_2.13/4.3.1/delta-spark.jar ...
+\t[SUCCESSFUL ] io.delta#delta-spark_4.1_2.13;4.3.1!delta-spark_4.1_2.13.jar (1234ms)
+:: resolution report :: resolve 2345ms :: artifacts dl 1250ms
+\t:: modules in use:
+\tio.delta#delta-spark_4.1_2.13;4.3.1 from central in [default]
+\t---------------------------------------------------------------------
+\t|                  |            modules            ||   artifacts   |
+\t|       conf       | number| search|dwnlded|evicted|| number|dwnlded|
+\t---------------------------------------------------------------------
+\t|      default     |   8   |   8   |   8   |   0   ||   8   |   8   |
+\t---------------------------------------------------------------------
+:: retrieving :: org.apache.spark#spark-submit-parent-5d0c
+\tconfs: [default]
+\t8 artifacts copied, 0 already retrieved (5862kB/25ms)
+\t[NOT FOUND  ] io.unitycatalog#unitycatalog-client;0.3.1!unitycatalog-client.jar (0ms)
+\t::::::::::::::::::::::::::::::::::::::::::::::
+\t::          UNRESOLVED DEPENDENCIES         ::
+Exception in thread "main" java.lang.RuntimeException: [unresolved dependency: io.x#y;0.3.1: not found]
+26/12/06 07:40:01 ERROR SparkContext: Error initializing SparkContext.
+"""
+
+
+def test_the_jvm_stderr_relay_drops_start_up_chatter_and_keeps_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _relay_stderr(io.BytesIO(IVY_TRANSCRIPT.encode()))
+    kept = capsys.readouterr().err.splitlines()
+    assert kept == IVY_TRANSCRIPT.splitlines()[-5:]
+
+
+def test_a_log_configuration_of_the_users_own_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    assert not user_log_config("-XX:+UseG1GC")
+    assert user_log_config("-XX:+UseG1GC -Dlog4j2.configurationFile=file:/etc/spark/log4j2.xml")
+    (tmp_path / "log4j2.properties").write_text("rootLogger.level = info\n", encoding="utf-8")
+    assert user_log_config("")

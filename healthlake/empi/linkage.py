@@ -224,7 +224,7 @@ def training_sample(prepared: DataFrame, max_records: int | None) -> DataFrame:
     if total <= max_records:
         return prepared
     per_million = int(1_000_000 * max_records / total)
-    log.info("empi: model trained on about %d of %d records", max_records, total)
+    log.debug("empi: model trained on about %d of %d records", max_records, total)
     return prepared.where(F.pmod(F.xxhash64("unique_id"), F.lit(1_000_000)) < per_million)
 
 
@@ -265,16 +265,19 @@ def train_model(
         blocking_rules_to_generate_predictions=blocking,
     )
     db_api = _db_api(spark)
-    linker = Linker(db_api.register(prepared), settings, log_level=logging.WARNING)
+    # log_level=None: Splink would otherwise add its own stderr handler to the "splink" logger at the
+    # level given; its messages go through logging like healthlake's (the command line holds them at
+    # ERROR unless -v).
+    linker = Linker(db_api.register(prepared), settings, log_level=None)
     deterministic = [block_on(*r) for r in (("id_number",), ("name_key", "birth_date")) if set(r) <= cols]
     started = time.monotonic()
     linker.training.estimate_probability_two_random_records_match(deterministic or blocking[:1], recall=0.8)
-    log.info("empi: prior estimated at %.1fs", time.monotonic() - started)
+    log.debug("empi: prior estimated at %.1fs", time.monotonic() - started)
     # One pass per comparison: Splink's default ten chunks plus a probe each are ~80 Spark jobs, most of
     # the training time of a small or middling table; a million pairs fit in one pass.
     chunks = max(1, math.ceil(max_u_pairs / 1e7))
     linker.training.estimate_u_using_random_sampling(max_pairs=max_u_pairs, seed=seed, num_chunks=chunks)
-    log.info("empi: u values from %.0f random pairs at %.1fs", max_u_pairs, time.monotonic() - started)
+    log.debug("empi: u values from %.0f random pairs at %.1fs", max_u_pairs, time.monotonic() - started)
     # Two EM sessions, each blocked on what the other estimates, so every comparison gets its m values.
     sessions = (
         [block_on("birth_date"), block_on("name_key")] if {"birth_date", "name_key"} <= cols else blocking[:1]
@@ -288,7 +291,7 @@ def train_model(
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(rule)
             trained += 1
-            log.info("empi: EM session %d done at %.1fs", trained, time.monotonic() - started)
+            log.debug("empi: EM session %d done at %.1fs", trained, time.monotonic() - started)
         except ValueError as exc:
             # Splink refuses an m value that underflows (a level almost never seen among the matches of
             # a small table); the other session's estimates still stand.
@@ -381,7 +384,7 @@ def score_pairs(
         # each blocking join instead of shuffling every linked record once per blocking rule.
         new = _cached(new, kept)
     left = db_api.register(new)
-    linker = Linker(left, model, log_level=logging.WARNING)
+    linker = Linker(left, model, log_level=None)  # Splink's own handler stays off (see train_model)
     for column in _tf_columns(model):
         # Computed once here (both prediction passes join it) and cached with its real size, so that
         # joining it to the records is a broadcast, not a shuffle of every record per column.
@@ -460,5 +463,5 @@ def link_persons(
     model = train_model(prepared, max_u_pairs=max_u_pairs, checkpoint_dir=checkpoint_dir)
     pairs = score_pairs(model, prepared, min_pair_probability=min_pair_probability)
     clusters = cluster_pairs(prepared, pairs.where(F.col("match_probability") >= match_probability))
-    log.info("empi: linked with %d comparisons", len(model["comparisons"]))
+    log.debug("empi: linked with %d comparisons", len(model["comparisons"]))
     return LinkResult(clusters=clusters, pairs=pairs, model=model)

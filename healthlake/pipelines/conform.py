@@ -46,6 +46,7 @@ from pyspark.sql.types import (
 
 from healthlake import io
 from healthlake.errors import HealthlakeError
+from healthlake.logs import progress
 from healthlake.privacy.tokens import load_key
 from healthlake.silver import (
     allergy,
@@ -312,14 +313,14 @@ def plan_ranges(spark: SparkSession, cfg: Config) -> list[tuple[str, int, int]]:
     new = []
     for bronze in BRONZE_INPUTS:
         if not io.is_table(spark, lake, bronze):
-            log.info("conform: %s does not exist yet, skipped", bronze)
+            log.debug("conform: %s does not exist yet, skipped", bronze)
             continue
         latest = io.latest_version(spark, lake, bronze)
         done = last_end.get(bronze, -1)
         if latest > done:
             new.append((bronze, done + 1, latest))
         else:
-            log.info("conform: %s has nothing new (version %d)", bronze, latest)
+            log.debug("conform: %s has nothing new (version %d)", bronze, latest)
     if new:
         _append_log(spark, lake, [(bronze, start, end, PLANNED) for bronze, start, end in new])
     return unfinished + new
@@ -503,20 +504,12 @@ def conform_versions(
     finally:
         for df in cached:
             df.unpersist()
-    log.info(
-        "conform %s v%d-%d: %d rows: %d conformed, %d superseded, %d quarantined, %d duplicates, "
-        "%d not modelled (%.1f s)",
-        bronze,
-        start,
-        end,
-        result.bronze_rows,
-        result.conformed,
-        result.superseded,
-        result.quarantined,
-        result.duplicates,
-        result.not_modelled,
-        result.seconds,
+    counts = (
+        f"{result.conformed:,} conformed, {result.superseded:,} superseded, "
+        f"{result.quarantined:,} quarantined, {result.duplicates:,} duplicates, "
+        f"{result.not_modelled:,} not modelled"
     )
+    progress(log, f"conform {bronze} v{start}-{end}", result.bronze_rows, result.seconds, counts)
     return result
 
 

@@ -36,6 +36,7 @@ from healthlake.bronze.fhir import BUNDLE_COLUMNS, RESOURCE_COLUMNS, fhir_bundle
 from healthlake.bronze.hl7v2 import MESSAGE_COLUMNS, parse_hl7v2
 from healthlake.config import is_uri
 from healthlake.errors import HealthlakeError
+from healthlake.logs import progress
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -118,7 +119,7 @@ def run(spark: SparkSession, cfg: Config, only: Sequence[str] | None = None) -> 
         if only is not None and feed.name not in only:
             continue
         if not is_uri(landing) and not (Path(landing) / feed.name).is_dir():
-            log.info("ingest %s: no folder %s/%s, skipped", feed.name, landing, feed.name)
+            log.debug("ingest %s: no folder %s/%s, skipped", feed.name, landing, feed.name)
             continue
         todo.append(feed)
     # A log this run created holds no file yet: no feed can have lost its checkpoint.
@@ -172,15 +173,12 @@ def _run_streams(spark: SparkSession, cfg: Config, todo: list[Feed], new_log: bo
 
 def _finished(result: FeedResult) -> FeedResult:
     result.seconds = time.monotonic() - result.started
-    log.info(
-        "ingest %s: %d batches, %d files, %d records, %d quarantined, %d already taken, %.1f s",
-        result.feed,
-        result.batches,
-        result.files,
+    progress(
+        log,
+        f"ingest {result.feed}",
         result.records,
-        result.quarantined,
-        result.already_taken,
         result.seconds,
+        f"{result.files:,} files, {result.quarantined:,} quarantined, {result.already_taken:,} already taken",
     )
     return result
 
@@ -371,7 +369,7 @@ def ingest_batch(
         ingest_log.unpersist()
         parsed.unpersist()
         cached.unpersist()
-    log.info(
+    log.debug(
         "ingest %s: batch %d: %d files, %d records, %d quarantined",
         feed.name,
         batch_id,

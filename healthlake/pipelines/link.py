@@ -49,6 +49,7 @@ from healthlake.empi.persons import (
     strongest_link,
 )
 from healthlake.errors import HealthlakeError
+from healthlake.logs import Steps
 from healthlake.spark import local_checkpoint
 
 if TYPE_CHECKING:
@@ -153,6 +154,7 @@ def run(
         LinkError: When silver has no patient records yet, or a review id is unknown.
     """
     started = time.monotonic()
+    steps = Steps(log, "link")
     lake = cfg.lake_root
     _check_decisions(accept, reject)
     for table in (PATIENT_RECORD, VAULT):
@@ -173,9 +175,9 @@ def run(
     identities = patient_tokens(io.read_table(spark, lake, PATIENT_RECORD))
     identities = local_checkpoint(_with_state(identities, previous, decisions, everything=train))
     fresh_count = identities.where("fresh").count()
-    _progress(started, "identities", fresh_count)
+    steps.done("identities", fresh_count)
     if fresh_count == 0:
-        log.info("link: no new or changed record and no decision to apply")
+        log.debug("link: no new or changed record and no decision to apply")
         return LinkResult("nothing", records=identities.count(), seconds=time.monotonic() - started)
     # Spark cannot tell that frames derived from a day's records are small next to the region's
     # tables; on an incremental day they are broadcast into those joins instead of shuffling the region.
@@ -195,7 +197,7 @@ def run(
             max_records=cfg.empi.max_train_records,
             checkpoint_dir=_tmp(cfg),
         )
-        _progress(started, "model trained", fresh_count)
+        steps.done("model trained", fresh_count)
     else:
         model = json.loads(model_row)
     population = fresh if existing is None else fresh.unionByName(existing)
@@ -210,7 +212,7 @@ def run(
         # different, they are two people (the check digit catches one wrong or two swapped digits).
         skip_pairs="l.trusted_id AND r.trusted_id",
     ).persist()
-    _progress(started, "pairs scored", pairs.count())
+    steps.done("pairs scored", pairs.count())
 
     nodes = identities.select("record_id", "node", "fresh", "previous_person_id")
     edges = local_checkpoint(_edges(identities, pairs, nodes, decisions, cfg.empi.match_probability))
@@ -222,7 +224,7 @@ def run(
         .distinct()
     )
     clusters = cluster_pairs(graph_nodes, edges).withColumnRenamed("unique_id", "node").persist()
-    _progress(started, "clustered", clusters.count())
+    steps.done("clustered", clusters.count())
     ids, events = _person_ids(spark, identities, persons_before, clusters, from_version)
     ids, events = local_checkpoint(ids), local_checkpoint(events)
     updates = local_checkpoint(_xref_updates(identities, previous, clusters, ids, events, edges, day))
@@ -234,7 +236,7 @@ def run(
     persons = local_checkpoint(_persons(identities, persons_before, after, ids, events, from_version, day))
     reviews = local_checkpoint(_reviews(pairs, after, decisions, cfg.empi.match_probability, day))
     counts = {e: events.where(F.col("event") == e).count() for e in (CREATED, MERGED, SPLIT)}
-    _progress(started, "persons", persons.count())
+    steps.done("persons", persons.count())
 
     if train:
         _write_model(spark, lake, model, from_version)
@@ -250,7 +252,7 @@ def run(
     # The commit point.
     io.upsert(updates.select(*XREF_COLUMNS), lake, XREF, list(KEY), properties=io.CHANGE_DATA_FEED)
     _mark_decisions_applied(lake, decisions, io.latest_version(spark, lake, XREF))
-    _progress(started, "written", updates.count())
+    steps.done("written", updates.count())
 
     result = LinkResult(
         "full" if train else "incremental",
@@ -267,7 +269,7 @@ def run(
         if frame is None:
             continue
         frame.unpersist()
-    log.info(
+    log.debug(
         "link: %s run, %d records linked, %d persons created, %d merged, %d split, %d pairs to review",
         result.mode,
         result.linked,
@@ -337,10 +339,6 @@ def _pinned(spark: SparkSession, lake: str, name: str) -> DataFrame | None:
     if not io.is_table(spark, lake, name):
         return None
     return io.read_table(spark, lake, name, version=io.latest_version(spark, lake, name))
-
-
-def _progress(started: float, step: str, rows: int) -> None:
-    log.info("link: %s (%d rows) at %.1fs", step, rows, time.monotonic() - started)
 
 
 def _tmp(cfg: Config) -> str:
