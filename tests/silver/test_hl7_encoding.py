@@ -6,21 +6,23 @@ sequences with the delimiters the message declares), never from healthlake's own
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import hl7
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from healthlake import io
 from healthlake.config import load_config
 from healthlake.pipelines import ingest
-from healthlake.silver import diagnosis, encounter, observation, patient_record
+from healthlake.silver import allergy, diagnosis, encounter, observation, patient_record, procedure
 from healthlake.silver.common import hl7_unescape
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "hl7v2"
@@ -64,6 +66,10 @@ MESSAGES = {
         "PID|1||X\\E\\F\\E\\Y^^^HH^MR~110101\\S\\1^^^CHN^NI||O\\T\\Brien\\E\\&&&&Aniston^Jo\\F\\hn||19800101|M",
         _pv1("V\\R\\1"),
         "DG1|1||I10^Hypertension^I10||20260105090000",
+        "AL1|1|FA^Food allergy^HL70127|12345^Peanut\\T\\tree nut^L|SV|Hives\\F\\wheeze~Rash|20200301",
+        "AL1||DA|70618^Penicillin^RXNORM|MO|^Anaphylaxis^SCT",
+        "PR1|1||0UT90ZZ^Resection\\S\\repair^I10P||20260105093000",
+        "PR1|||71045^^C4|Chest \\T\\ ribs|202601050940+0100" + "|" * 15 + "D",
     ],
     "std_a08.hl7": [
         _msh("ADT^A08^ADT_A01", "m2"),
@@ -98,6 +104,8 @@ MESSAGES = {
         _msh("ADT~A01~ADT_A01", "m6", "|~^\\&"),
         "PID|1||P6~~~HH~MR^Q6~~~HH~NI||Wang~Fang\\R\\x||19800101|M",
         _pv1("V6\\S\\a"),
+        "PR1|1||P1~Biopsy\\R\\x~SCT||20260105093000+0800",
+        "AL1|1|DA|RX1~Peni\\S\\cillin~RXNORM|MI|Rash^Itch|20200301",
     ],
     "truncation.hl7": [
         _msh("ADT^A01^ADT_A01", "m7", "|^~\\&#", "2.7"),
@@ -156,10 +164,78 @@ class Expected:
     encounters: list[tuple]
     diagnoses: list[tuple]
     observations: list[tuple]
+    procedures: list[tuple]
+    allergies: list[tuple]
+
+
+# HL7 table 0396 coding systems, with the short names of docs/silver.md.
+CODING_SYSTEMS = {"SCT": "SNOMED CT", "I10P": "ICD-10-PCS", "C4": "CPT", "RXNORM": "RxNorm"}
+# docs/silver.md: AL1-2 allergen types (table 0127) as FHIR categories, AL1-4 severities (table 0128).
+ALLERGEN_CATEGORIES = {"DA": "medication", "FA": "food", "EA": "environment", "AA": "environment"}
+SEVERITIES = {"MI": "mild", "MO": "moderate", "SV": "severe"}
+
+
+def _instant(ts: str | None) -> str | None:
+    """An HL7 TS as the UTC time Spark shows; without an offset the wall clock of Asia/Shanghai."""
+    if not ts:
+        return None
+    date, clock, offset = re.fullmatch(r"(\d{8})(\d{4,6})?(?:\.\d+)?([+-]\d{4})?", ts).groups()
+    local = dt.datetime.strptime(date + (clock or "").ljust(6, "0"), "%Y%m%d%H%M%S")
+    zone = dt.datetime.strptime(offset, "%z").tzinfo if offset else ZoneInfo("Asia/Shanghai")
+    return local.replace(tzinfo=zone).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _segments(msg: hl7.Message, name: str) -> list[str]:
+    """Accessor prefixes of every ``name`` segment of a message (``PR11``, ``PR12`` …)."""
+    return [f"{name}{k}" for k in range(1, sum(str(s[0]) == name for s in msg) + 1)]
+
+
+def _coded(msg: hl7.Message, field: str) -> tuple[str | None, str | None, str | None]:
+    """Code, text and coding system (its short name) of a coded field."""
+    system = _value(msg, f"{field}.R1.C3")
+    return _value(msg, f"{field}.R1.C1"), _value(msg, f"{field}.R1.C2"), CODING_SYSTEMS.get(system, system)
+
+
+def _procedures(path: Path, n: int, msg: hl7.Message, patient: str | None, visit: str | None) -> list[tuple]:
+    cancelled = _value(msg, "MSH.F9.R1.C2") == "A11"
+    out = []
+    for k, seg in enumerate(_segments(msg, "PR1"), start=1):
+        key = f"{visit}-PR1-{_value(msg, f'{seg}.F1') or k}" if visit else None
+        code, text, system = _coded(msg, f"{seg}.F3")
+        when = _instant(_value(msg, f"{seg}.F5"))
+        deleted = cancelled or _value(msg, f"{seg}.F20") == "D"
+        out.append(
+            (
+                path.name,
+                n,
+                key,
+                patient,
+                visit,
+                code,
+                text or _value(msg, f"{seg}.F4"),
+                system,
+                when,
+                str(deleted),
+            )
+        )
+    return out
+
+
+def _allergies(path: Path, n: int, msg: hl7.Message, patient: str | None) -> list[tuple]:
+    out = []
+    for k, seg in enumerate(_segments(msg, "AL1"), start=1):
+        key = f"{patient}-AL1-{_value(msg, f'{seg}.F1') or k}" if patient else None
+        code, text, system = _coded(msg, f"{seg}.F3")
+        category = ALLERGEN_CATEGORIES.get(_value(msg, f"{seg}.F2.R1.C1") or "")
+        severity = SEVERITIES.get(_value(msg, f"{seg}.F4.R1.C1") or "")
+        reaction = _value(msg, f"{seg}.F5.R1.C2") or _value(msg, f"{seg}.F5.R1.C1")
+        onset = _instant(_value(msg, f"{seg}.F6"))
+        out.append((path.name, n, key, patient, code, text, system, category, severity, reaction, onset))
+    return out
 
 
 def _expected(files: list[Path]) -> Expected:
-    out = Expected([], [], [], [], [])
+    out = Expected([], [], [], [], [], [], [])
     for path in files:
         for n, msg in _python_hl7_messages(path):
             kind, trigger = _value(msg, "MSH.F9.R1.C1"), _value(msg, "MSH.F9.R1.C2")
@@ -172,6 +248,9 @@ def _expected(files: list[Path]) -> Expected:
                 out.encounters.append((path.name, n, visit, patient))
             if kind == "ADT" and _has(msg, "DG1"):
                 out.diagnoses.append((path.name, n, patient, visit))
+            if kind == "ADT":
+                out.procedures += _procedures(path, n, msg, patient, visit)
+                out.allergies += _allergies(path, n, msg, patient)
             numeric = [s for s in msg if str(s[0]) == "OBX" and len(s) > 2 and str(s[2]) in ("NM", "SN")]
             if kind == "ORU" and numeric:
                 out.observations.append((path.name, n, patient, visit))
@@ -247,6 +326,24 @@ def _assert_read_as_python_hl7(spark: SparkSession, changes: DataFrame, expected
         _at(observation.from_hl7v2(changes), "source_patient_id", "source_encounter_id"),
         frame(expected.observations, "source_patient_id", "source_encounter_id"),
     )
+    procedure_columns = ("source_record_id", "source_patient_id", "source_encounter_id", "code", "display")
+    procedure_columns += ("code_system", "performed_time", "is_cancelled")
+    procedures = procedure.from_hl7v2(changes).withColumns(
+        {
+            "performed_time": F.col("performed_time").cast("string"),
+            "is_cancelled": _python_bool("is_cancelled"),
+        }
+    )
+    assertDataFrameEqual(_at(procedures, *procedure_columns), frame(expected.procedures, *procedure_columns))
+    allergy_columns = ("source_record_id", "source_patient_id", "code", "display", "code_system", "category")
+    allergy_columns += ("severity", "reaction", "onset_time")
+    allergies = allergy.from_hl7v2(changes).withColumn("onset_time", F.col("onset_time").cast("string"))
+    assertDataFrameEqual(_at(allergies, *allergy_columns), frame(expected.allergies, *allergy_columns))
+
+
+def _python_bool(column: str) -> Column:
+    """A boolean column as Python writes it (``True``/``False``)."""
+    return F.when(F.col(column), F.lit("True")).when(~F.col(column), F.lit("False"))
 
 
 def test_escape_sequences_are_each_decoded_once_left_to_right(spark: SparkSession) -> None:
@@ -263,6 +360,7 @@ def test_escape_sequences_are_each_decoded_once_left_to_right(spark: SparkSessio
 def test_hand_made_messages_read_as_python_hl7_reads_them(spark: SparkSession, landed: Landed) -> None:
     changes = _where(landed.changes, "HH")
     assert changes.count() == len(landed.hand_made.bronze) == 8
+    assert len(landed.hand_made.procedures) == len(landed.hand_made.allergies) == 3
     _assert_read_as_python_hl7(spark, changes, landed.hand_made)
     # A message declaring other delimiters is stored as it came.
     (raw,) = changes.where(F.col("control_id") == "m5").select("raw").first()
@@ -273,4 +371,5 @@ def test_real_messages_read_as_python_hl7_reads_them(spark: SparkSession, landed
     if landed.real is None:
         pytest.skip("../shared/testdata is not beside the project")
     assert len(landed.real.patients) > 20 and len(landed.real.observations) > 0
+    assert len(landed.real.procedures) >= 10 and len(landed.real.allergies) >= 10  # PR1, AL1 of ADT
     _assert_read_as_python_hl7(spark, _where(landed.changes, "REAL"), landed.real)
