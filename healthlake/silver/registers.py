@@ -1,8 +1,9 @@
 """Registers senders name in their clinical records: ``silver.practitioner`` and ``silver.organization``.
 
 Sources: FHIR ``Practitioner`` and ``Organization`` resources. ``silver.practitioner`` is a workforce
-register of health professionals (doctors, nurses …), not of patients: their names and work contacts are
-kept in clear, as professional registers publish them, and never go to the vault. ``silver.organization``
+register of health professionals (doctors, nurses …), not of patients: their names are kept in clear, as
+professional registers publish them, and never go to the vault (no address or contact of the person is
+taken). ``silver.organization``
 holds the organizations a FHIR sender names (hospitals, clinics, payers); the region's own register of
 institutions is ``silver.institution`` (reference feed).
 """
