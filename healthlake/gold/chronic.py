@@ -12,6 +12,9 @@ them (the institution of their latest follow-up). Per month, at the end of the m
   hypertension, fasting glucose < 7.0 mmol/L for diabetes; ``control_rate`` = ``controlled / registered``
   (a registered patient without any reading counts as not controlled).
 
+Days and months are those of the region's time zone (``region.timezone``, passed as ``zone``): a follow-up
+at 00:30 on 1 February Beijing time counts in February, and a month ends at its last local midnight.
+
 ``chronic_disease_monthly`` holds each registered person's state at every month's end, and the indicators
 are its counts. A person's monthly rows and registry rows depend on their own follow-ups only, so a day of
 new data recomputes the persons it touches and then the indicators of the months their rows changed.
@@ -25,6 +28,7 @@ from pyspark.sql import functions as F
 from healthlake.gold.areas import roll_up
 from healthlake.gold.patients import person_events
 from healthlake.gold.utilization import with_rates
+from healthlake.localtime import local_date, local_month
 
 DISEASES = {"I10": "hypertension", "E11": "diabetes"}
 """Follow-up disease categories (``silver.chronic_followup.disease_icd10_category``) → registry disease."""
@@ -90,26 +94,28 @@ def followup_readings(followups: DataFrame, observations: DataFrame, person_xref
     )
 
 
-def registry_from_readings(readings: DataFrame, as_of: Column) -> DataFrame:
+def registry_from_readings(readings: DataFrame, as_of: Column, *, zone: str) -> DataFrame:
     """One row per registered (person, disease) with their management and control as of ``as_of``.
 
     Args:
         readings: ``followup_readings`` (of every person wanted, with all their follow-ups).
-        as_of: The date the registry describes (a date Column).
+        as_of: The local date the registry describes (a date Column).
+        zone: The region's time zone: a follow-up's date is its local date.
 
     Returns:
         ``person_id``, ``disease``, ``registered_on``, ``managing_institution_id``,
         ``last_followup_date``, ``followups_12m`` (follow-ups in the 12 months ending ``as_of``),
         ``is_standard_managed``, ``last_reading_time``, ``is_controlled``.
     """
-    fu = readings.where(F.to_date("followup_time") <= as_of)
+    day = local_date(F.col("followup_time"), zone)
+    fu = readings.withColumn("_day", day).where(F.col("_day") <= as_of)
     year_ago = F.add_months(as_of, -12)
     read = F.col("controlled").isNotNull()
     registry = fu.groupBy("person_id", "disease").agg(
-        F.min(F.to_date("followup_time")).alias("registered_on"),
+        F.min("_day").alias("registered_on"),
         F.max_by("institution_id", _latest()).alias("managing_institution_id"),
-        F.max(F.to_date("followup_time")).alias("last_followup_date"),
-        F.count_if(F.to_date("followup_time") > year_ago).alias("followups_12m"),
+        F.max("_day").alias("last_followup_date"),
+        F.count_if(F.col("_day") > year_ago).alias("followups_12m"),
         F.max(F.when(read, F.col("followup_time"))).alias("last_reading_time"),
         F.max_by("controlled", F.when(read, _latest())).alias("is_controlled"),
     )
@@ -126,11 +132,12 @@ def registry_from_readings(readings: DataFrame, as_of: Column) -> DataFrame:
     )
 
 
-def registry_window_moved(followup_time: Column, before: Column, now: Column) -> Column:
+def registry_window_moved(followup_time: Column, before: Column, now: Column, *, zone: str) -> Column:
     """Whether a follow-up at ``followup_time`` counts differently in a registry as of ``before`` and one
-    as of ``now``: it entered or left the 12-month window, or came into the registry (dated after
-    ``before``). The registry rows of its person change; nothing else about them depends on the date."""
-    day = F.to_date(followup_time)
+    as of ``now`` (local dates of ``zone``): it entered or left the 12-month window, or came into the
+    registry (dated after ``before``). The registry rows of its person change; nothing else about them
+    depends on the date."""
+    day = local_date(followup_time, zone)
 
     def between(a: Column, b: Column) -> Column:
         return (day > F.least(a, b)) & (day <= F.greatest(a, b))
@@ -138,7 +145,7 @@ def registry_window_moved(followup_time: Column, before: Column, now: Column) ->
     return between(before, now) | between(F.add_months(before, -12), F.add_months(now, -12))
 
 
-def chronic_disease_monthly(readings: DataFrame, through: Column) -> DataFrame:
+def chronic_disease_monthly(readings: DataFrame, through: Column, *, zone: str) -> DataFrame:
     """One row per registered (person, disease) and month, from registration to ``through``'s month.
 
     The state at the month's end that ``chronic_disease_indicators`` counts: a person's rows depend on their
@@ -146,15 +153,16 @@ def chronic_disease_monthly(readings: DataFrame, through: Column) -> DataFrame:
 
     Args:
         readings: ``followup_readings`` (of every person wanted, with all their follow-ups).
-        through: The last date covered (a date Column).
+        through: The last local date covered (a date Column).
+        zone: The region's time zone: a follow-up counts in its local month.
 
     Returns:
-        ``person_id``, ``disease``, ``month`` (first day), ``institution_id`` (of the
+        ``person_id``, ``disease``, ``month`` (first local day), ``institution_id`` (of the
         latest follow-up by the month's end), ``followups`` (in the month), ``followups_12m`` (in the 12
         months ending with it), ``is_standard_managed`` (``followups_12m`` ≥ ``STANDARD_FOLLOWUPS``) and
         ``is_controlled`` (the latest reading by the month's end is below target; False without one).
     """
-    fu = readings.withColumn("month", F.trunc("followup_time", "month")).where(
+    fu = readings.withColumn("month", local_month(F.col("followup_time"), zone)).where(
         F.col("month") <= F.trunc(through, "month")
     )
     per_month = fu.groupBy("person_id", "disease", "month").agg(
@@ -210,7 +218,7 @@ def indicators_from_monthly(monthly: DataFrame, institution_paths: DataFrame, ar
 
 
 def chronic_disease_registry(
-    followups: DataFrame, observations: DataFrame, person_xref: DataFrame, as_of: Column
+    followups: DataFrame, observations: DataFrame, person_xref: DataFrame, as_of: Column, *, zone: str
 ) -> DataFrame:
     """One row per registered (person, disease) with their management and control as of ``as_of``.
 
@@ -218,12 +226,13 @@ def chronic_disease_registry(
         followups: ``silver.chronic_followup``.
         observations: ``silver.observation``.
         person_xref: ``silver.person_xref``.
-        as_of: The date the registry describes (a date Column).
+        as_of: The local date the registry describes (a date Column).
+        zone: The region's time zone.
 
     Returns:
         The columns of ``registry_from_readings``.
     """
-    return registry_from_readings(followup_readings(followups, observations, person_xref), as_of)
+    return registry_from_readings(followup_readings(followups, observations, person_xref), as_of, zone=zone)
 
 
 def chronic_disease_indicators(
@@ -233,6 +242,8 @@ def chronic_disease_indicators(
     institution_paths: DataFrame,
     areas: DataFrame,
     through: Column,
+    *,
+    zone: str,
 ) -> DataFrame:
     """Registered, standard-managed and controlled patients per month, disease, institution and area.
 
@@ -242,7 +253,9 @@ def chronic_disease_indicators(
         person_xref: ``silver.person_xref``.
         institution_paths: ``healthlake.gold.areas.institution_paths``.
         areas: ``silver.area``.
-        through: The last date covered (a date Column); months run from the first follow-up's to its.
+        through: The last local date covered (a date Column); months run from the first follow-up's to
+            its.
+        zone: The region's time zone, whose months these are.
 
     Returns:
         ``month`` (first day), ``disease``, ``level``, ``unit_code``, ``unit_name``, the counts
@@ -250,4 +263,5 @@ def chronic_disease_indicators(
         managed them last (by the month's end) and at every area above it.
     """
     readings = followup_readings(followups, observations, person_xref)
-    return indicators_from_monthly(chronic_disease_monthly(readings, through), institution_paths, areas)
+    monthly = chronic_disease_monthly(readings, through, zone=zone)
+    return indicators_from_monthly(monthly, institution_paths, areas)

@@ -2,17 +2,23 @@
 
 Pure ``DataFrame -> DataFrame`` functions; the publish stage reads silver and writes gold.
 
+**Days are local.** Times are instants (UTC); every date and day count here is taken on the calendar of the
+region's time zone (``region.timezone``, passed as ``zone``; ``healthlake.localtime``): an admission at
+03:00 Beijing time is on that Beijing day.
+
 **30-day readmission** (computed across institutions: a readmission to another hospital counts). An
 inpatient stay that ended (a discharge time, not cancelled) is *readmitted* when the same person's next
-inpatient admission, at any institution, starts 1 to 30 days after the discharge date. An admission on the
-discharge day itself is a transfer (one episode of care), not a readmission. Stays of records not linked to
-a person (no ``silver.person_xref`` row) get NULL: whether they were readmitted is unknown.
+inpatient admission, at any institution, starts 1 to 30 local days after the discharge date. An admission on
+the discharge day itself is a transfer (one episode of care), not a readmission. Stays of records not linked
+to a person (no ``silver.person_xref`` row) get NULL: whether they were readmitted is unknown.
 """
 
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+
+from healthlake.localtime import local_date, local_days_between
 
 READMISSION_DAYS = 30
 """Days after a discharge within which a new inpatient admission counts as a readmission."""
@@ -33,19 +39,21 @@ ENCOUNTER_FACT_COLUMNS = (
 )
 
 
-def encounter_facts(encounters: DataFrame, person_xref: DataFrame) -> DataFrame:
+def encounter_facts(encounters: DataFrame, person_xref: DataFrame, *, zone: str) -> DataFrame:
     """One row per encounter that was not cancelled, with its person and readmission flags.
 
     Args:
         encounters: ``silver.encounter``.
         person_xref: ``silver.person_xref`` (``institution_id``, ``source_patient_id`` → ``person_id``).
+        zone: The region's time zone, whose calendar gives the dates and day counts.
 
     Returns:
-        ``ENCOUNTER_FACT_COLUMNS``: ``length_of_stay_days`` (discharge date minus admission date, inpatient
-        stays that ended; 0 for a same-day stay), ``is_index_stay`` (an inpatient stay that ended, of a
-        linked person: the denominator of the readmission rate), ``readmitted_30d`` (see the module),
-        ``is_readmission_30d`` (this admission follows the person's previous discharge by 1–30 days), and
-        ``days_to_next_admission``.
+        ``ENCOUNTER_FACT_COLUMNS``: ``admit_date`` (the local date of ``admit_time``),
+        ``length_of_stay_days`` (local discharge date minus local admission date, inpatient stays that
+        ended; 0 for a same-day stay), ``is_index_stay`` (an inpatient stay that ended, of a linked person:
+        the denominator of the readmission rate), ``readmitted_30d`` (see the module),
+        ``is_readmission_30d`` (this admission follows the person's previous discharge by 1–30 local
+        days), and ``days_to_next_admission`` (local days).
     """
     keys = ["institution_id", "source_record_id"]
     persons = person_xref.select("institution_id", "source_patient_id", "person_id")
@@ -63,17 +71,18 @@ def encounter_facts(encounters: DataFrame, person_xref: DataFrame) -> DataFrame:
         F.lag(F.when(ended, F.col("discharge_time"))).over(order).alias("_previous"),
     )
     facts = kept.join(stays, keys, "left")
-    gap = F.datediff(F.to_date("_next"), F.to_date("discharge_time"))
-    since = F.datediff(F.to_date("admit_time"), F.to_date("_previous"))
+    admitted, discharged = F.col("admit_time"), F.col("discharge_time")
+    gap = local_days_between(discharged, F.col("_next"), zone)
+    since = local_days_between(F.col("_previous"), admitted, zone)
     index = ended & linked
-    stay_days = F.greatest(F.datediff(F.to_date("discharge_time"), F.to_date("admit_time")), F.lit(0))
+    stay_days = F.greatest(local_days_between(admitted, discharged, zone), F.lit(0))
     return facts.select(
         *keys,
         "person_id",
         "encounter_class",
         "admit_time",
         "discharge_time",
-        F.to_date("admit_time").alias("admit_date"),
+        local_date(admitted, zone).alias("admit_date"),
         F.when(ended, stay_days).alias("length_of_stay_days"),
         index.alias("is_index_stay"),
         F.when(index, F.coalesce(gap.between(1, READMISSION_DAYS), F.lit(False))).alias("readmitted_30d"),

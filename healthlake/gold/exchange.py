@@ -11,8 +11,9 @@ were delivered on (``<landing>/<feed>/<institution>/<date>/``) and ``feed`` the 
   tables, counts under each rule but once in ``quarantined``).
 * ``duplicates``: exact re-sends: records whose content the same institution already sent on the same feed
   (the first copy is not a duplicate).
-* ``median_arrival_lag_days``: median days from a record's clinical event (silver ``_event_time``) to the
-  day its file was delivered, over the records silver holds from those files.
+* ``median_arrival_lag_days``: median days from a record's clinical event (silver ``_event_time``, its
+  local date in the region's time zone) to the day its file was delivered (a landing day is a local date),
+  over the records silver holds from those files.
 
 Records arrive in order, and a record already in bronze never becomes a duplicate or stops being one. So
 a day of new files needs only their own records' contents, compared with those of the records before them
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+
+from healthlake.localtime import local_date
 
 GRAIN = ("date", "institution_id", "feed")
 CONTENT_KEY = ("institution_id", "feed", "content")
@@ -77,6 +80,8 @@ def exchange_volume_daily(
     bronze_quarantine: DataFrame,
     silver_quarantine: DataFrame,
     silver_events: DataFrame,
+    *,
+    zone: str,
 ) -> DataFrame:
     """Records received, quarantined by rule, duplicated and their arrival lag per day, institution and feed.
 
@@ -87,6 +92,7 @@ def exchange_volume_daily(
         bronze_quarantine: ``bronze.quarantine``.
         silver_quarantine: ``silver.quarantine``.
         silver_events: ``_source_file`` and ``_event_time`` of the silver tables' rows.
+        zone: The region's time zone (an event's day is its local date).
 
     Returns:
         ``GRAIN`` columns, ``files``, ``records_received``, ``quarantined``, ``quarantined_by_rule``
@@ -137,7 +143,11 @@ def exchange_volume_daily(
     lag = (
         silver_events.join(F.broadcast(files), "_source_file")
         .groupBy(*GRAIN)
-        .agg(F.median(F.datediff("date", F.to_date("_event_time"))).alias("median_arrival_lag_days"))
+        .agg(
+            F.median(F.datediff("date", local_date(F.col("_event_time"), zone))).alias(
+                "median_arrival_lag_days"
+            )
+        )
     )
     return (
         received.join(quarantined, list(GRAIN), "left")

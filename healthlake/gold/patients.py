@@ -3,7 +3,8 @@
 Grain: one row per active EMPI person (``silver.person``). Identity is tokenised (the person's keyed
 resident-ID token, never a clear value); demographics are generalised for analysis (birth year, age and
 5-year age band at the ``as_of`` date); the person's area is given with its county, city and province.
-Events of a person are those of every source patient linked to them (``silver.person_xref``).
+Events of a person are those of every source patient linked to them (``silver.person_xref``). Dates are
+local dates of the region's time zone (``region.timezone``); times are instants (UTC).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from healthlake.research.deidentify import age_at, age_band
+from healthlake.localtime import age_at, local_date
+from healthlake.research.deidentify import age_band
 
 CHRONIC_CONDITIONS: dict[str, tuple[str, ...]] = {
     "hypertension": ("I10", "I11", "I12", "I13", "I15"),
@@ -40,7 +42,9 @@ def _not_cancelled(df: DataFrame) -> DataFrame:
     return df.where(~F.coalesce(F.col("is_cancelled"), F.lit(False)))
 
 
-def chronic_conditions(diagnoses: DataFrame, followups: DataFrame, person_xref: DataFrame) -> DataFrame:
+def chronic_conditions(
+    diagnoses: DataFrame, followups: DataFrame, person_xref: DataFrame, *, zone: str
+) -> DataFrame:
     """Per person and chronic condition, the first date it was diagnosed or managed.
 
     Args:
@@ -48,19 +52,20 @@ def chronic_conditions(diagnoses: DataFrame, followups: DataFrame, person_xref: 
         followups: ``silver.chronic_followup`` (a resident under chronic-disease management has the
             condition even without a diagnosis record in the lake).
         person_xref: ``silver.person_xref``.
+        zone: The region's time zone.
 
     Returns:
-        ``person_id``, ``condition``, ``first_diagnosed`` (date).
+        ``person_id``, ``condition``, ``first_diagnosed`` (local date).
     """
     diagnosed = person_events(_not_cancelled(diagnoses), person_xref).select(
         "person_id",
         condition_of(F.col("icd10_category")).alias("condition"),
-        F.to_date("diagnosis_time").alias("d"),
+        local_date(F.col("diagnosis_time"), zone).alias("d"),
     )
     managed = person_events(followups, person_xref).select(
         "person_id",
         condition_of(F.col("disease_icd10_category")).alias("condition"),
-        F.to_date("followup_time").alias("d"),
+        local_date(F.col("followup_time"), zone).alias("d"),
     )
     return (
         diagnosed.unionByName(managed)
@@ -144,6 +149,8 @@ def patient_360(
     nat_tests: DataFrame,
     area_paths: DataFrame,
     as_of: Column,
+    *,
+    zone: str,
 ) -> DataFrame:
     """One row per active person with demographics, conditions, utilisation and latest results.
 
@@ -156,7 +163,8 @@ def patient_360(
         immunizations: ``silver.immunization``.
         nat_tests: ``silver.nat_test``.
         area_paths: ``healthlake.gold.areas.area_paths`` of ``silver.area``.
-        as_of: The date ages are computed at (a date Column, e.g. a literal).
+        as_of: The local date ages are computed at (a date Column, e.g. a literal).
+        zone: The region's time zone (the conditions' first dates are local dates).
 
     Returns:
         ``person_id``, ``resident_id_token``, ``sex``, ``birth_year``, ``age``, ``age_band``, ``area_code``,
@@ -169,7 +177,11 @@ def patient_360(
     """
     summaries = (
         visit_summary(encounter_facts)
-        .join(_condition_lists(chronic_conditions(diagnoses, followups, person_xref)), "person_id", "full")
+        .join(
+            _condition_lists(chronic_conditions(diagnoses, followups, person_xref, zone=zone)),
+            "person_id",
+            "full",
+        )
         .join(immunization_count(immunizations, person_xref), "person_id", "full")
         .join(last_test(nat_tests, person_xref), "person_id", "full")
     )

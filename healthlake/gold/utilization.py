@@ -8,6 +8,9 @@ city the sum of its counties plus the institutions directly under the city (like
 townships plus its county-level institutions). Rates are recomputed from the summed numerators and
 denominators at each level, never averaged.
 
+Days are local days of the region's time zone (``region.timezone``): ``date`` is a local date, and the
+census is taken at each local midnight.
+
 Measures (from ``gold.encounter_facts``):
 
 * ``outpatient_visits``, ``emergency_visits``: encounters of that class starting that day.
@@ -15,8 +18,9 @@ Measures (from ``gold.encounter_facts``):
 * ``discharged_bed_days``: the bed-days of the stays discharged that day (出院者占用总床日数): discharge date
   minus admission date, a same-day stay counting one day. ``average_length_of_stay`` =
   ``discharged_bed_days / discharges``.
-* ``occupied_bed_days``: the midnight census (实际占用床日数): stays admitted on or before the day and not
-  discharged by it (a stay without discharge counts up to the last day of activity in the data).
+* ``occupied_bed_days``: the midnight census (实际占用床日数): stays in a bed at the local midnight that ends
+  the day, i.e. admitted on or before the day and discharged after it (a stay without discharge counts up
+  to the last day of activity in the data).
 * ``index_stays``: stays of linked persons discharged that day (the readmission denominator);
   ``readmissions_30d``: those followed by an inpatient admission of the same person at any institution
   1–30 days later; ``readmission_rate_30d`` = ``readmissions_30d / index_stays``. Discharges of the last 30
@@ -29,6 +33,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from healthlake.gold.areas import ROLLUP_LEVELS, roll_up
+from healthlake.localtime import local_date
 
 ADDITIVE_MEASURES = (
     "outpatient_visits",
@@ -49,12 +54,12 @@ RATES = {
 LEVELS = ("institution", *ROLLUP_LEVELS)
 
 
-def _events(facts: DataFrame, through: Column) -> DataFrame:
+def _events(facts: DataFrame, through: Column, zone: str) -> DataFrame:
     """One row per (institution, day, contribution): visits and admissions on their day, discharges on
-    theirs, one census row per night a stay occupies a bed."""
+    theirs, one census row per night a stay occupies a bed (local days of ``zone``)."""
     cls = F.col("encounter_class")
     inpatient = cls == "inpatient"
-    discharge_date = F.to_date("discharge_time")
+    discharge_date = local_date(F.col("discharge_time"), zone)
     starts = facts.where(F.col("admit_date").isNotNull()).select(
         "institution_id",
         F.col("admit_date").alias("date"),
@@ -71,6 +76,8 @@ def _events(facts: DataFrame, through: Column) -> DataFrame:
         F.coalesce(F.col("readmitted_30d"), F.lit(False)).cast("long").alias("readmissions_30d"),
     )
     # Midnight census: the nights from admission up to the night before discharge (or up to `through`).
+    # Local dates make it the census at local midnight: in a bed at the midnight that ends day d means
+    # admitted on d or before and discharged on d + 1 or after.
     last_night = F.date_sub(F.coalesce(discharge_date, F.date_add(through, 1)), 1)
     census = facts.where(
         inpatient & F.col("admit_date").isNotNull() & (last_night >= F.col("admit_date"))
@@ -91,7 +98,7 @@ def with_rates(df: DataFrame, rates: dict[str, tuple[str, str]]) -> DataFrame:
 
 
 def utilization_daily(
-    facts: DataFrame, institution_paths: DataFrame, areas: DataFrame, through: Column
+    facts: DataFrame, institution_paths: DataFrame, areas: DataFrame, through: Column, *, zone: str
 ) -> DataFrame:
     """Daily activity per institution and per area at every level.
 
@@ -99,15 +106,16 @@ def utilization_daily(
         facts: ``gold.encounter_facts``.
         institution_paths: ``healthlake.gold.areas.institution_paths`` (institution → area codes).
         areas: ``silver.area`` (the areas' names).
-        through: The last day of activity in the data (a date Column): stays without a discharge are
-            counted in the census up to it.
+        through: The last day of activity in the data (a local date Column): stays without a discharge
+            are counted in the census up to it.
+        zone: The region's time zone (``admit_date`` of the facts is a local date of it already).
 
     Returns:
         ``date``, ``level``, ``unit_code``, ``unit_name``, the additive measures and the
         rates (see the module).
     """
     per_day = (
-        _events(facts, through)
+        _events(facts, through, zone)
         .groupBy("institution_id", "date")
         .agg(*[F.sum(F.coalesce(F.col(m), F.lit(0))).alias(m) for m in ADDITIVE_MEASURES])
     )

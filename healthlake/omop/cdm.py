@@ -8,6 +8,10 @@ Vocabulary: only concept ids confirmed from a public source are mapped (the dict
 ``docs/omop.md``). Anything else gets concept 0 ("No matching concept") and keeps its code in the
 ``*_source_value`` column, with ``*_source_concept_id`` 0.
 
+Dates and times: every ``*_date`` column is the local date, and ``measurement_time`` the local clock, of the
+region's time zone (``region.timezone``, passed as ``zone``); every ``*_datetime`` column is the instant as
+silver holds it (a UTC timestamp: shown in the region's zone it reads as the local clock).
+
 Rows kept: events that are not cancelled and whose source patient the EMPI linked
 (``silver.person_xref``) to an exported person. A person is exported when active in ``silver.person`` and
 with a known birth year (``year_of_birth`` is required by the CDM).
@@ -19,6 +23,8 @@ from collections.abc import Mapping
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+
+from healthlake.localtime import local_date, local_time_of_day
 
 NO_MATCHING_CONCEPT = 0
 """Concept 0, "No matching concept": the CDM's value for a code we cannot map."""
@@ -214,7 +220,7 @@ def person(persons: DataFrame, id_map: DataFrame, observation_periods: DataFrame
 
 
 def visit_occurrence(
-    encounters: DataFrame, person_xref: DataFrame, persons: DataFrame, id_map: DataFrame
+    encounters: DataFrame, person_xref: DataFrame, persons: DataFrame, id_map: DataFrame, *, zone: str
 ) -> DataFrame:
     """``visit_occurrence``: one row per encounter that was not cancelled, of a linked person.
 
@@ -223,6 +229,7 @@ def visit_occurrence(
         person_xref: ``silver.person_xref``.
         persons: ``silver.person``.
         id_map: The id map, holding every exported person and encounter.
+        zone: The region's time zone (dates are local dates).
 
     Returns:
         CDM ``visit_occurrence``. An encounter without an admission time is left out (the start date is
@@ -239,9 +246,9 @@ def visit_occurrence(
             F.col("_id").alias("visit_occurrence_id"),
             F.col("_person").alias("person_id"),
             _lookup(VISIT_CONCEPTS, F.col("encounter_class")).alias("visit_concept_id"),
-            F.to_date("admit_time").alias("visit_start_date"),
+            local_date(F.col("admit_time"), zone).alias("visit_start_date"),
             F.col("admit_time").alias("visit_start_datetime"),
-            F.to_date(end).alias("visit_end_date"),
+            local_date(end, zone).alias("visit_end_date"),
             end.alias("visit_end_datetime"),
             F.lit(EHR).alias("visit_type_concept_id"),
             F.col("encounter_class").alias("visit_source_value"),
@@ -261,6 +268,8 @@ def condition_occurrence(
     persons: DataFrame,
     id_map: DataFrame,
     visits: DataFrame,
+    *,
+    zone: str,
 ) -> DataFrame:
     """``condition_occurrence``: one row per diagnosis that was not cancelled, of a linked person.
 
@@ -270,6 +279,7 @@ def condition_occurrence(
         persons: ``silver.person``.
         id_map: The id map, holding every exported person, encounter and diagnosis.
         visits: The exported ``visit_occurrence`` (a diagnosis points only at a visit that is exported).
+        zone: The region's time zone (dates are local dates).
 
     Returns:
         CDM ``condition_occurrence``: ``condition_concept_id`` 0 (no ICD-10 → SNOMED map is verified here),
@@ -284,7 +294,7 @@ def condition_occurrence(
             F.col("_id").alias("condition_occurrence_id"),
             F.col("_person").alias("person_id"),
             F.lit(NO_MATCHING_CONCEPT).alias("condition_concept_id"),
-            F.to_date(start).alias("condition_start_date"),
+            local_date(start, zone).alias("condition_start_date"),
             start.alias("condition_start_datetime"),
             F.lit(EHR).alias("condition_type_concept_id"),
             F.lit(NO_MATCHING_CONCEPT).alias("condition_status_concept_id"),
@@ -305,6 +315,8 @@ def measurement(
     persons: DataFrame,
     id_map: DataFrame,
     visits: DataFrame,
+    *,
+    zone: str,
 ) -> DataFrame:
     """``measurement``: one row per observation (vital sign or lab result) that was not cancelled.
 
@@ -314,6 +326,7 @@ def measurement(
         persons: ``silver.person``.
         id_map: The id map, holding every exported person, encounter and observation.
         visits: The exported ``visit_occurrence``.
+        zone: The region's time zone (the date and ``measurement_time`` are local).
 
     Returns:
         CDM ``measurement``: the concept from the silver LOINC code (``MEASUREMENT_CONCEPTS``, else 0);
@@ -333,9 +346,9 @@ def measurement(
             F.col("_id").alias("measurement_id"),
             F.col("_person").alias("person_id"),
             concept.alias("measurement_concept_id"),
-            F.to_date("observation_time").alias("measurement_date"),
+            local_date(F.col("observation_time"), zone).alias("measurement_date"),
             F.col("observation_time").alias("measurement_datetime"),
-            F.date_format("observation_time", "HH:mm:ss").alias("measurement_time"),
+            local_time_of_day(F.col("observation_time"), zone).alias("measurement_time"),
             F.lit(EHR).alias("measurement_type_concept_id"),
             F.col("value").alias("value_as_number"),
             unit_concept.alias("unit_concept_id"),
@@ -360,6 +373,8 @@ def drug_exposure(
     persons: DataFrame,
     id_map: DataFrame,
     visits: DataFrame,
+    *,
+    zone: str,
 ) -> DataFrame:
     """``drug_exposure``: one row per medication order that was not cancelled.
 
@@ -369,6 +384,7 @@ def drug_exposure(
         persons: ``silver.person``.
         id_map: The id map, holding every exported person, encounter and medication.
         visits: The exported ``visit_occurrence``.
+        zone: The region's time zone (dates are local dates).
 
     Returns:
         CDM ``drug_exposure``: ``drug_concept_id`` 0 (local drug codes, no verified RxNorm map),
@@ -384,9 +400,9 @@ def drug_exposure(
             F.col("_id").alias("drug_exposure_id"),
             F.col("_person").alias("person_id"),
             F.lit(NO_MATCHING_CONCEPT).alias("drug_concept_id"),
-            F.to_date("authored_at").alias("drug_exposure_start_date"),
+            local_date(F.col("authored_at"), zone).alias("drug_exposure_start_date"),
             F.col("authored_at").alias("drug_exposure_start_datetime"),
-            F.to_date("authored_at").alias("drug_exposure_end_date"),
+            local_date(F.col("authored_at"), zone).alias("drug_exposure_end_date"),
             F.lit(EHR).alias("drug_type_concept_id"),
             F.col("_visit").alias("visit_occurrence_id"),
             F.coalesce(F.col("medication_code"), F.col("medication_name")).alias("drug_source_value"),

@@ -85,7 +85,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, int]:
             raise OmopError(f"{table} is not in the lake {lake}: run `healthlake {stage}` first")
     # Pinned versions: the export is a function of the silver versions it was built from.
     silver = {table: _pinned(spark, lake, table) for table in INPUTS}
-    persons, xref = silver[PERSON], silver[XREF]
+    persons, xref, zone = silver[PERSON], silver[XREF], cfg.region.timezone
 
     id_map = update_id_map(
         spark,
@@ -97,21 +97,27 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, int]:
     _log_unlinked(silver, xref)
 
     io.overwrite(
-        cdm.visit_occurrence(silver[ENCOUNTER], xref, persons, id_map), lake, "omop.visit_occurrence"
+        cdm.visit_occurrence(silver[ENCOUNTER], xref, persons, id_map, zone=zone),
+        lake,
+        "omop.visit_occurrence",
     )
     # Read back what was written: the event tables point only at exported visits, without recomputing them.
     # (This run is the only writer of omop.*, so the latest version is the one it just wrote.)
     visits = io.read_table(spark, lake, "omop.visit_occurrence")
     io.overwrite(
-        cdm.condition_occurrence(silver[DIAGNOSIS], xref, persons, id_map, visits),
+        cdm.condition_occurrence(silver[DIAGNOSIS], xref, persons, id_map, visits, zone=zone),
         lake,
         "omop.condition_occurrence",
     )
     io.overwrite(
-        cdm.measurement(silver[OBSERVATION], xref, persons, id_map, visits), lake, "omop.measurement"
+        cdm.measurement(silver[OBSERVATION], xref, persons, id_map, visits, zone=zone),
+        lake,
+        "omop.measurement",
     )
     io.overwrite(
-        cdm.drug_exposure(silver[MEDICATION], xref, persons, id_map, visits), lake, "omop.drug_exposure"
+        cdm.drug_exposure(silver[MEDICATION], xref, persons, id_map, visits, zone=zone),
+        lake,
+        "omop.drug_exposure",
     )
     periods = cdm.observation_period(
         visits,

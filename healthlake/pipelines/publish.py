@@ -8,6 +8,9 @@ same tables and never half of one.
 
 ``as_of`` (ages, the registry's 12-month window, the census end) is the last day of clinical activity in
 the pinned silver, not the wall clock: the same silver versions always give the same gold.
+
+Every day, month and age is local to the region's time zone (``region.timezone``; ``healthlake.localtime``):
+``as_of`` is a local date, and so are the days gold is partitioned and replaced by.
 """
 
 from __future__ import annotations
@@ -57,10 +60,10 @@ from healthlake.gold.patients import (
     visit_summary,
 )
 from healthlake.gold.utilization import utilization_daily
+from healthlake.localtime import DEFAULT_ZONE, age_at, local_date, local_midnight, local_today
 from healthlake.pipelines import omop
 from healthlake.privacy.tokens import load_key
 from healthlake.research import extracts
-from healthlake.research.deidentify import age_at
 from healthlake.spark import local_checkpoint
 
 if TYPE_CHECKING:
@@ -183,10 +186,13 @@ class PublishResult:
 
 
 class _Silver:
-    """Silver (and bronze) inputs pinned at their version when first read, so one run sees one state."""
+    """Silver (and bronze) inputs pinned at their version when first read, so one run sees one state; and
+    the region's time zone (``zone``), whose calendar gives every day the run derives from them."""
 
-    def __init__(self, spark: SparkSession, lake: str, versions: dict[str, int]) -> None:
-        self.spark, self.lake = spark, lake
+    def __init__(
+        self, spark: SparkSession, lake: str, versions: dict[str, int], zone: str = DEFAULT_ZONE
+    ) -> None:
+        self.spark, self.lake, self.zone = spark, lake, zone
         self.versions: dict[str, int] = dict(versions)
         self._frames: dict[str, DataFrame] = {}
 
@@ -234,17 +240,19 @@ class _Silver:
 
 
 def _as_of(silver: _Silver) -> dt.date:
-    """The last day of clinical activity: admissions, discharges, follow-ups and observations."""
+    """The last (local) day of clinical activity: admissions, discharges, follow-ups and observations."""
+
+    def day(column: str) -> Column:
+        return local_date(F.col(column), silver.zone)
+
     days = [
-        silver.read(ENCOUNTER).select(
-            F.greatest(F.to_date("admit_time"), F.to_date("discharge_time")).alias("d")
-        ),
-        silver.read("silver.chronic_followup").select(F.to_date("followup_time").alias("d")),
-        silver.read("silver.observation").select(F.to_date("observation_time").alias("d")),
+        silver.read(ENCOUNTER).select(F.greatest(day("admit_time"), day("discharge_time")).alias("d")),
+        silver.read("silver.chronic_followup").select(day("followup_time").alias("d")),
+        silver.read("silver.observation").select(day("observation_time").alias("d")),
     ]
     union = days[0].unionByName(days[1]).unionByName(days[2])
     last = union.agg(F.max("d")).first()[0]  # one aggregate row
-    return last or dt.date.today()
+    return last or local_today(silver.zone)
 
 
 def _bronze_records(silver: _Silver) -> DataFrame:
@@ -275,7 +283,7 @@ def run(
 
     Args:
         spark: Session.
-        cfg: Configuration (``lake_root``, ``research``).
+        cfg: Configuration (``lake_root``, ``region``, ``research``).
         full: Rebuild everything, whatever the log says.
         extracts: Rebuild the research zone and the OMOP export (True), leave them (False), or decide as
             above (None).
@@ -292,7 +300,7 @@ def run(
         if not io.is_table(spark, lake, table):
             raise PublishError(f"{table} is not in the lake {lake}: run `healthlake {stage}` first")
     # Pin every input at its version now: the run reads one state of silver, and the log records it.
-    silver = _Silver(spark, lake, _input_versions(spark, lake))
+    silver = _Silver(spark, lake, _input_versions(spark, lake), cfg.region.timezone)
     previous = _last_run(spark, lake)
     last = None if full else previous
     release = cfg.research.release
@@ -364,23 +372,23 @@ def run(
 
 def _publish_full(silver: _Silver, as_of: dt.date) -> None:
     """Rebuild the encounter facts, the daily utilisation and the patient view from all of silver."""
-    lake, day = silver.lake, F.lit(as_of)
+    lake, day, zone = silver.lake, F.lit(as_of), silver.zone
     places, areas = _places(silver), silver.read("silver.area")
-    facts = encounter_facts(silver.read(ENCOUNTER), silver.read(XREF)).transform(
+    facts = encounter_facts(silver.read(ENCOUNTER), silver.read(XREF), zone=zone).transform(
         lambda df: with_institution_area(df, places)
     )
     io.overwrite(facts, lake, ENCOUNTER_FACTS, partition_by=ENCOUNTER_FACTS_PARTITIONS)
     facts = io.read_table(silver.spark, lake, ENCOUNTER_FACTS)  # later tables build on the written facts
-    io.overwrite(utilization_daily(facts, places, areas, day), lake, UTILIZATION_DAILY)
+    io.overwrite(utilization_daily(facts, places, areas, day, zone=zone), lake, UTILIZATION_DAILY)
     io.overwrite(_patient_360(silver, silver.read(PERSON), silver.read(XREF), facts, day), lake, PATIENT_360)
 
 
 def _publish_chronic_full(silver: _Silver, as_of: dt.date) -> None:
     """Rebuild the chronic-disease registry, monthly states and indicators from all of silver."""
-    lake, day = silver.lake, F.lit(as_of)
+    lake, day, zone = silver.lake, F.lit(as_of), silver.zone
     readings = followup_readings(silver.read(FOLLOWUP), silver.read(OBSERVATION), silver.read(XREF)).cache()
-    io.overwrite(registry_from_readings(readings, day), lake, CHRONIC_REGISTRY)
-    monthly = chronic_disease_monthly(readings, day)
+    io.overwrite(registry_from_readings(readings, day, zone=zone), lake, CHRONIC_REGISTRY)
+    monthly = chronic_disease_monthly(readings, day, zone=zone)
     io.overwrite(monthly, lake, CHRONIC_MONTHLY, partition_by=CHRONIC_MONTHLY_PARTITIONS)
     readings.unpersist()
     monthly = io.read_table(silver.spark, lake, CHRONIC_MONTHLY)
@@ -403,6 +411,7 @@ def _publish_exchange_full(silver: _Silver) -> None:
         silver.read("bronze.quarantine"),
         silver.read("silver.quarantine"),
         _silver_events(silver),
+        zone=silver.zone,
     )
     io.overwrite(exchange, silver.lake, EXCHANGE_VOLUME)
     io.overwrite(contents.select(*CONTENT_KEY).distinct(), silver.lake, RECORD_CONTENTS)
@@ -415,13 +424,17 @@ RESEARCH_K_ANONYMITY = "research.k_anonymity"
 
 def _publish_research(spark: SparkSession, cfg: Config) -> dict[str, int]:
     """Rebuild the research zone from the gold tables just written (``docs/research.md``)."""
-    lake, settings = cfg.lake_root, cfg.research
+    lake, settings, zone = cfg.lake_root, cfg.research, cfg.region.timezone
     key = load_key()
     gold = {t: io.read_table(spark, lake, t) for t in GOLD_TABLES if io.is_table(spark, lake, t)}
-    io.overwrite(extracts.patient_extract(gold[PATIENT_360], settings.release, key), lake, RESEARCH_PATIENTS)
+    io.overwrite(
+        extracts.patient_extract(gold[PATIENT_360], settings.release, key, zone=zone), lake, RESEARCH_PATIENTS
+    )
     patients = io.read_table(spark, lake, RESEARCH_PATIENTS)
     io.overwrite(
-        extracts.encounter_extract(gold[ENCOUNTER_FACTS], settings.release, key), lake, RESEARCH_ENCOUNTERS
+        extracts.encounter_extract(gold[ENCOUNTER_FACTS], settings.release, key, zone=zone),
+        lake,
+        RESEARCH_ENCOUNTERS,
     )
     io.overwrite(
         extracts.utilization_monthly(gold[UTILIZATION_DAILY], settings.min_cell), lake, RESEARCH_UTILIZATION
@@ -460,6 +473,7 @@ def _patient_360(
         silver.read("silver.nat_test"),
         area_paths(silver.read("silver.area")),
         day,
+        zone=silver.zone,
     )
 
 
@@ -686,7 +700,7 @@ def _publish_incremental(
     silver: _Silver, last: _LastRun, as_of: dt.date, step: Callable[[str], _Step]
 ) -> None:
     """Recompute the encounters, days and persons silver changed since the last run, and merge them in."""
-    spark, lake, day = silver.spark, silver.lake, F.lit(as_of)
+    spark, lake, day, zone = silver.spark, silver.lake, F.lit(as_of), silver.zone
     with step("changes"):
         links = _link_changes(silver, last).cache()
         encounter_changes = _changes(silver, last, ENCOUNTER)
@@ -742,7 +756,7 @@ def _publish_incremental(
             touched.append(old_all.where(candidate).join(dated, "person_id").where(replaced_scope()))
         places = _places(silver)
         new_facts = (
-            encounter_facts(_union(recompute), xref)
+            encounter_facts(_union(recompute), xref, zone=zone)
             .join(bounds.select("person_id", "keep_from", "changed_from"), "person_id", "left")
             .where(replaced_scope())
             .transform(lambda df: with_institution_area(df, places))
@@ -761,7 +775,7 @@ def _publish_incremental(
         new_facts = new_facts.select(*old_all.columns).cache()
         changed = new_facts.subtract(old_facts).unionByName(old_facts.subtract(new_facts))
         first_day = changed.agg(
-            F.least(F.min("admit_date"), F.min(F.to_date("discharge_time"))).alias("d")
+            F.least(F.min("admit_date"), F.min(local_date(F.col("discharge_time"), zone))).alias("d")
         ).first()[0]  # one aggregate row
         io.merge_changes(_delta_rows(new_facts, old_facts, _KEY), lake, ENCOUNTER_FACTS, _KEY, "_delete")
         new_facts.unpersist()
@@ -778,10 +792,10 @@ def _publish_incremental(
             facts = io.read_table(spark, lake, ENCOUNTER_FACTS)
             relevant = facts.where(
                 (F.col("admit_date") >= F.lit(since))
-                | (F.to_date("discharge_time") >= F.lit(since))
+                | (F.col("discharge_time") >= local_midnight(F.lit(since), zone))  # discharged `since` on
                 | ((F.col("encounter_class") == "inpatient") & F.col("discharge_time").isNull())
             )
-            recent = utilization_daily(relevant, places, silver.read("silver.area"), day).where(
+            recent = utilization_daily(relevant, places, silver.read("silver.area"), day, zone=zone).where(
                 F.col("date") >= F.lit(since)
             )
             io.replace_where(recent, lake, UTILIZATION_DAILY, f"date >= '{since.isoformat()}'")
@@ -850,7 +864,9 @@ def _publish_patient_360(
             stored.join(addable, "person_id", "left_semi"),
             now.join(addable, "person_id", "left_semi"),
             visit_summary(person_events(encounters_added, addable_xref)),
-            chronic_conditions(added("silver.diagnosis"), added("silver.chronic_followup"), addable_xref),
+            chronic_conditions(
+                added("silver.diagnosis"), added("silver.chronic_followup"), addable_xref, zone=silver.zone
+            ),
             immunization_count(added("silver.immunization"), addable_xref),
             last_test(added("silver.nat_test"), addable_xref),
             area_paths(silver.read("silver.area")),
@@ -891,7 +907,7 @@ def _publish_chronic_incremental(
     rows changed are recounted from ``gold.chronic_disease_monthly``. A run in a new month (every
     registered person gains a row) or on a lake without those tables rebuilds them instead.
     """
-    spark, lake, day = silver.spark, silver.lake, F.lit(as_of)
+    spark, lake, day, zone = silver.spark, silver.lake, F.lit(as_of), silver.zone
     if (as_of.year, as_of.month) != (last.as_of.year, last.as_of.month) or any(
         t not in last.written for t in (CHRONIC_REGISTRY, CHRONIC_MONTHLY, CHRONIC_INDICATORS)
     ):
@@ -903,7 +919,7 @@ def _publish_chronic_incremental(
     if readings_changed is not None:
         patients.append(readings_changed.where(F.col("loinc").isin(*CONTROL_LOINC)).select(*_PATIENT))
     if as_of != last.as_of:
-        moved = registry_window_moved(F.col("followup_time"), F.lit(last.as_of), day)
+        moved = registry_window_moved(F.col("followup_time"), F.lit(last.as_of), day, zone=zone)
         patients.append(followups.where(moved).select(*_PATIENT))
     persons = _union([_persons_of(_union(patients).distinct(), silver, last), relinked])
     persons = _materialised(persons.where(F.col("person_id").isNotNull()).distinct())
@@ -923,7 +939,7 @@ def _publish_chronic_incremental(
         cached.append(rows.cache())
         return rows
 
-    monthly = chronic_disease_monthly(readings, day)
+    monthly = chronic_disease_monthly(readings, day, zone=zone)
     moved = _delta_rows(monthly, stored(CHRONIC_MONTHLY, monthly.columns), _MONTHLY_KEY).cache()
     cached.append(moved)
     since = moved.agg(F.min("month")).first()[0]  # one aggregate row: the first month that changed
@@ -932,7 +948,7 @@ def _publish_chronic_incremental(
         recount = io.read_table(spark, lake, CHRONIC_MONTHLY).where(F.col("month") >= F.lit(since))
         indicators = indicators_from_monthly(recount, _places(silver), silver.read("silver.area"))
         io.replace_where(indicators, lake, CHRONIC_INDICATORS, f"month >= '{since.isoformat()}'")
-    registry = registry_from_readings(readings, day)
+    registry = registry_from_readings(readings, day, zone=zone)
     old_registry = stored(CHRONIC_REGISTRY, registry.columns)
     io.merge_changes(
         _delta_rows(registry, old_registry, _REGISTRY_KEY), lake, CHRONIC_REGISTRY, _REGISTRY_KEY, "_delete"
@@ -1010,6 +1026,7 @@ def _publish_exchange_incremental(silver: _Silver, last: _LastRun) -> list[DataF
         silver.read("bronze.quarantine").join(in_scope, "_source_file", "left_semi"),
         silver.read("silver.quarantine").join(in_scope, "_source_file", "left_semi"),
         _silver_events(silver).join(in_scope, "_source_file", "left_semi"),
+        zone=silver.zone,
     )
     before = old.select(*GRAIN, F.col("duplicates").alias("_before"))
     fresh = (

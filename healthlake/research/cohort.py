@@ -3,8 +3,9 @@
 Semantics (also in ``docs/research.md``):
 
 * An event counts when it is not cancelled, has a time, and (with ``between``) falls in the window by
-  date (UTC), both ends inclusive. The window applies to the events of every criterion, include and
-  exclude alike.
+  date, both ends inclusive. An event's date is its local date in the region's time zone
+  (``region.timezone``): a diagnosis at 00:30 on 1 January Beijing time is dated 1 January. The window
+  applies to the events of every criterion, include and exclude alike.
 * A person qualifies when they have at least one event for **every** include criterion (AND) and none
   for any exclude criterion. Within one criterion the codes are alternatives (OR).
 * Events belong to persons through the EMPI: an event's source patient (``institution_id``,
@@ -33,8 +34,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from healthlake import io
+from healthlake.config import check_zone, load_config
+from healthlake.localtime import age_at, local_date
 from healthlake.privacy.tokens import extract_kind
-from healthlake.research.deidentify import age_at, age_band, county_of, retokenize
+from healthlake.research.deidentify import age_band, county_of, retokenize
 from healthlake.research.disclosure import DEFAULT_THRESHOLD
 
 logger = logging.getLogger(__name__)
@@ -127,7 +130,15 @@ class Cohort:
         >>> members = cohort.build()
     """
 
-    def __init__(self, spark: SparkSession, lake_root: str, name: str, *, key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        lake_root: str,
+        name: str,
+        *,
+        key: bytes | None = None,
+        zone: str | None = None,
+    ) -> None:
         """Start an empty cohort definition.
 
         Args:
@@ -136,15 +147,19 @@ class Cohort:
             name: The cohort's name; also the extract its research keys are specific to (1-64 letters,
                 digits, ``_``, ``.``, ``-``).
             key: The tokenisation key; ``None`` reads it with ``load_key()`` when the cohort is built.
+            zone: The region's time zone, whose calendar dates events; ``None`` takes the configured
+                ``region.timezone`` (``load_config()``).
 
         Raises:
-            ValueError: For a bad name.
+            ValueError: For a bad name or an unknown time zone.
+            ConfigError: When ``zone`` is None and the configuration cannot be loaded.
         """
         extract_kind(name)  # validates the name now rather than at build time
         self.spark = spark
         self.lake_root = lake_root
         self.name = name
         self._key = key
+        self.zone = check_zone(zone) if zone is not None else load_config().region.timezone
         self.criteria: tuple[Criterion, ...] = ()
         self.start: dt.date | None = None
         self.end: dt.date | None = None
@@ -205,7 +220,8 @@ class Cohort:
         return self._criterion(Criterion("encounter", False, _codes(encounter_classes)))
 
     def between(self, start: str | dt.date | None, end: str | dt.date | None) -> Cohort:
-        """Count only events dated ``start`` … ``end`` (UTC dates, inclusive; ``None``: open)."""
+        """Count only events dated ``start`` … ``end`` (local dates of the cohort's zone, inclusive;
+        ``None``: open)."""
         first, last = _date(start, "between start"), _date(end, "between end")
         if first and last and first > last:
             raise ValueError(f"between: start {first} is after end {last}")
@@ -257,7 +273,7 @@ class Cohort:
                     events = events.where(F.col("value") <= F.lit(float(criterion.max_value)))
         else:
             events = events.where(F.col("encounter_class").isin(*criterion.codes))
-        day = F.to_date(F.col(time_column))
+        day = local_date(F.col(time_column), self.zone)
         dated = events.select("institution_id", "source_patient_id", day.alias("event_date")).where(
             self._in_window(F.col("event_date"))
         )
@@ -356,7 +372,7 @@ class Cohort:
         conditions = dict(TABLE_ONE_CONDITIONS if conditions is None else conditions)
         read = self._reader()
         members = self._members(read).select("person_id", "index_date", "sex", "age_at_index")
-        flags = _condition_flags(members, conditions, read)
+        flags = _condition_flags(members, conditions, read, self.zone)
         age = F.col("age_at_index")
         sex = F.coalesce(F.col("sex"), F.lit("U"))
         aggregates = [
@@ -389,7 +405,10 @@ def _active_persons(read: Callable[[str], DataFrame]) -> DataFrame:
 
 
 def _condition_flags(
-    members: DataFrame, conditions: Mapping[str, Sequence[str]], read: Callable[[str], DataFrame]
+    members: DataFrame,
+    conditions: Mapping[str, Sequence[str]],
+    read: Callable[[str], DataFrame],
+    zone: str,
 ) -> DataFrame:
     """``members`` with ``_c<i>`` = 1 when the person had condition ``i`` by the index date, else 0."""
     if not conditions:
@@ -402,7 +421,7 @@ def _condition_flags(
         .select(
             "institution_id",
             "source_patient_id",
-            F.to_date("diagnosis_time").alias("d"),
+            local_date(F.col("diagnosis_time"), zone).alias("d"),
             *[m.cast("int").alias(f"_m{i}") for i, m in enumerate(matches)],
         )
         .join(_xref(read), ["institution_id", "source_patient_id"])

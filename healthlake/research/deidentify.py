@@ -20,6 +20,8 @@ import re
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+# Completed years at a local day, re-exported for research users (``healthlake.research.age_at``).
+from healthlake.localtime import age_at as age_at
 from healthlake.privacy.tokens import extract_kind, load_key, tokenizer
 
 logger = logging.getLogger(__name__)
@@ -151,11 +153,6 @@ def age_band(age: Column | str) -> Column:
     low = (F.floor(years / 5) * 5).cast("int")
     band = F.concat(F.lpad(low.cast("string"), 2, "0"), F.lit("-"), F.lpad((low + 4).cast("string"), 2, "0"))
     return F.when(years >= 85, F.lit("85+")).when(years >= 0, band)
-
-
-def age_at(birth_date: Column | str, as_of: Column | str) -> Column:
-    """Completed years between ``birth_date`` and ``as_of`` (dates); NULL when either is NULL."""
-    return F.floor(F.months_between(_col(as_of), _col(birth_date)) / 12).cast("int")
 
 
 def birth_year(birth_date: Column | str) -> Column:

@@ -3,8 +3,9 @@
 Pure ``DataFrame -> DataFrame`` functions; ``docs/research.md`` gives the rules. In short: no direct
 identifier or keyed identity token; person keys re-tokenised per release (``research.release``); birth date
 generalised to year and 5-year age band; area generalised to county; event times to dates (months for a
-person's first and last contact); aggregate tables suppress cells under ``min_cell``; a k-anonymity report on
-chosen quasi-identifiers goes with each person-level extract.
+person's first and last contact), local dates and months of the region's time zone (``region.timezone``);
+aggregate tables suppress cells under ``min_cell``; a k-anonymity report on chosen quasi-identifiers goes with
+each person-level extract.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pyspark.sql import functions as F
 from healthlake.gold.chronic import INDICATOR_MEASURES, INDICATOR_RATES
 from healthlake.gold.utilization import ADDITIVE_MEASURES, RATES
 from healthlake.gold.utilization import with_rates as _with_rates
+from healthlake.localtime import local_date, local_month
 from healthlake.research.deidentify import county_of, drop_direct_identifiers, retokenize
 from healthlake.research.disclosure import k_anonymity, suppress_small_cells
 
@@ -30,13 +32,14 @@ AREA_LEVELS = ("county", "city", "province")
 """Aggregate research tables stop at the county: townships and single institutions are too small."""
 
 
-def patient_extract(patient_360: DataFrame, release: str, key: bytes) -> DataFrame:
+def patient_extract(patient_360: DataFrame, release: str, key: bytes, *, zone: str) -> DataFrame:
     """``research.patients``: one row per person of ``gold.patient_360``, de-identified.
 
     Args:
         patient_360: ``gold.patient_360``.
         release: The research release (its person keys are unrelated to any other release's).
         key: The tokenisation key.
+        zone: The region's time zone: times become their local months.
     """
     rows = patient_360.select(
         "person_id",
@@ -57,19 +60,20 @@ def patient_extract(patient_360: DataFrame, release: str, key: bytes) -> DataFra
         "outpatient_visits",
         "emergency_visits",
         "admissions",
-        F.trunc("first_encounter_time", "month").alias("first_encounter_month"),
-        F.trunc("last_encounter_time", "month").alias("last_encounter_month"),
+        local_month(F.col("first_encounter_time"), zone).alias("first_encounter_month"),
+        local_month(F.col("last_encounter_time"), zone).alias("last_encounter_month"),
         "last_encounter_class",
         "immunizations",
-        F.trunc("last_nat_test_time", "month").alias("last_nat_test_month"),
+        local_month(F.col("last_nat_test_time"), zone).alias("last_nat_test_month"),
         "last_nat_test_result",
         "institutions",
     )
     return drop_direct_identifiers(retokenize(rows, "person_id", release, key, alias=RESEARCH_ID))
 
 
-def encounter_extract(encounter_facts: DataFrame, release: str, key: bytes) -> DataFrame:
-    """``research.encounters``: ``gold.encounter_facts`` of linked persons, de-identified (dates, no ids)."""
+def encounter_extract(encounter_facts: DataFrame, release: str, key: bytes, *, zone: str) -> DataFrame:
+    """``research.encounters``: ``gold.encounter_facts`` of linked persons, de-identified (dates, no ids;
+    ``discharge_date`` the local date of the discharge in ``zone``, like ``admit_date``)."""
     rows = encounter_facts.where(F.col("person_id").isNotNull()).select(
         "person_id",
         "institution_id",
@@ -77,7 +81,7 @@ def encounter_extract(encounter_facts: DataFrame, release: str, key: bytes) -> D
         "city_code",
         "encounter_class",
         "admit_date",
-        F.to_date("discharge_time").alias("discharge_date"),
+        local_date(F.col("discharge_time"), zone).alias("discharge_date"),
         "length_of_stay_days",
         "is_index_stay",
         "readmitted_30d",

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.localtime import DEFAULT_ZONE, local_instant, local_midnight
+
 SOURCE_COLUMNS = (
     "institution_id",
     "source_record_id",
@@ -201,8 +203,9 @@ def hl7_visit_number(message: Column) -> Column:
     return hl7_component(hl7_field(hl7_segment(message, "PV1"), 19), 1)
 
 
-def hl7_time(value: Column) -> Column:
-    """An HL7 TS (``yyyyMMddHHmm[ss][+hhmm]``) as a timestamp; without an offset it is China time."""
+def hl7_time(value: Column, zone: str = DEFAULT_ZONE) -> Column:
+    """An HL7 TS (``yyyyMMddHHmm[ss][+hhmm]``) as a timestamp; without an offset it is ``zone``'s wall
+    clock (a date alone, its local midnight)."""
     v = F.regexp_replace(value, r"\.\d+", "")  # fractional seconds
     with_offset = F.coalesce(
         F.try_to_timestamp(v, F.lit("yyyyMMddHHmmssZ")),
@@ -213,7 +216,7 @@ def hl7_time(value: Column) -> Column:
         F.try_to_timestamp(v, F.lit("yyyyMMddHHmm")),
         F.try_to_timestamp(v, F.lit("yyyyMMdd")),
     )
-    return F.coalesce(with_offset, F.to_utc_timestamp(local, "Asia/Shanghai"))
+    return F.coalesce(with_offset, local_instant(local, zone))
 
 
 def hl7_date(value: Column) -> Column:
@@ -221,19 +224,34 @@ def hl7_date(value: Column) -> Column:
     return F.try_to_date(F.substring(value, 1, 8), "yyyyMMdd")
 
 
-def local_time(value: Column, zone: str = "Asia/Shanghai") -> Column:
-    """A ``yyyy-MM-dd HH:mm[:ss]`` wall-clock time of ``zone`` (CSV extracts) as a timestamp."""
+def local_time(value: Column, zone: str = DEFAULT_ZONE) -> Column:
+    """A ``yyyy-MM-dd HH:mm[:ss]`` wall-clock time of ``zone`` (CSV extracts) as a timestamp; a date alone
+    is its local midnight."""
     ts = F.coalesce(
         F.try_to_timestamp(value, F.lit("yyyy-MM-dd HH:mm:ss")),
         F.try_to_timestamp(value, F.lit("yyyy-MM-dd HH:mm")),
         F.try_to_timestamp(value, F.lit("yyyy-MM-dd")),
     )
-    return F.to_utc_timestamp(ts, zone)
+    return local_instant(ts, zone)
 
 
-def fhir_time(value: Column) -> Column:
-    """A FHIR dateTime/instant (ISO 8601, with offset or a bare date) as a timestamp."""
-    return F.coalesce(F.try_to_timestamp(value), F.try_to_timestamp(value, F.lit("yyyy-MM-dd'T'HH:mm:ssXXX")))
+def fhir_time(value: Column, zone: str = DEFAULT_ZONE) -> Column:
+    """A FHIR dateTime/instant (ISO 8601) as a timestamp.
+
+    With an offset (``Z``, ``+08:00``) it is the instant named. A date alone (``2026-01-05``, ``2026-01``,
+    ``2026``) means that day (month, year) in the region: the instant of its local midnight in ``zone``;
+    a time without offset (which FHIR forbids, but senders write) is ``zone``'s wall clock.
+    """
+    v = F.trim(value)
+    instant = F.coalesce(F.try_to_timestamp(v), F.try_to_timestamp(v, F.lit("yyyy-MM-dd'T'HH:mm:ssXXX")))
+    has_offset = v.rlike(r"T.*(Z|[+-]\d{2}:?\d{2})$")
+    date_only = v.rlike(r"^\d{4}(-\d{2}){0,2}$")
+    day = F.coalesce(F.try_to_date(v, "yyyy-MM-dd"), F.try_to_date(v, "yyyy-MM"), F.try_to_date(v, "yyyy"))
+    return (
+        F.when(date_only, local_midnight(day, zone))
+        .when(has_offset, instant)
+        .otherwise(local_instant(instant, zone))
+    )
 
 
 def fhir_reference_id(reference: Column) -> Column:

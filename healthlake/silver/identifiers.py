@@ -17,6 +17,8 @@ from operator import add
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from healthlake.localtime import DEFAULT_ZONE, today
+
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 """GB 11643-1999 weights of the first 17 digits (2^(17-i) mod 11)."""
 ID_CHECK_CHARS = "10X98765432"
@@ -74,11 +76,12 @@ def resident_id_check_digit(first17: Column) -> Column:
     return F.when(first17.rlike(r"^\d{17}$"), check)
 
 
-def resident_id_problem(id_col: Column) -> Column:
+def resident_id_problem(id_col: Column, zone: str = DEFAULT_ZONE) -> Column:
     """Say what is wrong with a normalised resident ID, or NULL when it is valid.
 
     Args:
         id_col: An ID already passed through ``normalize_resident_id``.
+        zone: The region's time zone, whose today a birth date may not be after.
 
     Returns:
         NULL for a valid ID, else the first problem found: ``"missing"`` (NULL or empty), ``"format"``
@@ -87,7 +90,7 @@ def resident_id_problem(id_col: Column) -> Column:
     """
     birth = birth_date_from_resident_id(id_col)
     impossible_birth = (
-        birth.isNull() | (birth < F.lit(EARLIEST_BIRTH_DATE).cast("date")) | (birth > F.current_date())
+        birth.isNull() | (birth < F.lit(EARLIEST_BIRTH_DATE).cast("date")) | (birth > today(zone))
     )
     wrong_check = F.substring(id_col, 18, 1) != resident_id_check_digit(F.substring(id_col, 1, 17))
     return (
@@ -98,16 +101,17 @@ def resident_id_problem(id_col: Column) -> Column:
     )
 
 
-def resident_id_is_valid(id_col: Column) -> Column:
+def resident_id_is_valid(id_col: Column, zone: str = DEFAULT_ZONE) -> Column:
     """True when a normalised 18-character resident ID has a valid GB 11643 check digit and birth date.
 
     Args:
         id_col: An ID already passed through ``normalize_resident_id``.
+        zone: The region's time zone (see ``resident_id_problem``).
 
     Returns:
         A boolean column that is never NULL: false for a NULL ID.
     """
-    return resident_id_problem(id_col).isNull()
+    return resident_id_problem(id_col, zone).isNull()
 
 
 def birth_date_from_resident_id(id_col: Column) -> Column:

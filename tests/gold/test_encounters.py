@@ -1,10 +1,12 @@
 """``gold.encounter_facts``: length of stay and 30-day readmission across institutions, against values
-worked out by hand for each stay below."""
+worked out by hand for each stay below; and local days near local midnight, against pandas."""
 
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
+import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -18,10 +20,12 @@ ENCOUNTERS = (
 
 
 KEYS = ["institution_id", "source_record_id"]
+ZONE = "Asia/Shanghai"
 
 
 def _t(day: str, hour: int = 9) -> dt.datetime:
-    return dt.datetime.fromisoformat(f"2026-{day}T{hour:02d}:00:00")
+    """``hour`` o'clock on ``day`` of 2026, Beijing time."""
+    return dt.datetime.fromisoformat(f"2026-{day}T{hour:02d}:00:00+08:00")
 
 
 def test_readmission_counts_across_hospitals_and_not_for_transfers(spark: SparkSession) -> None:
@@ -56,7 +60,7 @@ def test_readmission_counts_across_hospitals_and_not_for_transfers(spark: SparkS
         ],
         "institution_id string, source_patient_id string, person_id string",
     )
-    got = encounter_facts(encounters, xref).select(
+    got = encounter_facts(encounters, xref, zone=ZONE).select(
         "source_record_id",
         "person_id",
         "length_of_stay_days",
@@ -110,7 +114,7 @@ def test_recompute_bounds_cover_every_fact_a_change_can_move(spark: SparkSession
         xref_schema,
     )
     before = spark.createDataFrame(stays, ENCOUNTERS)
-    stored = encounter_facts(before, xref)
+    stored = encounter_facts(before, xref, zone=ZONE)
     # The day: P cancels p4 and has a new stay on 03-10; Q a new visit; R a stay after its tie; S's
     # changed record has no admission time. T is a person whose links moved.
     changes = [
@@ -139,12 +143,12 @@ def test_recompute_bounds_cover_every_fact_a_change_can_move(spark: SparkSession
     after = spark.createDataFrame(
         [s for s in stays if s[1] != "p4"] + [c for c in changes if c[1] != "p4"], ENCOUNTERS
     )
-    full = encounter_facts(after, xref)
+    full = encounter_facts(after, xref, zone=ZONE)
     fed = after.join(xref, ["institution_id", "source_patient_id"]).join(got, "person_id")
     # P's clinic visit on 02-20 lies after B but before the change: it is not read again.
     assert fed.where(recompute_scope()).where(F.col("source_record_id") == "p3").count() == 0
     windowed = (
-        encounter_facts(fed.where(recompute_scope()).select(*before.columns), xref)
+        encounter_facts(fed.where(recompute_scope()).select(*before.columns), xref, zone=ZONE)
         .join(got, "person_id")
         .where(replaced_scope())
         .select(*full.columns)
@@ -157,3 +161,74 @@ def test_recompute_bounds_cover_every_fact_a_change_can_move(spark: SparkSession
     assertDataFrameEqual(
         unmoved.select(*stored.columns), full.join(unmoved.select(*KEYS), KEYS).select(*stored.columns)
     )
+
+
+def _local_facts(stays: pd.DataFrame) -> pd.DataFrame:
+    """What encounter_facts should say of one linked person's stays, by pandas on Beijing wall clocks."""
+    tz = zoneinfo.ZoneInfo(ZONE)
+    out = stays.copy()
+    out["admit_date"] = [pd.Timestamp(t, tz=tz).date() for t in out.admit]
+    out["discharge_date"] = [None if t is None else pd.Timestamp(t, tz=tz).date() for t in out.discharge]
+    inpatient = out[out.encounter_class == "inpatient"].sort_values("admit")
+    next_admit = dict(zip(inpatient.source_record_id, inpatient.admit_date.shift(-1), strict=True))
+    out["length_of_stay_days"] = [
+        None if c != "inpatient" or d is None else (d - a).days
+        for c, a, d in zip(out.encounter_class, out.admit_date, out.discharge_date, strict=True)
+    ]
+    out["days_to_next_admission"] = [
+        None if c != "inpatient" or d is None or pd.isna(next_admit[r]) else (next_admit[r] - d).days
+        for c, r, d in zip(out.encounter_class, out.source_record_id, out.discharge_date, strict=True)
+    ]
+    out["readmitted_30d"] = [
+        None if c != "inpatient" or d is None else (n is not None and 1 <= n <= 30)
+        for c, d, n in zip(out.encounter_class, out.discharge_date, out.days_to_next_admission, strict=True)
+    ]
+    return out
+
+
+def _comparable(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.sort_values("source_record_id").reset_index(drop=True).astype(object)
+    return out.where(out.notna(), None)
+
+
+def test_days_are_local_near_midnight_and_at_a_month_s_end(spark: SparkSession) -> None:
+    """Stays at 00:30 and 07:59 Beijing time (the UTC date is the day before) and on a month's last
+    evening: dates, stay lengths and readmission gaps count Beijing days."""
+    stays = pd.DataFrame(
+        [  # record, class, admitted, discharged (Beijing wall clock)
+            ("s1", "inpatient", "2026-01-30 07:59", "2026-01-31 23:30"),  # the month's last evening
+            ("s2", "inpatient", "2026-02-01 00:30", "2026-02-01 09:00"),  # 1 day after s1's discharge
+            ("s3", "inpatient", "2026-02-02 07:00", "2026-02-05 00:30"),  # out 09:00, back 07:00 next day
+            ("s4", "inpatient", "2026-03-07 07:59", "2026-03-08 00:30"),  # 30 days after s3's discharge
+            ("o1", "outpatient", "2026-03-01 00:30", None),
+        ],
+        columns=["source_record_id", "encounter_class", "admit", "discharge"],
+    )
+    tz = zoneinfo.ZoneInfo(ZONE)
+
+    def instant(wall: str | None) -> dt.datetime | None:
+        return None if wall is None else dt.datetime.fromisoformat(wall).replace(tzinfo=tz)
+
+    encounters = spark.createDataFrame(
+        [("H1", r, "H1-P", c, False, instant(a), instant(d)) for r, c, a, d in stays.itertuples(index=False)],
+        ENCOUNTERS,
+    )
+    xref = spark.createDataFrame(
+        [("H1", "H1-P", "P")], "institution_id string, source_patient_id string, person_id string"
+    )
+    columns = [
+        "source_record_id",
+        "admit_date",
+        "length_of_stay_days",
+        "readmitted_30d",
+        "days_to_next_admission",
+    ]
+    got = encounter_facts(encounters, xref, zone=ZONE).select(*columns).toPandas()
+    want = _local_facts(stays)[columns]
+    pd.testing.assert_frame_equal(_comparable(got), _comparable(want), check_dtype=False)
+    # Spelled out: the early-morning admissions keep their Beijing date, a readmission at 07:00 the day
+    # after a 09:00 discharge is one (not a same-day transfer), and a stay over one midnight lasts a day.
+    facts = got.set_index("source_record_id")
+    assert facts.admit_date["s2"] == dt.date(2026, 2, 1) and facts.admit_date["o1"] == dt.date(2026, 3, 1)
+    assert list(facts.days_to_next_admission[["s1", "s2", "s3"]]) == [1, 1, 30]
+    assert facts.readmitted_30d["s2"] and facts.length_of_stay_days["s1"] == 1

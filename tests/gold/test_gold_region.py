@@ -1,4 +1,7 @@
-"""Gold on a generated region, graded against the generator's truth (pandas, not the gold code path)."""
+"""Gold on a generated region, graded against the generator's truth (pandas, not the gold code path).
+
+The truth's times are naive Beijing wall clocks; gold's days are Beijing days (``region.timezone``), so the
+expected days here are the truth's own dates, never taken through the library's helper."""
 
 from __future__ import annotations
 
@@ -22,7 +25,12 @@ from tests.conftest import Conformed, Published, assert_gold_equals_a_full_rebui
 
 CLASSES = {"AMB": "outpatient", "EMER": "emergency", "IMP": "inpatient"}
 PATIENT_KEY = ["institution_id", "source_patient_id"]
-LOCAL = dt.timedelta(hours=8)  # truth times are China local time; silver and gold are UTC
+ZONE = "Asia/Shanghai"  # the region's zone: the truth's naive times are its wall clocks
+
+
+def _local_dates(times: pd.Series) -> pd.Series:
+    """The Beijing dates of the truth's naive Beijing wall clocks (NaT stays missing)."""
+    return times.dt.tz_localize(ZONE).dt.date
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +39,8 @@ def published(published_region: Published) -> Published:
 
 
 def _truth_encounters(p: Published, spark: SparkSession) -> pd.DataFrame:
-    """Truth encounters that reached gold (malformed messages never do), with UTC dates and silver classes."""
+    """Truth encounters that reached gold (malformed messages never do), with local dates and silver
+    classes."""
     truth = p.truth_table("encounters")
     truth = truth[~truth.cancelled]
     kept = p.gold(spark, publish.ENCOUNTER_FACTS)[["institution_id", "source_record_id", "person_id"]]
@@ -42,8 +51,8 @@ def _truth_encounters(p: Published, spark: SparkSession) -> pd.DataFrame:
         suffixes=("", "_gold"),
     )
     truth["cls"] = truth.encounter_class.map(CLASSES)
-    truth["date"] = (truth.start_time - LOCAL).dt.date
-    truth["end_date"] = (truth.end_time - LOCAL).dt.date
+    truth["date"] = _local_dates(truth.start_time)
+    truth["end_date"] = _local_dates(truth.end_time)
     return truth
 
 
@@ -104,6 +113,20 @@ def test_utilization_per_institution_and_area_matches_the_truth(
             check_dtype=False,
             obj=level,
         )
+
+
+def test_encounter_dates_are_the_truth_s_local_days(spark: SparkSession, published: Published) -> None:
+    """Every encounter's ``admit_date`` is the Beijing date of its true start; among them, encounters that
+    started between 00:00 and 08:00 Beijing time, whose UTC date is the day before. (The region's two days
+    end no stay: stay lengths near local midnight are graded in test_encounters and test_gold_tables.)"""
+    truth = _truth_encounters(published, spark)
+    facts = published.gold(spark, publish.ENCOUNTER_FACTS)
+    joined = truth.merge(facts, on=["institution_id", "source_record_id"], suffixes=("_truth", ""))
+    assert len(joined) == len(truth) >= 10
+    early = joined[joined.start_time.dt.hour < 8]
+    assert len(early) > 0  # the cases a UTC date gets wrong are there to be got right
+    wrong = joined[joined.admit_date != joined.date]
+    assert wrong.empty, wrong[["source_record_id", "start_time", "admit_date"]].head().to_string()
 
 
 def test_area_rollups_are_consistent_for_every_additive_measure(
@@ -190,7 +213,7 @@ def test_patient_360_counts_and_demographics_match_the_truth(
 
 
 def _truth_followups(spark: SparkSession, p: Published) -> pd.DataFrame:
-    """Truth follow-ups that reached silver and whose patient the EMPI knows, in UTC, latest last.
+    """Truth follow-ups that reached silver and whose patient the EMPI knows, in Beijing time, latest last.
 
     A malformed follow-up line never reaches silver, and a patient whose health record was malformed is
     unknown to the EMPI: those are the defects, not gold's doing.
@@ -206,8 +229,8 @@ def _truth_followups(spark: SparkSession, p: Published) -> pd.DataFrame:
     records = p.truth_table("patient_records")[["institution_id", "source_patient_id", "person_id"]]
     linked = io.read_table(spark, p.cfg.lake_root, link.XREF).select(*PATIENT_KEY).toPandas()
     truth = truth.merge(records.merge(linked, on=PATIENT_KEY), on=["institution_id", "person_id"])
-    truth["time"] = truth.followup_time - LOCAL
-    truth["month"] = truth.time.dt.to_period("M")
+    truth["time"] = truth.followup_time.dt.tz_localize(ZONE)
+    truth["month"] = truth.time.dt.tz_localize(None).dt.to_period("M")
     # Centres that report glucose in whole mg/dL send a rounded value: 7.0 mmol/L goes out as 126 mg/dL,
     # 6.99 mmol/L. Control is judged on what was sent.
     mgdl = (

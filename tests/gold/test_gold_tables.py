@@ -1,16 +1,24 @@
-"""The gold tables on small hand-made inputs, against values worked out by hand."""
+"""The gold tables on small hand-made inputs, against values worked out by hand (times are Beijing wall
+clocks); and their days near local midnight and a month's end, against pandas."""
 
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
+import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from healthlake.gold.areas import area_paths, institution_paths
-from healthlake.gold.chronic import chronic_disease_indicators, chronic_disease_registry
+from healthlake.gold.chronic import (
+    chronic_disease_indicators,
+    chronic_disease_monthly,
+    chronic_disease_registry,
+    followup_readings,
+)
 from healthlake.gold.encounters import encounter_facts, with_institution_area
 from healthlake.gold.patients import (
     chronic_conditions,
@@ -22,8 +30,15 @@ from healthlake.gold.patients import (
 )
 from healthlake.gold.utilization import utilization_daily
 
+ZONE = "Asia/Shanghai"
 D = dt.date
-T = dt.datetime
+
+
+def T(*args: int) -> dt.datetime:
+    """A Beijing wall-clock time (Spark stores its instant)."""
+    return dt.datetime(*args, tzinfo=zoneinfo.ZoneInfo(ZONE))
+
+
 FOLLOWUP_SCHEMA = (
     "institution_id string, source_record_id string, source_patient_id string, "
     "disease_icd10_category string, followup_time timestamp"
@@ -99,10 +114,12 @@ def test_utilization_daily_by_hand(spark: SparkSession, areas: DataFrame, places
         + [("HK2", "d3", "P3"), ("HK2", "d4", "P4")],
         "institution_id string, source_patient_id string, person_id string",
     )
-    facts = encounter_facts(encounters, xref).transform(lambda df: with_institution_area(df, places))
+    facts = encounter_facts(encounters, xref, zone=ZONE).transform(
+        lambda df: with_institution_area(df, places)
+    )
     rows = {
         (r.level, r.unit_code, r.date): r
-        for r in utilization_daily(facts, places, areas, F.lit(D(2026, 3, 10))).collect()
+        for r in utilization_daily(facts, places, areas, F.lit(D(2026, 3, 10)), zone=ZONE).collect()
     }
 
     def at(level: str, unit: str, day: int) -> dict:
@@ -186,7 +203,9 @@ def test_chronic_registry_and_indicators_by_hand(
     followups, observations, xref = _followup_inputs(spark)
     registry = {
         (r.person_id, r.disease): r
-        for r in chronic_disease_registry(followups, observations, xref, F.lit(D(2026, 1, 31))).collect()
+        for r in chronic_disease_registry(
+            followups, observations, xref, F.lit(D(2026, 1, 31)), zone=ZONE
+        ).collect()
     }
     p1 = registry[("P1", "hypertension")]
     assert (p1.registered_on, p1.managing_institution_id, p1.followups_12m) == (D(2025, 1, 15), "CT1", 4)
@@ -195,7 +214,7 @@ def test_chronic_registry_and_indicators_by_hand(
     assert (p2.followups_12m, p2.is_standard_managed, p2.is_controlled) == (1, False, True)
 
     indicators = chronic_disease_indicators(
-        followups, observations, xref, places, areas, F.lit(D(2026, 1, 31))
+        followups, observations, xref, places, areas, F.lit(D(2026, 1, 31)), zone=ZONE
     )
     got = {
         (r.month, r.disease): (r.registered, r.standard_managed, r.controlled)
@@ -275,6 +294,7 @@ def test_patient_360_by_hand(spark: SparkSession, areas: DataFrame) -> None:
         nat_tests,
         area_paths(areas),
         F.lit(D(2026, 1, 1)),
+        zone=ZONE,
     ).collect()
     assert [r.person_id for r in out] == ["P1"]  # merged persons are not residents of their own
     p = out[0]
@@ -287,7 +307,8 @@ def test_patient_360_by_hand(spark: SparkSession, areas: DataFrame) -> None:
     assert (p.has_hypertension, p.has_diabetes) == (True, True)
     assert (p.outpatient_visits, p.emergency_visits, p.admissions) == (2, 0, 1)
     assert (p.last_encounter_institution_id, p.last_encounter_class) == ("HK1", "outpatient")
-    assert (p.immunizations, p.last_nat_test_result, p.last_nat_test_time) == (1, "negative", T(2025, 6, 1))
+    last_test = T(2025, 6, 1).astimezone(dt.UTC).replace(tzinfo=None)  # collected in the session's UTC
+    assert (p.immunizations, p.last_nat_test_result, p.last_nat_test_time) == (1, "negative", last_test)
     assert (p.source_records, p.institutions) == (2, 2)
     assert "name_token" not in out[0].asDict()
 
@@ -361,13 +382,14 @@ def test_patient_360_update_equals_a_recomputation(spark: SparkSession, areas: D
         frame(old_tests, test_schema),
         paths,
         F.lit(D(2025, 12, 1)),
+        zone=ZONE,
     )
     now, as_of = frame(now_persons, person_schema), F.lit(D(2026, 6, 20))  # P1-P7 turn 66 on 06-15
     updated = patient_360_update(
         stored,
         now,
         visit_summary(frame(new_facts, fact_schema)),
-        chronic_conditions(frame(new_dx, dx_schema), no_followups, xref),
+        chronic_conditions(frame(new_dx, dx_schema), no_followups, xref, zone=ZONE),
         immunization_count(frame(new_shots, shot_schema), xref),
         last_test(frame(new_tests, test_schema), xref),
         paths,
@@ -383,6 +405,7 @@ def test_patient_360_update_equals_a_recomputation(spark: SparkSession, areas: D
         frame(old_tests + new_tests, test_schema),
         paths,
         as_of,
+        zone=ZONE,
     )
     flagged = {r.person_id for r in updated.where("_recompute").collect()}
     assert flagged == {"P3", "P6", "P7"}  # ties in time and an undated encounter
@@ -397,3 +420,131 @@ def test_patient_360_update_equals_a_recomputation(spark: SparkSession, areas: D
         "positive",
     )
     assert [c.condition for c in p1.chronic_conditions] == ["diabetes", "hypertension"]
+
+
+def _wall(text: str | None) -> dt.datetime | None:
+    """A Beijing wall clock ``YYYY-MM-DD HH:MM`` as an aware datetime."""
+    return None if text is None else dt.datetime.fromisoformat(text).replace(tzinfo=zoneinfo.ZoneInfo(ZONE))
+
+
+def _local_day(text: str | None) -> dt.date | None:
+    """The Beijing date of a wall clock, by pandas."""
+    return None if text is None else pd.Timestamp(text, tz=ZONE).date()
+
+
+def test_utilization_days_and_midnight_census_are_local(
+    spark: SparkSession, areas: DataFrame, places: DataFrame
+) -> None:
+    """Visits and stays at 00:30 and 07:59 Beijing time (the UTC date before) and on a month's last
+    evening: each counts on its Beijing day, and the census is taken at Beijing midnight."""
+    visits = [  # record, class, admitted, discharged (Beijing wall clocks)
+        ("i1", "inpatient", "2026-03-01 07:59", "2026-03-03 00:30"),  # in a bed at two local midnights
+        ("i2", "inpatient", "2026-03-02 00:30", "2026-03-02 23:30"),  # at none: a same-day stay
+        ("i3", "inpatient", "2026-03-31 23:30", None),  # the month's last evening, still in hospital
+        ("o1", "outpatient", "2026-03-01 00:30", None),
+        ("m1", "emergency", "2026-03-01 07:59", "2026-03-01 09:00"),
+    ]
+    through = D(2026, 4, 2)
+    encounters = spark.createDataFrame(
+        [("HK1", r, f"p-{r}", c, False, _wall(a), _wall(d)) for r, c, a, d in visits],
+        "institution_id string, source_record_id string, source_patient_id string, encounter_class string, "
+        "is_cancelled boolean, admit_time timestamp, discharge_time timestamp",
+    )
+    xref = spark.createDataFrame(
+        [("HK1", f"p-{r}", f"P-{r}") for r, *_ in visits],
+        "institution_id string, source_patient_id string, person_id string",
+    )
+    facts = encounter_facts(encounters, xref, zone=ZONE).transform(
+        lambda df: with_institution_area(df, places)
+    )
+    measures = [
+        "outpatient_visits",
+        "emergency_visits",
+        "admissions",
+        "discharges",
+        "discharged_bed_days",
+        "occupied_bed_days",
+    ]
+    got = (
+        utilization_daily(facts, places, areas, F.lit(through), zone=ZONE)
+        .where("level = 'institution'")
+        .select("date", *measures)
+        .toPandas()
+        .set_index("date")
+        .sort_index()
+    )
+    # The same from the wall clocks, by pandas: every Beijing day of March to `through`.
+    days = pd.date_range("2026-03-01", through).date
+    want = pd.DataFrame(0, index=pd.Index(days, name="date"), columns=measures)
+    for _, cls, admitted, discharged in visits:
+        start, end = _local_day(admitted), _local_day(discharged)
+        want.loc[
+            start, {"outpatient": "outpatient_visits", "emergency": "emergency_visits"}.get(cls, "admissions")
+        ] += 1
+        if cls != "inpatient":
+            continue
+        if end is not None:
+            want.loc[end, "discharges"] += 1
+            want.loc[end, "discharged_bed_days"] += max(1, (end - start).days)
+        last_night = (end or through + dt.timedelta(days=1)) - dt.timedelta(days=1)
+        for night in pd.date_range(start, last_night).date:  # in a bed at the midnight ending `night`
+            want.loc[night, "occupied_bed_days"] += 1
+    want = want[want.sum(axis=1) > 0]
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    # Spelled out: i1 was in a bed at the midnights ending 1 and 2 March, i2 at none.
+    assert list(got.occupied_bed_days[[D(2026, 3, 1), D(2026, 3, 2)]]) == [1, 1]
+    assert got.admissions[D(2026, 3, 31)] == 1 and got.outpatient_visits[D(2026, 3, 1)] == 1
+
+
+def test_chronic_months_and_windows_are_local(
+    spark: SparkSession, areas: DataFrame, places: DataFrame
+) -> None:
+    """Follow-ups on a month's last evening and in the next month's first hours (the UTC date is the last
+    day of the month before) count in their Beijing month, and in the registry by their Beijing date."""
+    walls = ["2025-03-01 00:30", "2026-01-31 23:30", "2026-02-01 00:30", "2026-03-01 07:59"]
+    followups = spark.createDataFrame(
+        [("CT1", f"f{i}", "a1", "I10", _wall(w)) for i, w in enumerate(walls)], FOLLOWUP_SCHEMA
+    )
+    observations = spark.createDataFrame(
+        [],
+        "institution_id string, source_patient_id string, loinc string, value double, "
+        "observation_time timestamp, is_cancelled boolean",
+    )
+    xref = spark.createDataFrame(
+        [("CT1", "a1", "P1")], "institution_id string, source_patient_id string, person_id string"
+    )
+    readings = followup_readings(followups, observations, xref)
+    monthly = (
+        chronic_disease_monthly(readings, F.lit(D(2026, 3, 31)), zone=ZONE)
+        .select("month", "followups", "followups_12m")
+        .toPandas()
+        .set_index("month")
+        .sort_index()
+    )
+    # By pandas: each follow-up's Beijing month, then per month its count and the 12 months to it.
+    months = pd.Series([pd.Timestamp(w, tz=ZONE).to_period("M") for w in walls])
+    span = pd.period_range(months.min(), "2026-03", freq="M")
+    want = pd.DataFrame(
+        {
+            "followups": [int((months == m).sum()) for m in span],
+            "followups_12m": [int(((months > m - 12) & (months <= m)).sum()) for m in span],
+        },
+        index=pd.Index([m.start_time.date() for m in span], name="month"),
+    )
+    pd.testing.assert_frame_equal(monthly, want, check_dtype=False)
+    assert (monthly.followups[D(2026, 1, 1)], monthly.followups[D(2026, 2, 1)]) == (1, 1)
+    assert monthly.followups_12m[D(2026, 2, 1)] == 3  # March 2025 to February 2026
+
+    registry = chronic_disease_registry(
+        followups, observations, xref, F.lit(D(2026, 1, 31)), zone=ZONE
+    ).first()
+    dates = sorted(_local_day(w) for w in walls)
+    as_of = D(2026, 1, 31)
+    upto = [d for d in dates if d <= as_of]
+    year_ago = (pd.Timestamp(as_of) - pd.DateOffset(months=12)).date()
+    assert (registry.registered_on, registry.last_followup_date, registry.followups_12m) == (
+        upto[0],
+        upto[-1],
+        sum(d > year_ago for d in upto),
+    )
+    assert (registry.registered_on, registry.followups_12m) == (D(2025, 3, 1), 2)  # not 1 February's

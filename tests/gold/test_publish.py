@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import signal
+import zoneinfo
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
@@ -318,3 +320,66 @@ def test_publish_errors_are_one_line(
     code, _, err = _run(capsys, "publish", "--lake", str(tmp_path / "lake"))
     assert code == 2 and err.count("\n") == 1
     assert "silver.encounter is not in the lake" in err and "healthlake conform" in err
+
+
+def test_as_of_and_days_are_local_and_an_incremental_day_equals_a_full_rebuild(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Events at 00:30 and 07:59 Beijing time, whose UTC date is the day before: ``as_of``, ages, the days
+    of ``gold.utilization_daily`` and a readmission are those of the Beijing calendar (by pandas), on the
+    first run and on an incremental one, which gives the gold of a full rebuild."""
+    lake = str(tmp_path / "lake")
+    tz = zoneinfo.ZoneInfo("Asia/Shanghai")
+
+    def wall(text: str | None) -> dt.datetime | None:
+        return None if text is None else dt.datetime.fromisoformat(text).replace(tzinfo=tz)
+
+    day1 = [  # record, class, admitted, discharged (Beijing wall clocks)
+        ("e1", "inpatient", "2026-01-30 07:59", "2026-01-31 23:30"),
+        ("e2", "outpatient", "2026-02-01 00:30", None),  # the last event: as_of is 1 February
+    ]
+    day2 = [
+        ("e3", "inpatient", "2026-02-02 07:00", "2026-02-03 00:30"),  # two Beijing days after e1's discharge
+        ("e4", "outpatient", "2026-02-03 07:59", None),
+    ]
+
+    def rows(visits: list[tuple]) -> list[tuple]:
+        return [("H1", r, "H1-7", c, False, wall(a), wall(d)) for r, c, a, d in visits]
+
+    _write(spark, lake, publish.ENCOUNTER, rows(day1), ENCOUNTER_SCHEMA, cdf=True)
+    _write(spark, lake, publish.XREF, [("H1", "H1-7", "P1")], XREF_SCHEMA, cdf=True)
+    born = dt.date(2008, 2, 1)  # 18 on the first run's as_of; 17 on the UTC date before it
+    _write(
+        spark,
+        lake,
+        publish.PERSON,
+        [("P1", "active", "tok1", "F", born, "110101", 1, 1)],
+        PERSON_SCHEMA,
+        cdf=False,
+    )
+    cfg = load_config(overrides={"lake_root": lake})
+
+    def last_local_day(visits: list[tuple]) -> dt.date:
+        return max(pd.Timestamp(t, tz=tz).date() for _, _, a, d in visits for t in (a, d) if t is not None)
+
+    first = publish.run(spark, cfg)
+    assert first.mode == "full" and first.as_of == last_local_day(day1) == dt.date(2026, 2, 1)
+    person = io.read_table(spark, lake, publish.PATIENT_360).first()
+    assert person.age == 18
+
+    io.append(spark.createDataFrame(rows(day2), ENCOUNTER_SCHEMA), lake, publish.ENCOUNTER)
+    second = publish.run(spark, cfg)
+    assert second.mode == "incremental" and second.as_of == last_local_day(day1 + day2) == dt.date(2026, 2, 3)
+    tables = assert_gold_equals_a_full_rebuild(spark, cfg, tmp_path / "rebuilt", second)
+
+    facts = {r.source_record_id: r for r in tables[publish.ENCOUNTER_FACTS].collect()}
+    days = {r: pd.Timestamp(a, tz=tz).date() for r, _, a, _ in day1 + day2}
+    assert {r: f.admit_date for r, f in facts.items()} == days
+    gap = (days["e3"] - pd.Timestamp(day1[0][3], tz=tz).date()).days
+    assert (
+        (facts["e1"].days_to_next_admission, facts["e1"].readmitted_30d) == (gap, 1 <= gap <= 30) == (2, True)
+    )
+    utilization = tables[publish.UTILIZATION_DAILY].where("level = 'institution'").collect()
+    discharged = {r.date: r.discharges for r in utilization if r.discharges}
+    want = {pd.Timestamp(d, tz=tz).date(): 1 for _, c, _, d in day1 + day2 if c == "inpatient"}
+    assert discharged == want == {dt.date(2026, 1, 31): 1, dt.date(2026, 2, 3): 1}

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
@@ -70,8 +72,12 @@ SECRETS = (
 )
 
 
+ZONE = "Asia/Shanghai"
+
+
 def _t(day: str, hour: int = 9, minute: int = 0) -> dt.datetime:
-    return dt.datetime.fromisoformat(f"2026-{day}T{hour:02d}:{minute:02d}:00")
+    """A Beijing wall-clock time of 2026 (the region's time zone, the default ``region.timezone``)."""
+    return dt.datetime.fromisoformat(f"2026-{day}T{hour:02d}:{minute:02d}:00+08:00")
 
 
 def _person(pid: str, status: str, sex: str | None, born: dt.date | None, area: str) -> tuple[Any, ...]:
@@ -279,7 +285,7 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
     encounters = silver[omop.ENCOUNTER].unionByName(spark.createDataFrame(new_visit, ENCOUNTERS))
     persons, xref = silver[omop.PERSON], silver[omop.XREF]
     second, second_types = _collect_all(
-        {"omop.visit_occurrence": cdm.visit_occurrence(encounters, xref, persons, id_map)}
+        {"omop.visit_occurrence": cdm.visit_occurrence(encounters, xref, persons, id_map, zone=ZONE)}
     )
     # observation_period from the visits just collected, as run builds it from the visits it wrote; then
     # person, from those periods.
@@ -507,3 +513,102 @@ def test_a_missing_input_names_the_stage_to_run(spark: SparkSession, lake: str) 
     assert "\n" not in message
     assert "silver.person is not in the lake" in message and "`healthlake link`" in message
     assert not (Path(lake) / "omop").exists()
+
+
+def test_dates_and_clock_times_are_local_near_midnight(spark: SparkSession) -> None:
+    """Events at 00:30 and 07:59 Beijing time (the UTC date is the day before) and on a month's last
+    evening: every CDM date is the Beijing date, ``measurement_time`` the Beijing clock, by pandas."""
+    walls = {  # record → Beijing wall clock
+        "v1": "2026-01-31 23:30",  # a stay from the month's last evening …
+        "v1-end": "2026-02-01 07:59",  # … to early next morning
+        "v2": "2026-03-01 00:30",  # a clinic visit just after midnight, no end time
+        "d1": "2026-02-01 00:30",
+        "o1": "2026-01-05 07:59",
+        "m1": "2026-02-01 00:30",
+    }
+    tz = zoneinfo.ZoneInfo(ZONE)
+    at = {k: dt.datetime.fromisoformat(v).replace(tzinfo=tz) for k, v in walls.items()}
+    persons = spark.createDataFrame([_person("P1", "active", "F", dt.date(1980, 5, 17), "360103")], PERSONS)
+    xref = spark.createDataFrame([("H1", MRN_A, "P1")], XREF)
+    encounters = spark.createDataFrame(
+        [
+            ("H1", "v1", MRN_A, "inpatient", False, at["v1"], at["v1-end"], None),
+            ("H1", "v2", MRN_A, "outpatient", False, at["v2"], None, None),
+        ],
+        ENCOUNTERS,
+    )
+    diagnoses = spark.createDataFrame(
+        [
+            ("H1", "d1", MRN_A, "v1", "ICD-10", "I10", at["d1"], False, True, "I10"),
+            ("H1", "d2", MRN_A, "v2", "ICD-10", "I10", None, False, True, "I10"),  # dated by its visit
+        ],
+        DIAGNOSES,
+    )
+    observations = spark.createDataFrame(
+        [
+            (
+                "H1",
+                "o1",
+                MRN_A,
+                "v1",
+                "LOINC",
+                "8480-6",
+                150.0,
+                "mm[Hg]",
+                at["o1"],
+                False,
+                "8480-6",
+                150.0,
+                "mm[Hg]",
+            )
+        ],
+        OBSERVATIONS,
+    )
+    medications = spark.createDataFrame(
+        [("H1", "m1", MRN_A, "v1", "X01", "Aspirin", "qd", at["m1"], False)], MEDICATIONS
+    )
+    keys = [("person", "P1")] + [
+        (entity, _key("H1", record))
+        for entity, record in (
+            ("visit_occurrence", "v1"),
+            ("visit_occurrence", "v2"),
+            ("condition_occurrence", "d1"),
+            ("condition_occurrence", "d2"),
+            ("measurement", "o1"),
+            ("drug_exposure", "m1"),
+        )
+    ]
+    id_map = spark.createDataFrame(
+        [(e, k, i) for i, (e, k) in enumerate(keys, start=1)],
+        "entity string, source_key string, omop_id bigint",
+    )
+    ids = {json.loads(k)[1] if k.startswith("[") else k: i for i, (_, k) in enumerate(keys, start=1)}
+    visits = cdm.visit_occurrence(encounters, xref, persons, id_map, zone=ZONE).cache()
+    tables, _ = _collect_all(
+        {
+            "visit": visits,
+            "condition": cdm.condition_occurrence(diagnoses, xref, persons, id_map, visits, zone=ZONE),
+            "measurement": cdm.measurement(observations, xref, persons, id_map, visits, zone=ZONE),
+            "drug": cdm.drug_exposure(medications, xref, persons, id_map, visits, zone=ZONE),
+        }
+    )
+    visits.unpersist()
+
+    def day(key: str) -> dt.date:
+        return pd.Timestamp(walls[key], tz=ZONE).date()
+
+    got_visits = {
+        r["visit_occurrence_id"]: (r["visit_start_date"], r["visit_end_date"]) for r in tables["visit"]
+    }
+    assert got_visits == {ids["v1"]: (day("v1"), day("v1-end")), ids["v2"]: (day("v2"), day("v2"))}
+    got_conditions = {r["condition_occurrence_id"]: r["condition_start_date"] for r in tables["condition"]}
+    assert got_conditions == {ids["d1"]: day("d1"), ids["d2"]: day("v2")}
+    (measured,) = tables["measurement"]
+    clock = pd.Timestamp(walls["o1"], tz=ZONE).strftime("%H:%M:%S")
+    assert (measured["measurement_date"], measured["measurement_time"]) == (day("o1"), clock)
+    (drug,) = tables["drug"]
+    assert (drug["drug_exposure_start_date"], drug["drug_exposure_end_date"]) == (day("m1"), day("m1"))
+    # Spelled out: each date (but the stay's start) and the clock differ from the UTC ones.
+    assert got_visits[ids["v1"]] == (dt.date(2026, 1, 31), dt.date(2026, 2, 1))
+    assert (measured["measurement_date"], measured["measurement_time"]) == (dt.date(2026, 1, 5), "07:59:00")
+    assert got_conditions[ids["d2"]] == dt.date(2026, 3, 1)

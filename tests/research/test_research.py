@@ -10,6 +10,7 @@ import datetime as dt
 import math
 import os
 import statistics
+import zoneinfo
 from pathlib import Path
 
 import pandas as pd
@@ -32,13 +33,14 @@ from healthlake.research import (
     retokenize,
     suppress_small_cells,
 )
+from healthlake.research.extracts import encounter_extract, patient_extract
 
 KEY = os.environ["HEALTHLAKE_HMAC_KEY"].encode()  # set by tests/conftest.py
 UTC = dt.UTC
 
 
 def ts(y: int, m: int, d: int) -> dt.datetime:
-    """Noon UTC: far from midnight, so no time zone moves an event to another date."""
+    """Noon UTC (20:00 in Beijing, the region's zone): the same date in both."""
     return dt.datetime(y, m, d, 12, 0, tzinfo=UTC)
 
 
@@ -444,3 +446,139 @@ def test_table_one(cohort: Cohort) -> None:
     assert (female["n"], male["n"]) == (7, 2)
     assert math.isclose(female["percent"], 700 / 9) and female["summary"] == "7 (77.8%)"
     assert _row(loose, "Condition", "diabetes")["suppressed"]
+
+
+# --- local days ------------------------------------------------------------------------------------------
+
+ZONE = "Asia/Shanghai"
+
+
+def _wall(text: str | None) -> dt.datetime | None:
+    """A Beijing wall clock ``YYYY-MM-DD HH:MM`` as an aware datetime."""
+    return None if text is None else dt.datetime.fromisoformat(text).replace(tzinfo=zoneinfo.ZoneInfo(ZONE))
+
+
+def _local(text: str | None, what: str = "date") -> dt.date | None:
+    """The Beijing date (or its month's first day) of a wall clock, by pandas."""
+    if text is None:
+        return None
+    day = pd.Timestamp(text, tz=ZONE)
+    return day.date() if what == "date" else day.to_period("M").start_time.date()
+
+
+def test_cohort_dates_events_and_ages_by_the_local_day(spark: SparkSession, tmp_path: Path) -> None:
+    """A window of 2026 holds a diagnosis at 00:30 on 1 January Beijing time (31 December in UTC) and
+    not one at 07:59 on 1 January 2027; the index date and age are those of the Beijing day."""
+    lake = str(tmp_path / "lake")
+    diagnoses = {  # person → Beijing wall clock of their I10 diagnosis
+        "A": "2026-01-01 00:30",  # turns 18 that day
+        "B": "2026-12-31 23:30",  # the window's last evening
+        "C": "2027-01-01 07:59",  # after the window
+        "D": "2025-12-31 23:30",  # before it
+    }
+    born = dt.date(2008, 1, 1)
+    tables = [
+        (
+            "silver.person",
+            [(p, "active", "F", born, "360102") for p in diagnoses],
+            "person_id string, status string, sex string, birth_date date, area_code string",
+        ),
+        (
+            "silver.person_xref",
+            [("H1", f"s{p}", p) for p in diagnoses],
+            "institution_id string, source_patient_id string, person_id string",
+        ),
+        (
+            "silver.diagnosis",
+            [("H1", f"s{p}", "I10.x00", "I10", _wall(w), False) for p, w in diagnoses.items()],
+            "institution_id string, source_patient_id string, icd10_code string, icd10_category string, "
+            "diagnosis_time timestamp, is_cancelled boolean",
+        ),
+    ]
+    for name, rows, schema in tables:
+        io.append(spark.createDataFrame(rows, schema), lake, name)
+    cohort = (
+        Cohort(spark, lake, name="local_days", key=KEY, zone=ZONE)
+        .include_diagnosis("I10")
+        .between("2026-01-01", "2026-12-31")
+        .age_between(18, None)
+    )
+    got = {r.person_id: (r.index_date, r.age_at_index) for r in cohort.members().collect()}
+    start, end = dt.date(2026, 1, 1), dt.date(2026, 12, 31)
+    want = {}
+    for person, wall in diagnoses.items():
+        day = _local(wall)
+        if start <= day <= end:
+            age = day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+            want[person] = (day, age)
+    assert got == want == {"A": (dt.date(2026, 1, 1), 18), "B": (dt.date(2026, 12, 31), 18)}
+    assert Cohort(spark, lake, name="x", key=KEY).zone == "Asia/Shanghai"  # the configured default
+    with pytest.raises(ValueError, match="unknown time zone"):
+        Cohort(spark, lake, name="x", key=KEY, zone="Asia/Beijing")
+
+
+def test_extracts_take_local_months_and_dates(spark: SparkSession) -> None:
+    first, last, test = "2026-01-31 23:30", "2026-02-01 00:30", "2026-03-01 07:59"
+    patients = spark.createDataFrame(
+        [
+            (
+                "P1",
+                "F",
+                1980,
+                "45-49",
+                "360102001",
+                "360100",
+                "360000",
+                [],
+                False,
+                False,
+                1,
+                0,
+                1,
+                _wall(first),
+                _wall(last),
+                "inpatient",
+                0,
+                _wall(test),
+                "negative",
+                1,
+            )
+        ],
+        "person_id string, sex string, birth_year int, age_band string, area_code string, city_code string, "
+        "province_code string, chronic_conditions array<struct<condition:string,first_diagnosed:date>>, "
+        "has_hypertension boolean, has_diabetes boolean, outpatient_visits bigint, emergency_visits bigint, "
+        "admissions bigint, first_encounter_time timestamp, last_encounter_time timestamp, "
+        "last_encounter_class string, immunizations bigint, last_nat_test_time timestamp, "
+        "last_nat_test_result string, institutions bigint",
+    )
+    row = patient_extract(patients, "release-1", KEY, zone=ZONE).first()
+    assert (row.first_encounter_month, row.last_encounter_month, row.last_nat_test_month) == (
+        _local(first, "month"),
+        _local(last, "month"),
+        _local(test, "month"),
+    )
+    assert (row.first_encounter_month, row.last_encounter_month) == (dt.date(2026, 1, 1), dt.date(2026, 2, 1))
+    facts = spark.createDataFrame(
+        [
+            (
+                "P1",
+                "H1",
+                "360102",
+                "360100",
+                "inpatient",
+                dt.date(2026, 1, 31),
+                _wall(last),
+                1,
+                True,
+                False,
+                False,
+                None,
+            )
+        ],
+        "person_id string, institution_id string, county_code string, city_code string, "
+        "encounter_class string, admit_date date, discharge_time timestamp, length_of_stay_days int, "
+        "is_index_stay boolean, readmitted_30d boolean, is_readmission_30d boolean, "
+        "days_to_next_admission int",
+    )
+    stay = encounter_extract(facts, "release-1", KEY, zone=ZONE).first()
+    assert stay.discharge_date == _local(last) == dt.date(2026, 2, 1)
