@@ -60,7 +60,7 @@ from healthlake.gold.patients import (
     visit_summary,
 )
 from healthlake.gold.utilization import utilization_daily
-from healthlake.localtime import DEFAULT_ZONE, age_at, local_date, local_midnight, local_today
+from healthlake.localtime import DEFAULT_ZONE, age_at, local_date, local_midnight
 from healthlake.pipelines import omop
 from healthlake.privacy.tokens import load_key
 from healthlake.research import extracts
@@ -240,7 +240,13 @@ class _Silver:
 
 
 def _as_of(silver: _Silver) -> dt.date:
-    """The last (local) day of clinical activity: admissions, discharges, follow-ups and observations."""
+    """The last (local) day of clinical activity: admissions, discharges, follow-ups and observations.
+
+    From silver's accepted rows only (a mistyped 2204 is quarantined by ``time_not_after_arrival`` and never
+    reaches here), and never from the wall clock: the same silver gives the same ``as_of``. A silver with no
+    clinical activity yet is as of the last day it received a patient record; with none either, there is
+    nothing to publish.
+    """
 
     def day(column: str) -> Column:
         return local_date(F.col(column), silver.zone)
@@ -252,7 +258,14 @@ def _as_of(silver: _Silver) -> dt.date:
     ]
     union = days[0].unionByName(days[1]).unionByName(days[2])
     last = union.agg(F.max("d")).first()[0]  # one aggregate row
-    return last or local_today(silver.zone)
+    if last is None and silver.has("silver.patient_record"):
+        received = silver.read("silver.patient_record").select(day("_ingested_at").alias("d"))
+        last = received.agg(F.max("d")).first()[0]
+    if last is None:
+        raise PublishError(
+            "silver holds no patient record or clinical event yet: run `healthlake conform` first"
+        )
+    return last
 
 
 def _bronze_records(silver: _Silver) -> DataFrame:
