@@ -140,7 +140,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, int]:
 
     rows = {table: io.read_table(spark, lake, table).count() for table in OMOP_TABLES}
     written = ", ".join(f"{table} {count} rows" for table, count in rows.items())
-    log.info("omop: %s in %.1fs", written, time.monotonic() - started)
+    log.debug("omop: %s in %.1fs", written, time.monotonic() - started)
     return rows
 
 
@@ -191,4 +191,4 @@ def _log_unlinked(silver: dict[str, DataFrame], xref: DataFrame) -> None:
     counts = {row["table"]: row["count"] for row in unlinked.groupBy("table").count().collect()}
     if counts:
         left_out = ", ".join(f"{table} {count}" for table, count in sorted(counts.items()))
-        log.info("omop: rows without a linked patient left out: %s", left_out)
+        log.debug("omop: rows without a linked patient left out: %s", left_out)

@@ -61,6 +61,7 @@ from healthlake.gold.patients import (
 )
 from healthlake.gold.utilization import utilization_daily
 from healthlake.localtime import DEFAULT_ZONE, age_at, local_date, local_midnight
+from healthlake.logs import progress
 from healthlake.pipelines import omop
 from healthlake.privacy.tokens import load_key
 from healthlake.research import extracts
@@ -321,7 +322,7 @@ def run(
         extracts = last is None or previous.release != release
     if last is not None and last.versions == silver.versions and not extracts:
         # Nothing in silver moved since the last run: its tables stand as they are.
-        log.info("publish: silver unchanged since the last run (as of %s), nothing to do", last.as_of)
+        log.debug("publish: silver unchanged since the last run (as of %s), nothing to do", last.as_of)
         return PublishResult(dict(last.tables), last.as_of, dict(last.versions), "unchanged")
     result = PublishResult(tables=dict(last.tables) if last is not None else {})
     steps = result.steps
@@ -355,14 +356,14 @@ def run(
     result.as_of = as_of
     if extracts:
         result.release = release
-        with step("research"):
-            result.tables.update(_publish_research(spark, cfg))
+        with step("research") as research:
+            research.records = _rows_of(_publish_research(spark, cfg), result.tables)
         missing = [table for table in omop.INPUTS if not silver.has(table)]
         if missing:
             log.info("publish: OMOP export skipped, the lake has no %s", ", ".join(missing))
         else:
-            with step("omop"):
-                result.tables.update(omop.run(spark, cfg))
+            with step("omop") as export:
+                export.records = _rows_of(omop.run(spark, cfg), result.tables)
     with step("row_counts"):
         for table in GOLD_TABLES:
             if io.is_table(spark, lake, table):
@@ -376,10 +377,10 @@ def run(
     result.seconds = time.monotonic() - started
     _log_run(spark, lake, result)  # the commit point: the next run increments from these versions
     written = ", ".join(f"{table} {rows} rows" for table, rows in result.tables.items())
-    log.info("publish %s (as of %s): %s in %.1fs", result.mode, as_of, written, result.seconds)
+    log.debug("publish %s (as of %s): %s in %.1fs", result.mode, as_of, written, result.seconds)
     if result.release is not None:
-        log.info("publish: research and OMOP extracts of release %s rebuilt", result.release)
-    log.info("publish steps (s): %s", ", ".join(f"{k} {v}" for k, v in result.steps.items()))
+        log.debug("publish: research and OMOP extracts of release %s rebuilt", result.release)
+    log.debug("publish steps (s): %s", ", ".join(f"{k} {v}" for k, v in result.steps.items()))
     return result
 
 
@@ -495,16 +496,27 @@ def _patient_360(
 
 
 class _Step:
-    """Times one step of a run into ``steps``."""
+    """Times one step of a run into ``steps`` and logs its progress line (with ``records`` when set)."""
 
     def __init__(self, steps: dict[str, float], name: str) -> None:
         self.steps, self.name = steps, name
+        self.records: int | None = None
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _Step:
         self.started = time.monotonic()
+        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.steps[self.name] = round(time.monotonic() - self.started, 2)
+    def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
+        seconds = time.monotonic() - self.started
+        self.steps[self.name] = round(seconds, 2)
+        if error is None:
+            progress(log, f"publish {self.name}", self.records, seconds)
+
+
+def _rows_of(written: dict[str, int], tables: dict[str, int]) -> int:
+    """Add the tables a step ``written`` (table → rows) to ``tables``; return their rows."""
+    tables.update(written)
+    return sum(written.values())
 
 
 INPUTS = (
