@@ -224,15 +224,27 @@ def cmd_conform(args: argparse.Namespace) -> int:
     results = conform.run(get_spark("conform", cfg), cfg)
     output(
         format_table(
-            ("bronze table", "versions", "rows", "conformed", "quarantined", "duplicates", "seconds"),
+            (
+                "bronze table",
+                "versions",
+                "rows",
+                "conformed",
+                "superseded",
+                "quarantined",
+                "duplicates",
+                "not modelled",
+                "seconds",
+            ),
             [
                 (
                     r.bronze_table,
                     f"{r.start_version}-{r.end_version}",
                     r.bronze_rows,
                     r.conformed,
+                    r.superseded,
                     r.quarantined,
                     r.duplicates,
+                    r.not_modelled,
                     f"{r.seconds:.1f}",
                 )
                 for r in results
@@ -337,10 +349,10 @@ def stage_summary(result: object) -> tuple[int | None, str]:
         return None, "nothing to do"
     if isinstance(result, list):
         if result and hasattr(result[0], "bronze_rows"):  # conform: one per bronze version range
-            conformed, quarantined, duplicates = (
-                sum(getattr(r, name) for r in result) for name in ("conformed", "quarantined", "duplicates")
+            names = ("conformed", "superseded", "quarantined", "duplicates", "not_modelled")
+            detail = ", ".join(
+                f"{sum(getattr(r, name) for r in result):,} {name.replace('_', ' ')}" for name in names
             )
-            detail = f"{conformed:,} conformed, {quarantined:,} quarantined, {duplicates:,} duplicates"
             return sum(r.bronze_rows for r in result), detail
         files = sum(getattr(r, "files", 0) for r in result)  # ingest: one per feed
         quarantined = sum(getattr(r, "quarantined", 0) for r in result)

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -34,10 +37,37 @@ __all__ = [
     "local_time_of_day",
     "local_today",
     "local_year",
+    "reading_sources_in",
+    "source_zone",
     "today",
 ]
 
 _DAY_MICROS = 86_400_000_000
+
+_SOURCE_ZONE: ContextVar[str] = ContextVar("healthlake_source_zone", default=DEFAULT_ZONE)
+
+
+def source_zone() -> str:
+    """The zone whose wall clock a source time without an offset is read in (see ``reading_sources_in``).
+
+    ``Asia/Shanghai`` unless a ``reading_sources_in`` block says otherwise: conform reads every source
+    in ``region.timezone``, while silver's parsers stay ``DataFrame -> DataFrame`` functions.
+    """
+    return _SOURCE_ZONE.get()
+
+
+@contextmanager
+def reading_sources_in(zone: str) -> Iterator[str]:
+    """Within the block, parsers read local source times (HL7 and CSV wall clocks, FHIR dates) in ``zone``.
+
+    The zone is taken when a parser builds its columns, i.e. while the DataFrame is defined: define it
+    (and run its actions, which may re-define it) inside the block.
+    """
+    token = _SOURCE_ZONE.set(check_zone(zone))
+    try:
+        yield zone
+    finally:
+        _SOURCE_ZONE.reset(token)
 
 
 def _wall_micros(instant: Column, zone: str) -> Column:

@@ -367,10 +367,13 @@ def test_stage_summaries_from_the_stages_results() -> None:
     feeds = [FeedResult("hl7v2", files=4, records=8, quarantined=1), FeedResult("csv", files=2, records=90)]
     assert cli.stage_summary(feeds) == (98, "6 files, 1 quarantined")
     ranges = [
-        ConformResult("bronze.a", 0, 1, 10, 7, quarantined=2, duplicates=1),
-        ConformResult("b", 0, 0, 5, 5),
+        ConformResult("bronze.a", 0, 1, 10, 6, superseded=1, quarantined=2, duplicates=1),
+        ConformResult("b", 0, 0, 6, 5, not_modelled=1),
     ]
-    assert cli.stage_summary(ranges) == (15, "12 conformed, 2 quarantined, 1 duplicates")
+    assert cli.stage_summary(ranges) == (
+        16,
+        "11 conformed, 1 superseded, 2 quarantined, 1 duplicates, 1 not modelled",
+    )
     linked = LinkResult("full", records=586, linked=586, persons=300, created=300, review=2)
     assert cli.stage_summary(linked) == (
         586, "full run, 300 persons, 300 created, 0 merged, 0 split, 2 to review"

@@ -54,9 +54,10 @@ RATES = {
 LEVELS = ("institution", *ROLLUP_LEVELS)
 
 
-def _events(facts: DataFrame, through: Column, zone: str) -> DataFrame:
+def _events(facts: DataFrame, through: Column, zone: str, max_open_nights: int) -> DataFrame:
     """One row per (institution, day, contribution): visits and admissions on their day, discharges on
-    theirs, one census row per night a stay occupies a bed (local days of ``zone``)."""
+    theirs, one census row per night a stay occupies a bed (local days of ``zone``); a stay without a
+    discharge occupies at most ``max_open_nights`` nights."""
     cls = F.col("encounter_class")
     inpatient = cls == "inpatient"
     discharge_date = local_date(F.col("discharge_time"), zone)
@@ -78,7 +79,10 @@ def _events(facts: DataFrame, through: Column, zone: str) -> DataFrame:
     # Midnight census: the nights from admission up to the night before discharge (or up to `through`).
     # Local dates make it the census at local midnight: in a bed at the midnight that ends day d means
     # admitted on d or before and discharged on d + 1 or after.
-    last_night = F.date_sub(F.coalesce(discharge_date, F.date_add(through, 1)), 1)
+    # A stay still open is counted up to `through`, but no longer than the longest plausible stay: an
+    # admission whose discharge never came (a lost A03) would otherwise fill a bed for years.
+    open_until = F.least(through, F.date_add(F.col("admit_date"), max_open_nights - 1))
+    last_night = F.coalesce(F.date_sub(discharge_date, 1), open_until)
     census = facts.where(
         inpatient & F.col("admit_date").isNotNull() & (last_night >= F.col("admit_date"))
     ).select(
@@ -98,7 +102,13 @@ def with_rates(df: DataFrame, rates: dict[str, tuple[str, str]]) -> DataFrame:
 
 
 def utilization_daily(
-    facts: DataFrame, institution_paths: DataFrame, areas: DataFrame, through: Column, *, zone: str
+    facts: DataFrame,
+    institution_paths: DataFrame,
+    areas: DataFrame,
+    through: Column,
+    *,
+    zone: str,
+    max_open_nights: int = 365,
 ) -> DataFrame:
     """Daily activity per institution and per area at every level.
 
@@ -109,13 +119,15 @@ def utilization_daily(
         through: The last day of activity in the data (a local date Column): stays without a discharge
             are counted in the census up to it.
         zone: The region's time zone (``admit_date`` of the facts is a local date of it already).
+        max_open_nights: The most census nights a stay without a discharge counts (from its admission
+            date; ``conform.max_stay_days``, the longest plausible stay).
 
     Returns:
         ``date``, ``level``, ``unit_code``, ``unit_name``, the additive measures and the
         rates (see the module).
     """
     per_day = (
-        _events(facts, through, zone)
+        _events(facts, through, zone, max_open_nights)
         .groupBy("institution_id", "date")
         .agg(*[F.sum(F.coalesce(F.col(m), F.lit(0))).alias(m) for m in ADDITIVE_MEASURES])
     )

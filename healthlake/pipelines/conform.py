@@ -46,6 +46,7 @@ from pyspark.sql.types import (
 
 from healthlake import io
 from healthlake.errors import HealthlakeError
+from healthlake.localtime import reading_sources_in
 from healthlake.logs import progress
 from healthlake.privacy.tokens import load_key
 from healthlake.silver import (
@@ -349,7 +350,23 @@ def conform_versions(
     end: int,
     tables: Sequence[Entity] = ENTITIES,
 ) -> ConformResult:
-    """Conform the rows that versions ``start..end`` of ``bronze`` appended."""
+    """Conform the rows that versions ``start..end`` of ``bronze`` appended.
+
+    Source times without an offset (HL7 and CSV wall clocks, FHIR dates) are read in ``region.timezone``.
+    """
+    with reading_sources_in(cfg.region.timezone):
+        return _conform_versions(spark, cfg, key, bronze, start, end, tables)
+
+
+def _conform_versions(
+    spark: SparkSession,
+    cfg: Config,
+    key: bytes,
+    bronze: str,
+    start: int,
+    end: int,
+    tables: Sequence[Entity],
+) -> ConformResult:
     started = time.monotonic()
     lake = cfg.lake_root
     txn = (f"healthlake-conform-{bronze}", end)
@@ -366,13 +383,13 @@ def conform_versions(
         outcomes = []
         quarantine_parts = []
         metric_parts = []
-        for entity in tables:
-            parse = entity.parsers.get(bronze)
-            if parse is None:
-                continue
-            checked = _prepare(changes.transform(parse), entity, key).persist()
-            cached.append(checked)
+        parsers = [(entity, entity.parsers[bronze]) for entity in tables if bronze in entity.parsers]
+        fed = _tables_fed(changes, parsers)
+        for entity, parse in parsers:
+            checked = _prepare(changes.transform(parse), entity, key)
             _ensure(spark, lake, entity.table, _silver_rows(checked, entity).schema, CDF)
+            if entity.table not in fed:
+                continue  # e.g. a batch of ADT messages gives no observation: no cache, no count, no write
             classified = _classify(spark, lake, entity.table, checked, entity.precedence).persist()
             cached.append(classified)
             # One action fills both caches and says which writes this table needs: each skipped write
@@ -409,7 +426,7 @@ def conform_versions(
                 )
             if counts.get("quarantined"):
                 quarantine_parts.append(_quarantine_rows(classified, entity))
-            metric_parts.append(_metrics(checked, entity, bronze, txn))
+            metric_parts.append(_metrics(classified, entity, bronze, txn))  # one row per checked row
             # Row-level reconciliation: where each parsed row is now, read back from the table just written.
             verified = _verify(spark, lake, entity.table, classified)
             outcomes.append(
@@ -564,6 +581,23 @@ def _outcome_code(outcome: str) -> Column:
     for name, value in _CODES.items():
         code = code.when(F.col(outcome) == name, value)
     return code.otherwise(0)
+
+
+def _tables_fed(
+    changes: DataFrame, parsers: Sequence[tuple[Entity, Callable[[DataFrame], DataFrame]]]
+) -> set[str]:
+    """The silver tables to which the batch gives at least one parsed row, in one Spark job.
+
+    Each empty table skipped saves a cache, a count and its planning (seconds each, whatever the batch
+    size): a day's file of one kind feeds few of the tables its bronze table can feed.
+    """
+    if not parsers:
+        return set()
+    tables = [
+        changes.transform(parse).select(F.lit(entity.table).alias("table")).limit(1)
+        for entity, parse in parsers
+    ]
+    return {row["table"] for row in reduce(DataFrame.unionByName, tables).distinct().collect()}
 
 
 def _outcome_counts(classified: DataFrame) -> dict[str, int]:

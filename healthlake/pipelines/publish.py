@@ -191,9 +191,16 @@ class _Silver:
     the region's time zone (``zone``), whose calendar gives every day the run derives from them."""
 
     def __init__(
-        self, spark: SparkSession, lake: str, versions: dict[str, int], zone: str = DEFAULT_ZONE
+        self,
+        spark: SparkSession,
+        lake: str,
+        versions: dict[str, int],
+        zone: str = DEFAULT_ZONE,
+        max_open_nights: int = 365,
     ) -> None:
         self.spark, self.lake, self.zone = spark, lake, zone
+        # The most census nights a stay without a discharge counts (conform.max_stay_days).
+        self.max_open_nights = max_open_nights
         self.versions: dict[str, int] = dict(versions)
         self._frames: dict[str, DataFrame] = {}
 
@@ -314,7 +321,9 @@ def run(
         if not io.is_table(spark, lake, table):
             raise PublishError(f"{table} is not in the lake {lake}: run `healthlake {stage}` first")
     # Pin every input at its version now: the run reads one state of silver, and the log records it.
-    silver = _Silver(spark, lake, _input_versions(spark, lake), cfg.region.timezone)
+    silver = _Silver(
+        spark, lake, _input_versions(spark, lake), cfg.region.timezone, cfg.conform.max_stay_days
+    )
     previous = _last_run(spark, lake)
     last = None if full else previous
     release = cfg.research.release
@@ -393,8 +402,42 @@ def _publish_full(silver: _Silver, as_of: dt.date) -> None:
     )
     io.overwrite(facts, lake, ENCOUNTER_FACTS, partition_by=ENCOUNTER_FACTS_PARTITIONS)
     facts = io.read_table(silver.spark, lake, ENCOUNTER_FACTS)  # later tables build on the written facts
-    io.overwrite(utilization_daily(facts, places, areas, day, zone=zone), lake, UTILIZATION_DAILY)
+    _report_long_open_stays(silver, facts, as_of)
+    utilization = utilization_daily(
+        facts, places, areas, day, zone=zone, max_open_nights=silver.max_open_nights
+    )
+    io.overwrite(utilization, lake, UTILIZATION_DAILY)
     io.overwrite(_patient_360(silver, silver.read(PERSON), silver.read(XREF), facts, day), lake, PATIENT_360)
+
+
+def _report_long_open_stays(silver: _Silver, facts: DataFrame, as_of: dt.date) -> None:
+    """Say how many stays without a discharge are older than the longest plausible stay.
+
+    ``gold.utilization_daily`` counts such a stay for its first ``conform.max_stay_days`` nights only (a
+    discharge message that never came must not fill a bed for years); the stays are named by number
+    only, for the senders to be asked.
+    """
+    oldest = F.lit(as_of - dt.timedelta(days=silver.max_open_nights - 1))
+    capped = (
+        facts.where(
+            (F.col("encounter_class") == "inpatient")
+            & F.col("discharge_time").isNull()
+            & (F.col("admit_date") < oldest)
+        )
+        .groupBy("institution_id")
+        .count()
+        .collect()  # one row per institution with such stays
+    )
+    if capped:
+        per_institution = ", ".join(f"{r['institution_id']} {r['count']:,}" for r in sorted(capped))
+        log.warning(
+            "publish: %s stays without a discharge are older than conform.max_stay_days (%d); the bed "
+            "census counts each for its first %d nights only (%s)",
+            f"{sum(r['count'] for r in capped):,}",
+            silver.max_open_nights,
+            silver.max_open_nights,
+            per_institution,
+        )
 
 
 def _publish_chronic_full(silver: _Silver, as_of: dt.date) -> None:
@@ -820,9 +863,15 @@ def _publish_incremental(
                 | (F.col("discharge_time") >= local_midnight(F.lit(since), zone))  # discharged `since` on
                 | ((F.col("encounter_class") == "inpatient") & F.col("discharge_time").isNull())
             )
-            recent = utilization_daily(relevant, places, silver.read("silver.area"), day, zone=zone).where(
-                F.col("date") >= F.lit(since)
-            )
+            _report_long_open_stays(silver, facts, as_of)
+            recent = utilization_daily(
+                relevant,
+                places,
+                silver.read("silver.area"),
+                day,
+                zone=zone,
+                max_open_nights=silver.max_open_nights,
+            ).where(F.col("date") >= F.lit(since))
             io.replace_where(recent, lake, UTILIZATION_DAILY, f"date >= '{since.isoformat()}'")
 
     with step("patient_360"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from healthlake.localtime import DEFAULT_ZONE, local_instant, local_midnight
+from healthlake.localtime import local_instant, local_midnight, source_zone
 
 SOURCE_COLUMNS = (
     "institution_id",
@@ -203,9 +203,10 @@ def hl7_visit_number(message: Column) -> Column:
     return hl7_component(hl7_field(hl7_segment(message, "PV1"), 19), 1)
 
 
-def hl7_time(value: Column, zone: str = DEFAULT_ZONE) -> Column:
+def hl7_time(value: Column, zone: str | None = None) -> Column:
     """An HL7 TS (``yyyyMMddHHmm[ss][+hhmm]``) as a timestamp; without an offset it is ``zone``'s wall
-    clock (a date alone, its local midnight)."""
+    clock (a date alone, its local midnight); ``zone`` defaults to ``source_zone()``."""
+    zone = zone or source_zone()
     v = F.regexp_replace(value, r"\.\d+", "")  # fractional seconds
     with_offset = F.coalesce(
         F.try_to_timestamp(v, F.lit("yyyyMMddHHmmssZ")),
@@ -224,9 +225,10 @@ def hl7_date(value: Column) -> Column:
     return F.try_to_date(F.substring(value, 1, 8), "yyyyMMdd")
 
 
-def local_time(value: Column, zone: str = DEFAULT_ZONE) -> Column:
+def local_time(value: Column, zone: str | None = None) -> Column:
     """A ``yyyy-MM-dd HH:mm[:ss]`` wall-clock time of ``zone`` (CSV extracts) as a timestamp; a date alone
-    is its local midnight."""
+    is its local midnight; ``zone`` defaults to ``source_zone()``."""
+    zone = zone or source_zone()
     ts = F.coalesce(
         F.try_to_timestamp(value, F.lit("yyyy-MM-dd HH:mm:ss")),
         F.try_to_timestamp(value, F.lit("yyyy-MM-dd HH:mm")),
@@ -235,13 +237,15 @@ def local_time(value: Column, zone: str = DEFAULT_ZONE) -> Column:
     return local_instant(ts, zone)
 
 
-def fhir_time(value: Column, zone: str = DEFAULT_ZONE) -> Column:
+def fhir_time(value: Column, zone: str | None = None) -> Column:
     """A FHIR dateTime/instant (ISO 8601) as a timestamp.
 
     With an offset (``Z``, ``+08:00``) it is the instant named. A date alone (``2026-01-05``, ``2026-01``,
     ``2026``) means that day (month, year) in the region: the instant of its local midnight in ``zone``;
-    a time without offset (which FHIR forbids, but senders write) is ``zone``'s wall clock.
+    a time without offset (which FHIR forbids, but senders write) is ``zone``'s wall clock. ``zone``
+    defaults to ``source_zone()``.
     """
+    zone = zone or source_zone()
     v = F.trim(value)
     instant = F.coalesce(F.try_to_timestamp(v), F.try_to_timestamp(v, F.lit("yyyy-MM-dd'T'HH:mm:ssXXX")))
     has_offset = v.rlike(r"T.*(Z|[+-]\d{2}:?\d{2})$")

@@ -17,7 +17,7 @@ from operator import add
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from healthlake.localtime import DEFAULT_ZONE, today
+from healthlake.localtime import source_zone, today
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 """GB 11643-1999 weights of the first 17 digits (2^(17-i) mod 11)."""
@@ -76,12 +76,13 @@ def resident_id_check_digit(first17: Column) -> Column:
     return F.when(first17.rlike(r"^\d{17}$"), check)
 
 
-def resident_id_problem(id_col: Column, zone: str = DEFAULT_ZONE) -> Column:
+def resident_id_problem(id_col: Column, zone: str | None = None) -> Column:
     """Say what is wrong with a normalised resident ID, or NULL when it is valid.
 
     Args:
         id_col: An ID already passed through ``normalize_resident_id``.
-        zone: The region's time zone, whose today a birth date may not be after.
+        zone: The region's time zone, whose today a birth date may not be after (default
+            ``source_zone()``).
 
     Returns:
         NULL for a valid ID, else the first problem found: ``"missing"`` (NULL or empty), ``"format"``
@@ -89,9 +90,8 @@ def resident_id_problem(id_col: Column, zone: str = DEFAULT_ZONE) -> Column:
         ``"birth_date"`` (not a real ``yyyyMMdd`` date, before 1900-01-01, or in the future).
     """
     birth = birth_date_from_resident_id(id_col)
-    impossible_birth = (
-        birth.isNull() | (birth < F.lit(EARLIEST_BIRTH_DATE).cast("date")) | (birth > today(zone))
-    )
+    latest = today(zone or source_zone())
+    impossible_birth = birth.isNull() | (birth < F.lit(EARLIEST_BIRTH_DATE).cast("date")) | (birth > latest)
     wrong_check = F.substring(id_col, 18, 1) != resident_id_check_digit(F.substring(id_col, 1, 17))
     return (
         F.when(id_col.isNull() | (id_col == ""), "missing")
@@ -101,7 +101,7 @@ def resident_id_problem(id_col: Column, zone: str = DEFAULT_ZONE) -> Column:
     )
 
 
-def resident_id_is_valid(id_col: Column, zone: str = DEFAULT_ZONE) -> Column:
+def resident_id_is_valid(id_col: Column, zone: str | None = None) -> Column:
     """True when a normalised 18-character resident ID has a valid GB 11643 check digit and birth date.
 
     Args:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import functions as F
 
-from healthlake.localtime import DEFAULT_ZONE, local_date
+from healthlake.localtime import local_date, source_zone
 from healthlake.silver.quality import Rule
 
 _MIN_BIRTH = "1900-01-01"
@@ -50,9 +50,11 @@ def _present(column: str, table: str) -> Rule:
     return Rule(f"{column}_present", "completeness", F.col(column).isNotNull(), f"{table} rows need {column}")
 
 
-def patient_record_rules(zone: str = DEFAULT_ZONE, limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
+def patient_record_rules(zone: str | None = None, limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.patient_record``; a record's own date is the local date of its ``_event_time``
-    in ``zone`` (a birth on the day of a record made at 00:30 local time is no negative age)."""
+    in ``zone`` (default ``source_zone()``: a birth on the day of a record made at 00:30 local time is no
+    negative age)."""
+    zone = zone or source_zone()
     return [
         _present("institution_id", "patient_record"),
         _present("source_record_id", "patient_record"),

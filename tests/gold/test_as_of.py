@@ -1,8 +1,10 @@
-"""``as_of``, the day gold is published as of: from silver's accepted rows, never from the wall clock."""
+"""``as_of``, the day gold is published as of: from silver's accepted rows, never from the wall clock.
+
+A mistyped year that does not move it: ``tests/silver/test_conform.py`` (it conforms those records).
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -19,25 +21,6 @@ FOLLOWUPS = (
 
 def _followup(day: str) -> str:
     return FOLLOWUPS + f"F1,HC,{PATIENT},张伟,{RESIDENT_ID},{day} 09:00:00,高血压,150,95,,,\n"
-
-
-def _as_of(spark: SparkSession, lake: str) -> dt.date:
-    return publish._as_of(publish._Silver(spark, lake, {}))
-
-
-def test_a_mistyped_year_does_not_move_as_of_and_the_same_silver_gives_the_same_day(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    cfg = _config(tmp_path)
-    # Discharged 2026-01-06 10:00 local; another stay's discharge keyed as 2204 (for 2024).
-    ok = _adt("A03", "c1", "20260106100000", "20260106100000+0800")
-    typo = _adt("A03", "c2", "20260106110000", "22040106100000+0800").replace("I9", "I8")
-    _land(tmp_path, "hl7v2", "HH", "2026-01-06", "a.hl7", ok + typo)
-    _land(tmp_path, "csv", "HC", "2026-01-06", "followups_20260106.csv", _followup("2026-01-05"))
-    ingest.run(spark, cfg)
-    conform.run(spark, cfg)
-    assert _as_of(spark, cfg.lake_root) == dt.date(2026, 1, 6)
-    assert _as_of(spark, cfg.lake_root) == dt.date(2026, 1, 6)  # no clock in it
 
 
 def test_a_silver_without_any_record_is_a_one_line_error_not_today(
@@ -57,4 +40,4 @@ def test_a_silver_without_any_record_is_a_one_line_error_not_today(
     ingest.run(spark, cfg)
     conform.run(spark, cfg)
     with pytest.raises(publish.PublishError, match="no patient record or clinical event"):
-        _as_of(spark, cfg.lake_root)
+        publish._as_of(publish._Silver(spark, cfg.lake_root, {}))

@@ -432,6 +432,34 @@ def _local_day(text: str | None) -> dt.date | None:
     return None if text is None else pd.Timestamp(text, tz=ZONE).date()
 
 
+def test_a_stay_without_a_discharge_fills_a_bed_for_the_longest_plausible_stay_at_most(
+    spark: SparkSession, areas: DataFrame, places: DataFrame
+) -> None:
+    # Admitted in 2024 and never discharged (its A03 was lost): counted for 10 nights, not 2 years; a stay
+    # opened 3 days before `through` is counted up to it, as before.
+    visits = [("old", "2024-01-01 10:00"), ("new", "2026-03-30 10:00")]
+    encounters = spark.createDataFrame(
+        [("HK1", r, f"p-{r}", "inpatient", False, _wall(a), None) for r, a in visits],
+        "institution_id string, source_record_id string, source_patient_id string, encounter_class string, "
+        "is_cancelled boolean, admit_time timestamp, discharge_time timestamp",
+    )
+    xref = spark.createDataFrame(
+        [("HK1", f"p-{r}", f"P-{r}") for r, _ in visits],
+        "institution_id string, source_patient_id string, person_id string",
+    )
+    facts = encounter_facts(encounters, xref, zone=ZONE).transform(
+        lambda df: with_institution_area(df, places)
+    )
+    daily = utilization_daily(facts, places, areas, F.lit(D(2026, 4, 2)), zone=ZONE, max_open_nights=10)
+    nights = {
+        r.date: r.occupied_bed_days
+        for r in daily.where("level = 'institution' AND occupied_bed_days > 0").collect()
+    }
+    old = {D(2024, 1, 1) + dt.timedelta(days=n): 1 for n in range(10)}
+    new = {D(2026, 3, 30) + dt.timedelta(days=n): 1 for n in range(4)}
+    assert nights == old | new
+
+
 def test_utilization_days_and_midnight_census_are_local(
     spark: SparkSession, areas: DataFrame, places: DataFrame
 ) -> None:

@@ -23,9 +23,10 @@ from pyspark.sql.types import StructType
 
 from healthlake import io
 from healthlake.config import load_config
-from healthlake.omop import CDM_COLUMNS, cdm
+from healthlake.omop import cdm
 from healthlake.pipelines import omop
 from healthlake.privacy.tokens import extract_kind, load_key, token_of
+from tests.omop.cdm_v54 import SPEC, spark_type
 
 PERSONS = (
     "person_id string, status string, merged_into string, resident_id_token string, name_token string, "
@@ -320,14 +321,14 @@ def test_counts_and_cdm_columns(spark: SparkSession, exports: dict[str, Any]) ->
     # run's counts are the rows written; after the new encounter one more visit is exported.
     assert {t: len(exports["first"][t]) for t in omop.OMOP_TABLES} == exports["first_rows"]
     assert len(exports["second"]["omop.visit_occurrence"]) == 5
-    for table, columns in CDM_COLUMNS.items():
+    assert set(omop.OMOP_TABLES) == {f"omop.{t}" for t in SPEC}
+    for table, columns in SPEC.items():
         row = exports["first"][f"omop.{table}"][0]
         assert tuple(row.asDict()) == tuple(name for name, _ in columns), table
-        # The written Delta table has exactly the CDM columns, in order, with the CDM types.
+        # The written Delta table has exactly the CDM v5.4 columns, in order, with their types.
         fields = exports["first_types"][f"omop.{table}"].fields
-        assert [(f.name, f.dataType.simpleString()) for f in fields] == list(columns), table
-    assert dict(CDM_COLUMNS["person"])["person_id"] == "bigint"
-    assert dict(CDM_COLUMNS["measurement"])["measurement_concept_id"] == "int"
+        want = [(name, spark_type(name, sql)) for name, sql in columns]
+        assert [(f.name, f.dataType.simpleString()) for f in fields] == want, table
 
 
 def _empi(snapshot: dict[str, list[Row]]) -> dict[int, str]:
@@ -475,7 +476,7 @@ def test_ids_are_unique_and_the_same_after_a_second_run(exports: dict[str, Any])
         assert len(keys) == len(set(keys))
         ids = [r["omop_id"] for r in snapshot[omop.ID_MAP]]
         assert len(ids) == len(set(ids))
-        for table, columns in CDM_COLUMNS.items():
+        for table, columns in SPEC.items():
             if f"omop.{table}" in snapshot:
                 pk = [r[columns[0][0]] for r in snapshot[f"omop.{table}"]]
                 assert len(pk) == len(set(pk)) and None not in pk, table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -11,8 +12,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from healthlake import io
-from healthlake.config import Config, load_config
-from healthlake.pipelines import conform, ingest
+from healthlake.config import Config, RegionSettings, load_config
+from healthlake.pipelines import conform, ingest, publish
 from tests.silver.test_identifiers_and_codes import with_check
 
 RESIDENT_ID = with_check("36010219800203123")  # 17th digit 3: male, born 1980-02-03
@@ -395,10 +396,13 @@ def test_a_record_sent_twice_is_in_silver_once(spark: SparkSession, tmp_path: Pa
 def test_a_patient_known_only_from_a_visit_has_a_patient_record(spark: SparkSession, tmp_path: Path) -> None:
     # A clinic's visit row names its patient (number, name, ID number): that is a source patient record
     # the EMPI must see, even when the clinic sent no health record for them.
-    cfg = _config(tmp_path)
+    # A clinic in London: its wall clocks are read in the region's zone, not Beijing's.
+    cfg = _config(tmp_path).model_copy(update={"region": RegionSettings(timezone="Europe/London")})
     _, visits = _csv_facts()
     _land(tmp_path, "csv", "HC", "2026-01-05", "visits_20260105.csv", visits)
     _run(spark, cfg)
+    (admitted,) = _table(spark, cfg, "silver.encounter").select(F.unix_seconds("admit_time")).first()
+    assert admitted == 1767603600  # 2026-01-05 09:00 in London (winter) is 09:00 UTC
     (record,) = _table(spark, cfg, "silver.patient_record").collect()
     assert (record.institution_id, record.source_record_id, record.record_source) == (
         "HC",
@@ -442,7 +446,9 @@ def test_the_row_level_reconciliation_places_each_row_by_what_silver_holds(
     }
 
 
-def test_mistyped_years_and_implausible_stays_are_quarantined(spark: SparkSession, tmp_path: Path) -> None:
+def test_mistyped_years_and_implausible_stays_are_quarantined_and_do_not_move_as_of(
+    spark: SparkSession, tmp_path: Path
+) -> None:
     # 2204 for 2024: a discharge, a follow-up and a record version dated after the record arrived; and a
     # stay of 400 days. Each would move the region's as_of or explode a day sequence downstream.
     cfg = _config(tmp_path)
@@ -471,13 +477,20 @@ def test_mistyped_years_and_implausible_stays_are_quarantined(spark: SparkSessio
     assert ("silver.observation", "F1-sbp", "time_not_after_arrival") in failed
     assert {r.source_record_id for r in _table(spark, cfg, "silver.encounter").collect()} == {"I10"}
     assert {r.source_record_id for r in _table(spark, cfg, "silver.chronic_followup").collect()} == {"F2"}
-    # A tolerance wide enough lets the stay through: the thresholds come from the configuration.
-    wide = load_config(
-        overrides={
-            "landing_root": cfg.landing_root,
-            "lake_root": str(tmp_path / "lake2"),
-            "conform": {"max_stay_days": 500},
-        }
+    # Nor does the 2204 discharge move the day gold is published as of: I10's discharge, 2026-01-06 local
+    # (tests/gold/test_as_of.py has the rest of as_of).
+    assert publish._as_of(publish._Silver(spark, cfg.lake_root, {})) == dt.date(2026, 1, 6)
+    # A limit wide enough lets the stay through: the thresholds come from the configuration (checked on
+    # the stay itself: a second conform would cost a minute and test nothing more).
+    wide = load_config(overrides={"conform": {"max_stay_days": 500}})
+    stay = spark.createDataFrame(
+        [(dt.datetime(2024, 12, 2), dt.datetime(2026, 1, 6))],
+        "admit_time timestamp, discharge_time timestamp",
     )
-    _run(spark, wide)
-    assert {r.source_record_id for r in _table(spark, wide, "silver.encounter").collect()} == {"I10", "I11"}
+
+    def stay_failed(config: Config) -> bool:
+        (encounter,) = [e for e in conform.entities(config) if e.table == "silver.encounter"]
+        (rule,) = [r for r in encounter.rules() if r.name == "stay_length_plausible"]
+        return not stay.select(F.coalesce(rule.condition, F.lit(False))).first()[0]
+
+    assert stay_failed(cfg) and not stay_failed(wide)

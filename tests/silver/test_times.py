@@ -124,3 +124,33 @@ def test_a_birth_date_of_today_is_valid_in_the_zone_where_it_is_today(spark: Spa
         if dt.datetime.now(zoneinfo.ZoneInfo(ahead)).date() == today:
             break
     assert tuple(got) == (None, "birth_date")
+
+
+def test_parsers_read_source_times_in_the_zone_conform_names(spark: SparkSession) -> None:
+    """Inside ``reading_sources_in`` (conform sets it from ``region.timezone``) the parsers' default zone
+    is that one; outside it, Asia/Shanghai again; an unknown zone is refused before any parsing."""
+    import pytest
+
+    from healthlake.localtime import reading_sources_in, source_zone
+
+    df = spark.createDataFrame(
+        [("2026-07-05", "20260705090000", "2026-07-05 09:00")], "f string, h string, c string"
+    )
+
+    def instants() -> tuple[int, int, int]:
+        row = df.select(
+            F.unix_micros(fhir_time(F.col("f"))),
+            F.unix_micros(hl7_time(F.col("h"))),
+            F.unix_micros(local_time(F.col("c"))),
+        ).first()
+        return tuple(row)
+
+    london = "Europe/London"  # summer time in July: 09:00 local is 08:00 UTC
+    with reading_sources_in(london):
+        assert source_zone() == london
+        midnight, nine = _at(london, 2026, 7, 5), _at(london, 2026, 7, 5, 9)
+        assert instants() == (_micros(midnight), _micros(nine), _micros(nine))
+    assert source_zone() == SHANGHAI
+    assert instants()[1] == _micros(_at(SHANGHAI, 2026, 7, 5, 9))
+    with pytest.raises(ValueError, match="Europe/London"), reading_sources_in("Europe/Londn"):
+        pass

@@ -123,17 +123,22 @@ def read_landing(landing: str | Path) -> list[LandingFile]:
 
 
 def feed_counts(files: list[LandingFile]) -> dict[str, Counter[str]]:
-    """Per feed: files, records, malformed (unparseable) and duplicates (exact repeats within a file)."""
+    """Per feed: files, records, malformed (unparseable) and duplicates.
+
+    A duplicate is an exact repeat of a well-formed record the same institution already sent on the
+    same feed, in the same file or in another (a re-send), whatever the order the files are read in.
+    """
     counts: dict[str, Counter[str]] = {}
+    seen: dict[tuple[str, str], set[bytes]] = {}
     for f in files:
         c = counts.setdefault(f.feed, Counter())
         c["files"] += 1
         c["records"] += len(f.records)
         c["malformed"] += sum(p is None for p in f.parsed)
         if f.header != ["bundle"]:
-            seen: set[bytes] = set()
+            sent = seen.setdefault((f.feed, f.institution_id), set())
             for rec, parsed in zip(f.records, f.parsed, strict=True):
-                if parsed is not None and rec in seen:
+                if parsed is not None and rec in sent:
                     c["duplicates"] += 1
-                seen.add(rec)
+                sent.add(rec)
     return counts
