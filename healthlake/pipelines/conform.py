@@ -354,180 +354,168 @@ def conform_versions(
 
     Source times without an offset (HL7 and CSV wall clocks, FHIR dates) are read in ``region.timezone``.
     """
-    with reading_sources_in(cfg.region.timezone):
-        return _conform_versions(spark, cfg, key, bronze, start, end, tables)
-
-
-def _conform_versions(
-    spark: SparkSession,
-    cfg: Config,
-    key: bytes,
-    bronze: str,
-    start: int,
-    end: int,
-    tables: Sequence[Entity],
-) -> ConformResult:
-    started = time.monotonic()
-    lake = cfg.lake_root
-    txn = (f"healthlake-conform-{bronze}", end)
-    result = ConformResult(bronze, start, end)
-    changes = (
-        io.read_changes(spark, lake, bronze, start, end)
-        .where(F.col("_change_type") == "insert")
-        .drop("_change_type", "_commit_timestamp")
-        .transform(_PREPARE.get(bronze, lambda df: df))
-        .persist()
-    )
-    cached: list[DataFrame] = [changes]
-    try:
-        outcomes = []
-        quarantine_parts = []
-        metric_parts = []
-        parsers = [(entity, entity.parsers[bronze]) for entity in tables if bronze in entity.parsers]
-        fed = _tables_fed(changes, parsers)
-        for entity, parse in parsers:
-            checked = _prepare(changes.transform(parse), entity, key)
-            _ensure(spark, lake, entity.table, _silver_rows(checked, entity).schema, CDF)
-            if entity.table not in fed:
-                continue  # e.g. a batch of ADT messages gives no observation: no cache, no count, no write
-            classified = _classify(spark, lake, entity.table, checked, entity.precedence).persist()
-            cached.append(classified)
-            # One action fills both caches and says which writes this table needs: each skipped write
-            # (an empty MERGE, append or check) saves seconds of fixed cost.
-            entity_started = time.monotonic()
-            counts = _outcome_counts(classified)
-            log.debug(
-                "conform %s -> %s: %s (%.1f s)",
-                bronze,
-                entity.table,
-                counts,
-                time.monotonic() - entity_started,
-            )
-            if not counts:
-                continue
-            if entity.identifiers:
-                _write_vault(spark, lake, vault_rows(classified, entity.identifiers))
-            latest = classified.where(F.col("_rank") == 1)
-            if not counts.get("conformed"):
-                pass
-            elif io.holds_no_files(spark, lake, entity.table):
-                # Nothing to match yet: a plain append is the same result without MERGE's joins. A crash
-                # after it leaves rows, so the re-run takes the MERGE path and adds nothing twice.
-                io.append(_silver_rows(latest, entity), lake, entity.table)
-            elif entity.insert_only:
-                io.insert_new(_silver_rows(latest, entity), lake, entity.table, list(KEYS))
-            else:
-                io.upsert(
-                    _silver_rows(latest, entity),
-                    lake,
-                    entity.table,
-                    list(KEYS),
-                    update_condition=_newer(entity.precedence),
-                )
-            if counts.get("quarantined"):
-                quarantine_parts.append(_quarantine_rows(classified, entity))
-            metric_parts.append(_metrics(classified, entity, bronze, txn))  # one row per checked row
-            # Row-level reconciliation: where each parsed row is now, read back from the table just written.
-            verified = _verify(spark, lake, entity.table, classified)
-            outcomes.append(
-                verified.select(
-                    *_row_key(F.col("_bronze_version"), F.col("_source_file"), F.col("_record_offset")),
-                    _outcome_code("_outcome").alias("_code"),
-                )
-            )
-        # Per bronze row, its best outcome over every silver table it fed: one grouping of all of them,
-        # with the bronze rows themselves as code 0, i.e. taken by no table (not in the silver model).
-        # Grouped on fixed-width keys (the file name hashed): shuffling the paths costs several times more.
-        bronze_keys = changes.select(
-            *_row_key(F.col("_commit_version"), F.col("_source_file"), F.col("_record_offset")),
-            F.lit(0).alias("_code"),
-        )
-        per_row = (
-            reduce(DataFrame.unionByName, [*outcomes, bronze_keys])
-            .groupBy(*_ROW_KEY)
-            .agg(F.max("_code").alias("_code"), F.count_if(F.col("_code") == _LOST).alias("_lost"))
+    with reading_sources_in(cfg.region.timezone):  # the parsers build their time columns in it
+        started = time.monotonic()
+        lake = cfg.lake_root
+        txn = (f"healthlake-conform-{bronze}", end)
+        result = ConformResult(bronze, start, end)
+        changes = (
+            io.read_changes(spark, lake, bronze, start, end)
+            .where(F.col("_change_type") == "insert")
+            .drop("_change_type", "_commit_timestamp")
+            .transform(_PREPARE.get(bronze, lambda df: df))
             .persist()
         )
-        cached.append(per_row)
-        tally = {
-            row["_code"]: (row["n"], row["lost"])
-            for row in per_row.groupBy("_code")
-            .agg(F.count("*").alias("n"), F.sum("_lost").alias("lost"))
-            .collect()
-        }
-        lost = sum(int(n_lost or 0) for _, n_lost in tally.values())
-        if lost:
-            raise ReconciliationError(
-                f"conform {bronze} versions {start}-{end}: {lost} parsed records are in no silver table, "
-                "no quarantine and no counted duplicate; nothing was marked as processed (a defect of "
-                "conform: report it with the lake's silver.conform_log)"
-            )
-
-        def count(outcome: str) -> int:
-            return int(tally.get(_CODES[outcome], (0, 0))[0])
-
-        result.bronze_rows = changes.count()
-        result.conformed = count("conformed")
-        result.superseded = count("superseded")
-        result.quarantined = count("quarantined")
-        result.duplicates = count("duplicate")
-        result.not_modelled = int(tally.get(0, (0, 0))[0])
-        if result.not_modelled:
-            result.not_modelled_types = _not_modelled_types(changes, per_row, bronze)
-        accounted = (
-            result.conformed
-            + result.superseded
-            + result.quarantined
-            + result.duplicates
-            + result.not_modelled
-        )
-        if result.bronze_rows != accounted:
-            raise ReconciliationError(
-                f"conform {bronze} versions {start}-{end}: {result.bronze_rows} bronze rows but "
-                f"{result.conformed} conformed + {result.superseded} superseded + {result.quarantined} "
-                f"quarantined + {result.duplicates} duplicates + {result.not_modelled} not modelled; "
-                "nothing was marked as processed, fix and re-run"
-            )
-        # With a change feed, publish reads only the rows each run appended (their files' volumes).
-        _ensure(spark, lake, QUARANTINE, _QUARANTINE_SCHEMA, CDF)
-        if quarantine_parts:
-            io.append(reduce(DataFrame.unionByName, quarantine_parts), lake, QUARANTINE, txn=txn)
-        if metric_parts:
-            metrics = reduce(DataFrame.unionByName, metric_parts)
-            _ensure(spark, lake, DQ_METRICS, metrics.schema)
-            io.append(metrics, lake, DQ_METRICS, txn=txn)
-        result.seconds = time.monotonic() - started
-        _append_log(
-            spark,
-            lake,
-            [
-                (
+        cached: list[DataFrame] = [changes]
+        try:
+            outcomes = []
+            quarantine_parts = []
+            metric_parts = []
+            parsers = [(entity, entity.parsers[bronze]) for entity in tables if bronze in entity.parsers]
+            fed = _tables_fed(changes, parsers)
+            for entity, parse in parsers:
+                checked = _prepare(changes.transform(parse), entity, key)
+                _ensure(spark, lake, entity.table, _silver_rows(checked, entity).schema, CDF)
+                if entity.table not in fed:
+                    continue  # e.g. ADT messages give no observation: no cache, no count, no write
+                classified = _classify(spark, lake, entity.table, checked, entity.precedence).persist()
+                cached.append(classified)
+                # One action fills both caches and says which writes this table needs: each skipped write
+                # (an empty MERGE, append or check) saves seconds of fixed cost.
+                entity_started = time.monotonic()
+                counts = _outcome_counts(classified)
+                log.debug(
+                    "conform %s -> %s: %s (%.1f s)",
                     bronze,
-                    start,
-                    end,
-                    FINISHED,
-                    result.bronze_rows,
-                    result.conformed,
-                    result.superseded,
-                    result.quarantined,
-                    result.duplicates,
-                    result.not_modelled,
-                    result.seconds,
-                    result.not_modelled_types,
+                    entity.table,
+                    counts,
+                    time.monotonic() - entity_started,
                 )
-            ],
-            txn=txn,
+                if not counts:
+                    continue
+                if entity.identifiers:
+                    _write_vault(spark, lake, vault_rows(classified, entity.identifiers))
+                latest = classified.where(F.col("_rank") == 1)
+                if not counts.get("conformed"):
+                    pass
+                elif io.holds_no_files(spark, lake, entity.table):
+                    # Nothing to match yet: a plain append is the same result without MERGE's joins. A crash
+                    # after it leaves rows, so the re-run takes the MERGE path and adds nothing twice.
+                    io.append(_silver_rows(latest, entity), lake, entity.table)
+                elif entity.insert_only:
+                    io.insert_new(_silver_rows(latest, entity), lake, entity.table, list(KEYS))
+                else:
+                    io.upsert(
+                        _silver_rows(latest, entity),
+                        lake,
+                        entity.table,
+                        list(KEYS),
+                        update_condition=_newer(entity.precedence),
+                    )
+                if counts.get("quarantined"):
+                    quarantine_parts.append(_quarantine_rows(classified, entity))
+                metric_parts.append(_metrics(classified, entity, bronze, txn))  # one row per checked row
+                # Row-level reconciliation: where each parsed row is now, read back from the table written.
+                verified = _verify(spark, lake, entity.table, classified)
+                outcomes.append(
+                    verified.select(
+                        *_row_key(F.col("_bronze_version"), F.col("_source_file"), F.col("_record_offset")),
+                        _outcome_code("_outcome").alias("_code"),
+                    )
+                )
+            # Per bronze row, its best outcome over every silver table it fed: one grouping of all of them,
+            # with the bronze rows themselves as code 0, i.e. taken by no table (not in the silver model).
+            # Grouped on fixed-width keys (the file name hashed): shuffling the paths costs far more.
+            bronze_keys = changes.select(
+                *_row_key(F.col("_commit_version"), F.col("_source_file"), F.col("_record_offset")),
+                F.lit(0).alias("_code"),
+            )
+            per_row = (
+                reduce(DataFrame.unionByName, [*outcomes, bronze_keys])
+                .groupBy(*_ROW_KEY)
+                .agg(F.max("_code").alias("_code"), F.count_if(F.col("_code") == _LOST).alias("_lost"))
+                .persist()
+            )
+            cached.append(per_row)
+            tally = {
+                row["_code"]: (row["n"], row["lost"])
+                for row in per_row.groupBy("_code")
+                .agg(F.count("*").alias("n"), F.sum("_lost").alias("lost"))
+                .collect()
+            }
+            lost = sum(int(n_lost or 0) for _, n_lost in tally.values())
+            if lost:
+                raise ReconciliationError(
+                    f"conform {bronze} versions {start}-{end}: {lost} parsed records are in no silver table, "
+                    "no quarantine and no counted duplicate; nothing was marked as processed (a defect of "
+                    "conform: report it with the lake's silver.conform_log)"
+                )
+
+            def count(outcome: str) -> int:
+                return int(tally.get(_CODES[outcome], (0, 0))[0])
+
+            result.bronze_rows = changes.count()
+            result.conformed = count("conformed")
+            result.superseded = count("superseded")
+            result.quarantined = count("quarantined")
+            result.duplicates = count("duplicate")
+            result.not_modelled = int(tally.get(0, (0, 0))[0])
+            if result.not_modelled:
+                result.not_modelled_types = _not_modelled_types(changes, per_row, bronze)
+            accounted = (
+                result.conformed
+                + result.superseded
+                + result.quarantined
+                + result.duplicates
+                + result.not_modelled
+            )
+            if result.bronze_rows != accounted:
+                raise ReconciliationError(
+                    f"conform {bronze} versions {start}-{end}: {result.bronze_rows} bronze rows but "
+                    f"{result.conformed} conformed + {result.superseded} superseded + {result.quarantined} "
+                    f"quarantined + {result.duplicates} duplicates + {result.not_modelled} not modelled; "
+                    "nothing was marked as processed, fix and re-run"
+                )
+            # With a change feed, publish reads only the rows each run appended (their files' volumes).
+            _ensure(spark, lake, QUARANTINE, _QUARANTINE_SCHEMA, CDF)
+            if quarantine_parts:
+                io.append(reduce(DataFrame.unionByName, quarantine_parts), lake, QUARANTINE, txn=txn)
+            if metric_parts:
+                metrics = reduce(DataFrame.unionByName, metric_parts)
+                _ensure(spark, lake, DQ_METRICS, metrics.schema)
+                io.append(metrics, lake, DQ_METRICS, txn=txn)
+            result.seconds = time.monotonic() - started
+            _append_log(
+                spark,
+                lake,
+                [
+                    (
+                        bronze,
+                        start,
+                        end,
+                        FINISHED,
+                        result.bronze_rows,
+                        result.conformed,
+                        result.superseded,
+                        result.quarantined,
+                        result.duplicates,
+                        result.not_modelled,
+                        result.seconds,
+                        result.not_modelled_types,
+                    )
+                ],
+                txn=txn,
+            )
+        finally:
+            for df in cached:
+                df.unpersist()
+        counts = (
+            f"{result.conformed:,} conformed, {result.superseded:,} superseded, "
+            f"{result.quarantined:,} quarantined, {result.duplicates:,} duplicates, "
+            f"{result.not_modelled:,} not modelled"
         )
-    finally:
-        for df in cached:
-            df.unpersist()
-    counts = (
-        f"{result.conformed:,} conformed, {result.superseded:,} superseded, "
-        f"{result.quarantined:,} quarantined, {result.duplicates:,} duplicates, "
-        f"{result.not_modelled:,} not modelled"
-    )
-    progress(log, f"conform {bronze} v{start}-{end}", result.bronze_rows, result.seconds, counts)
-    return result
+        progress(log, f"conform {bronze} v{start}-{end}", result.bronze_rows, result.seconds, counts)
+        return result
 
 
 def _newer(precedence: str | None) -> str:
