@@ -56,7 +56,8 @@ COMPOUND_SURNAMES = (
     "西门",
 )
 
-_CJK = "[\\u3400-\\u9fff]"
+CJK_CHARACTERS = "[\\u3400-\\u9fff]"
+"""Regular expression of one Chinese character (CJK unified ideographs and extension A)."""
 
 
 @functools.lru_cache(maxsize=500_000)
@@ -144,7 +145,7 @@ def _names(df: DataFrame) -> DataFrame:
     full = F.col("full_name") if "full_name" in df.columns else F.lit(None).cast("string")
     family = F.col("family_name") if "family_name" in df.columns else F.lit(None).cast("string")
     given = F.col("given_name") if "given_name" in df.columns else F.lit(None).cast("string")
-    chinese = F.coalesce(full, family, given).rlike(_CJK)
+    chinese = F.coalesce(full, family, given).rlike(CJK_CHARACTERS)
     compound = full.substr(1, 2).isin(*COMPOUND_SURNAMES)
     latin_parts = F.split(F.trim(full), r"\s+")
     split_family = (
