@@ -33,7 +33,10 @@ os.environ.setdefault("HEALTHLAKE_HMAC_KEY", "benchmark-only-key-0123456789abcde
 from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from healthlake import io  # noqa: E402
+from healthlake import (
+    catalog,
+    io,  # noqa: E402
+)
 from healthlake.config import load_config  # noqa: E402
 from healthlake.pipelines import publish  # noqa: E402
 from healthlake.pipelines.conform import CDF  # noqa: E402
@@ -297,8 +300,8 @@ def main() -> None:
     io.overwrite(institutions, lake, "silver.institution")
     people, xref = _people(spark, args.persons, ids)
     # With change feeds, as `healthlake link` creates them.
-    io.append(people, lake, publish.PERSON, properties=CDF)
-    io.append(xref, lake, publish.XREF, properties=CDF)
+    io.append(people, lake, catalog.SILVER_PERSON, properties=CDF)
+    io.append(xref, lake, catalog.SILVER_PERSON_XREF, properties=CDF)
     print(
         f"\npublish benchmark: {args.persons:,} persons, {args.day_records:,} event rows a day, "
         f"checkpoints {checkpoints} (setup {time.monotonic() - started:.0f}s), {os.cpu_count()} cores"

@@ -27,7 +27,10 @@ os.environ.setdefault("HEALTHLAKE_HMAC_KEY", "benchmark-only-key-0123456789abcde
 from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from healthlake import io  # noqa: E402
+from healthlake import (
+    catalog,
+    io,  # noqa: E402
+)
 from healthlake.config import load_config  # noqa: E402
 from healthlake.pipelines import conform, ingest, link, publish  # noqa: E402
 from healthlake.spark import get_spark  # noqa: E402
@@ -116,7 +119,9 @@ def main() -> int:
     started = time.perf_counter()
     copy.write.format("delta").mode("overwrite").save(str(work / "copy"))
     copy_s = time.perf_counter() - started
-    a, b = (_comparable(io.read_table(spark, str(x), publish.EXCHANGE_VOLUME)) for x in (lake, full_lake))
+    a, b = (
+        _comparable(io.read_table(spark, str(x), catalog.GOLD_EXCHANGE_VOLUME)) for x in (lake, full_lake)
+    )
     differ = a.exceptAll(b).count() + b.exceptAll(a).count()
     print(
         f"\nday: {bronze_after - bronze_before:,} new bronze records in {len(paths):,} files "

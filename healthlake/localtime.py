@@ -132,6 +132,14 @@ def age_at(birth_date: Column | str, day: Column | str) -> Column:
     return F.floor(F.months_between(on, birth) / 12).cast("int")
 
 
+def age_band(age: Column | str) -> Column:
+    """The 5-year band of an age in completed years: ``00-04`` … ``80-84``, ``85+``; NULL for NULL or < 0."""
+    years = F.col(age) if isinstance(age, str) else age
+    low = (F.floor(years / 5) * 5).cast("int")
+    band = F.concat(F.lpad(low.cast("string"), 2, "0"), F.lit("-"), F.lpad((low + 4).cast("string"), 2, "0"))
+    return F.when(years >= 85, F.lit("85+")).when(years >= 0, band)
+
+
 def today(zone: str) -> Column:
     """Today's date in ``zone`` (a date Column), where ``current_date()`` would give the session's."""
     return local_date(F.current_timestamp(), zone)

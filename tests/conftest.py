@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from healthlake import io
+from healthlake import catalog, io
 from healthlake.config import Config, load_config
 from healthlake.spark import get_test_spark
 
@@ -169,7 +169,7 @@ def assert_gold_equals_a_full_rebuild(
         spark, cfg.model_copy(update={"lake_root": str(rebuilt_lake)}), full=True, extracts=released
     )
     assert rebuilt.mode == "full"
-    names = (*publish.GOLD_TABLES, publish.RESEARCH_PATIENTS, publish.RESEARCH_ENCOUNTERS)
+    names = (*publish.GOLD_TABLES, catalog.RESEARCH_PATIENTS, catalog.RESEARCH_ENCOUNTERS)
     names = names if released else publish.GOLD_TABLES
     tables = {}
     for name in names:

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import SILVER_AREA, SILVER_INSTITUTION
+from healthlake.derived import Inputs
+
 ROLLUP_LEVELS = ("township", "county", "city", "province")
 """Area levels gold rolls up to, from the bottom (institutions sit below townships)."""
 
@@ -121,3 +124,11 @@ def roll_up(
         )
         rows = rows.unionByName(summed.withColumn("level", F.lit(level)))
     return rows
+
+
+def registered_places(inputs: Inputs) -> DataFrame:
+    """``institution_paths`` of the run's institution and area registers (made once per run)."""
+    return inputs.once(
+        "gold.areas.places",
+        lambda: institution_paths(inputs.read(SILVER_INSTITUTION), inputs.read(SILVER_AREA)),
+    )

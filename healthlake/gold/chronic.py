@@ -22,13 +22,29 @@ new data recomputes the persons it touches and then the indicators of the months
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from healthlake.gold.areas import roll_up
+from healthlake.catalog import (
+    GOLD_CHRONIC_INDICATORS,
+    GOLD_CHRONIC_MONTHLY,
+    GOLD_CHRONIC_REGISTRY,
+    SILVER_AREA,
+    SILVER_CHRONIC_FOLLOWUP,
+    SILVER_INSTITUTION,
+    SILVER_OBSERVATION,
+    SILVER_PERSON_XREF,
+)
+from healthlake.derived import DerivedTable, Inputs, Write, merge, rebuild, replace_where, unchanged
+from healthlake.gold.areas import registered_places, roll_up
+from healthlake.gold.changes import PATIENT, fed_changes, persons_of, relinked_persons, union
 from healthlake.gold.patients import person_events
 from healthlake.gold.utilization import with_rates
 from healthlake.localtime import local_date, local_month
+
+log = logging.getLogger(__name__)
 
 DISEASES = {"I10": "hypertension", "E11": "diabetes"}
 """Follow-up disease categories (``silver.chronic_followup.disease_icd10_category``) → registry disease."""
@@ -265,3 +281,169 @@ def chronic_disease_indicators(
     readings = followup_readings(followups, observations, person_xref)
     monthly = chronic_disease_monthly(readings, through, zone=zone)
     return indicators_from_monthly(monthly, institution_paths, areas)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The three tables. A person's monthly and registry rows depend on their own follow-ups only: a day
+# recomputes the persons it touches (their follow-ups or control readings changed, their links moved, or a
+# follow-up entered or left the registry's 12-month window), merges their rows, then recounts the indicators
+# of every month from the first one whose rows changed. A run in a new month (every registered person gains
+# a row) rebuilds the three instead.
+
+_MONTHLY_KEY = ("person_id", "disease", "month")
+_REGISTRY_KEY = ("person_id", "disease")
+_READS = (SILVER_CHRONIC_FOLLOWUP, SILVER_OBSERVATION, SILVER_PERSON_XREF)
+
+
+def _all_readings(inputs: Inputs) -> DataFrame:
+    """Every follow-up with its readings (cached for the run: the registry and the months both use it)."""
+    return inputs.once(
+        "gold.chronic.readings",
+        lambda: inputs.keep(
+            followup_readings(
+                inputs.read(SILVER_CHRONIC_FOLLOWUP),
+                inputs.read(SILVER_OBSERVATION),
+                inputs.read(SILVER_PERSON_XREF),
+            )
+        ),
+    )
+
+
+def _new_month(inputs: Inputs) -> bool:
+    """Whether the run is in another month than the last one, or the last left one of the tables out."""
+    last = inputs.last
+    assert last is not None
+    if (inputs.as_of.year, inputs.as_of.month) != (last.as_of.year, last.as_of.month):
+        return True
+    return any(
+        t not in last.written for t in (GOLD_CHRONIC_REGISTRY, GOLD_CHRONIC_MONTHLY, GOLD_CHRONIC_INDICATORS)
+    )
+
+
+def _affected_persons(inputs: Inputs) -> DataFrame:
+    """The persons whose chronic-disease rows a run recomputes (a local checkpoint, made once)."""
+
+    def make() -> DataFrame:
+        assert inputs.last is not None
+        patients = [fed_changes(inputs, SILVER_CHRONIC_FOLLOWUP, PATIENT)]
+        readings_changed = inputs.changes(SILVER_OBSERVATION)
+        if readings_changed is not None:
+            patients.append(readings_changed.where(F.col("loinc").isin(*CONTROL_LOINC)).select(*PATIENT))
+        if inputs.as_of != inputs.last.as_of:
+            moved = registry_window_moved(
+                F.col("followup_time"), F.lit(inputs.last.as_of), F.lit(inputs.as_of), zone=inputs.zone
+            )
+            patients.append(inputs.read(SILVER_CHRONIC_FOLLOWUP).where(moved).select(*PATIENT))
+        persons = union([persons_of(inputs, union(patients).distinct()), relinked_persons(inputs)])
+        return inputs.materialised(persons.where(F.col("person_id").isNotNull()).distinct())
+
+    return inputs.once("gold.chronic.persons", make)
+
+
+def _affected_readings(inputs: Inputs) -> DataFrame:
+    """The follow-ups and readings of the affected persons (cached for the run)."""
+
+    def make() -> DataFrame:
+        persons = _affected_persons(inputs)
+        xref = inputs.materialised(inputs.read(SILVER_PERSON_XREF).join(persons, "person_id", "left_semi"))
+        patients = xref.select(*PATIENT)
+        return inputs.keep(
+            followup_readings(
+                inputs.read(SILVER_CHRONIC_FOLLOWUP).join(patients, PATIENT, "left_semi"),
+                inputs.read(SILVER_OBSERVATION).join(patients, PATIENT, "left_semi"),
+                xref,
+            )
+        )
+
+    return inputs.once("gold.chronic.affected_readings", make)
+
+
+def _stored_of_affected(inputs: Inputs, table: str, columns: list[str]) -> DataFrame:
+    rows = inputs.stored(table).join(_affected_persons(inputs), "person_id", "left_semi").select(*columns)
+    return inputs.keep(rows)
+
+
+def _registry_build(inputs: Inputs) -> DataFrame:
+    return registry_from_readings(_all_readings(inputs), F.lit(inputs.as_of), zone=inputs.zone)
+
+
+def _registry_update(inputs: Inputs) -> Write:
+    if _new_month(inputs):
+        return rebuild()
+    if _affected_persons(inputs).isEmpty():
+        return unchanged()
+    registry = registry_from_readings(_affected_readings(inputs), F.lit(inputs.as_of), zone=inputs.zone)
+    return merge(registry, _stored_of_affected(inputs, GOLD_CHRONIC_REGISTRY, registry.columns))
+
+
+def _monthly_build(inputs: Inputs) -> DataFrame:
+    return chronic_disease_monthly(_all_readings(inputs), F.lit(inputs.as_of), zone=inputs.zone)
+
+
+def _monthly_update(inputs: Inputs) -> Write:
+    if _new_month(inputs):
+        return rebuild()
+    if _affected_persons(inputs).isEmpty():
+        return unchanged()
+    monthly = chronic_disease_monthly(_affected_readings(inputs), F.lit(inputs.as_of), zone=inputs.zone)
+    stored = _stored_of_affected(inputs, GOLD_CHRONIC_MONTHLY, monthly.columns)
+    return merge(inputs.keep(monthly), stored)
+
+
+def _indicators_build(inputs: Inputs) -> DataFrame:
+    monthly = inputs.read(GOLD_CHRONIC_MONTHLY)
+    return indicators_from_monthly(monthly, registered_places(inputs), inputs.read(SILVER_AREA))
+
+
+def _indicators_update(inputs: Inputs) -> Write:
+    if _new_month(inputs):
+        return rebuild()
+    changed = inputs.changed(GOLD_CHRONIC_MONTHLY)
+    if changed is None:
+        return unchanged()
+    since = changed.agg(F.min("month")).first()[0]  # one aggregate row: the first month that changed
+    if log.isEnabledFor(logging.INFO):
+        persons = _affected_persons(inputs).count()
+        log.info("publish: chronic-disease rows of %d persons recomputed, from %s", persons, since)
+    if since is None:
+        return unchanged()
+    recount = inputs.read(GOLD_CHRONIC_MONTHLY).where(F.col("month") >= F.lit(since))
+    indicators = indicators_from_monthly(recount, registered_places(inputs), inputs.read(SILVER_AREA))
+    return replace_where(indicators, f"month >= '{since.isoformat()}'")
+
+
+CHRONIC_REGISTRY = DerivedTable(
+    name=GOLD_CHRONIC_REGISTRY,
+    key=_REGISTRY_KEY,
+    reads=_READS,
+    build=_registry_build,
+    update=_registry_update,
+    fed_by=(SILVER_CHRONIC_FOLLOWUP, SILVER_OBSERVATION),
+)
+"""``gold.chronic_disease_registry``: one row per registered (person, disease). Incremental: the affected
+persons' rows, merged."""
+
+# A day's follow-ups change the persons' rows of their own month (and later ones): with a partition per
+# month, the MERGE rewrites that month's files only, and the indicators read the months they recount.
+CHRONIC_MONTHLY = DerivedTable(
+    name=GOLD_CHRONIC_MONTHLY,
+    key=_MONTHLY_KEY,
+    reads=_READS,
+    build=_monthly_build,
+    update=_monthly_update,
+    fed_by=(SILVER_CHRONIC_FOLLOWUP, SILVER_OBSERVATION),
+    partition_by=("month",),
+)
+"""``gold.chronic_disease_monthly``: one row per (person, disease, month) registered. Incremental: the
+affected persons' rows, merged."""
+
+CHRONIC_INDICATORS = DerivedTable(
+    name=GOLD_CHRONIC_INDICATORS,
+    key=("month", "disease", "level", "unit_code"),
+    reads=(GOLD_CHRONIC_MONTHLY, SILVER_INSTITUTION, SILVER_AREA),
+    build=_indicators_build,
+    update=_indicators_update,
+    rebuild_on=(SILVER_AREA, SILVER_INSTITUTION),
+)
+"""``gold.chronic_disease_indicators``: one row per (month, disease, level, unit). Incremental: every month
+from the first one whose monthly rows changed is recounted from ``gold.chronic_disease_monthly``."""

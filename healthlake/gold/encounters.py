@@ -1,6 +1,7 @@
 """``gold.encounter_facts``: one row per encounter with its person, length of stay and 30-day readmission.
 
-Pure ``DataFrame -> DataFrame`` functions; the publish stage reads silver and writes gold.
+Pure ``DataFrame -> DataFrame`` functions, and the table's definition (``ENCOUNTER_FACTS``: its full build
+and its incremental rule, ``healthlake.derived``).
 
 **Days are local.** Times are instants (UTC); every date and day count here is taken on the calendar of the
 region's time zone (``region.timezone``, passed as ``zone``; ``healthlake.localtime``): an admission at
@@ -15,10 +16,32 @@ to a person (no ``silver.person_xref`` row) get NULL: whether they were readmitt
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from healthlake.catalog import (
+    GOLD_ENCOUNTER_FACTS,
+    SILVER_AREA,
+    SILVER_ENCOUNTER,
+    SILVER_INSTITUTION,
+    SILVER_PERSON_XREF,
+)
+from healthlake.derived import DerivedTable, Inputs, Write, merge
+from healthlake.gold.areas import registered_places
+from healthlake.gold.changes import (
+    PATIENT,
+    RECORD,
+    changed_patients,
+    encounter_changes,
+    link_changes,
+    relinked_persons,
+    union,
+)
 from healthlake.localtime import local_date, local_days_between
+
+log = logging.getLogger(__name__)
 
 READMISSION_DAYS = 30
 """Days after a discharge within which a new inpatient admission counts as a readmission."""
@@ -195,3 +218,92 @@ def with_institution_area(facts: DataFrame, institution_paths: DataFrame) -> Dat
     """
     places = institution_paths.drop("institution_name")
     return facts.join(F.broadcast(places), "institution_id", "left")
+
+
+def _build(inputs: Inputs) -> DataFrame:
+    facts = encounter_facts(inputs.read(SILVER_ENCOUNTER), inputs.read(SILVER_PERSON_XREF), zone=inputs.zone)
+    places = registered_places(inputs)
+    return facts.transform(lambda df: with_institution_area(df, places))
+
+
+def _update(inputs: Inputs) -> Write:
+    """The facts of the encounters a day changed, and of the encounters whose facts depend on them.
+
+    Persons whose links moved are recomputed whole; the others from their first changed encounter
+    (``recompute_bounds``); encounters of changed patients that have no person are recomputed too. The
+    recomputed facts replace the stored facts of the same scope, so the result equals a full build.
+    """
+    xref, encounters = inputs.read(SILVER_PERSON_XREF), inputs.read(SILVER_ENCOUNTER)
+    changes, patients = encounter_changes(inputs), changed_patients(inputs)
+    old_all = inputs.stored(GOLD_ENCOUNTER_FACTS)
+    if changes is not None:
+        changed = changes
+    else:
+        no_time = F.lit(None).cast("timestamp").alias("admit_time")
+        changed = link_changes(inputs).select(*PATIENT, no_time).limit(0)
+    bounds = inputs.materialised(recompute_bounds(changed, xref, old_all, relinked_persons(inputs)))
+    # The earliest changed admission: what a dated bound recomputes is an inpatient stay or admitted from
+    # then on, so the encounters and facts are narrowed by it before they are joined.
+    first_change = changed.agg(F.min("admit_time")).first()[0]  # one aggregate row
+    if log.isEnabledFor(logging.INFO):  # counting is an action: only when someone reads it
+        log.info("publish: %d source patients, %d persons changed", patients.count(), bounds.count())
+    # Each affected person's encounters in their recompute scope, and every encounter of a changed patient
+    # that has no person. Persons recomputed whole (links moved, an undated change) are apart from those
+    # with a dated bound, so that each set is joined at its own size.
+    unlinked = patients.join(xref, PATIENT, "left_anti")
+    whole = inputs.materialised(bounds.where(F.col("changed_from").isNull()).select("person_id"))
+    whole_scope = inputs.materialised(
+        xref.join(whole, "person_id").select(*PATIENT).unionByName(unlinked.select(*PATIENT))
+    )
+    inpatient = F.col("encounter_class") == "inpatient"
+    recompute = [encounters.join(whole_scope, PATIENT)]
+    touched = [old_all.join(whole, "person_id")]
+    if first_change is not None:
+        dated = inputs.materialised(bounds.where(F.col("changed_from").isNotNull()))
+        dated_scope = inputs.materialised(
+            xref.join(dated, "person_id").select(*PATIENT, "recompute_from", "changed_from")
+        )
+        candidate = inpatient | (F.col("admit_time") >= F.lit(first_change))
+        recompute.append(
+            encounters.where(candidate)
+            .join(dated_scope, PATIENT)
+            .where(recompute_scope())
+            .select(*encounters.columns)
+        )
+        touched.append(old_all.where(candidate).join(dated, "person_id").where(replaced_scope()))
+    places = registered_places(inputs)
+    new_facts = (
+        encounter_facts(union(recompute), xref, zone=inputs.zone)
+        .join(bounds.select("person_id", "keep_from", "changed_from"), "person_id", "left")
+        .where(replaced_scope())
+        .transform(lambda df: with_institution_area(df, places))
+    )
+    if changes is not None:
+        # The stored facts of changed encounters whose person is in no bound (unlinked before).
+        dated_or_undated = F.col("admit_time").isNull()
+        if first_change is not None:
+            dated_or_undated = dated_or_undated | (F.col("admit_time") >= F.lit(first_change))
+        touched.append(
+            old_all.where(dated_or_undated).join(changes.select(*RECORD).distinct(), RECORD, "left_semi")
+        )
+    old_facts = inputs.keep(union([t.select(*old_all.columns) for t in touched]).distinct())
+    return merge(inputs.keep(new_facts.select(*old_all.columns)), old_facts)
+
+
+# A day's MERGE updates stored inpatient stays (the readmission of the stay before a new admission) and adds
+# new encounters. With the stays in files of their own it rewrites those files only, and writes the day's
+# clinic and emergency visits as new files, instead of rewriting every file of the lake's encounters.
+ENCOUNTER_FACTS = DerivedTable(
+    name=GOLD_ENCOUNTER_FACTS,
+    key=tuple(RECORD),
+    reads=(SILVER_ENCOUNTER, SILVER_PERSON_XREF, SILVER_INSTITUTION, SILVER_AREA),
+    build=_build,
+    update=_update,
+    fed_by=(SILVER_ENCOUNTER,),
+    rebuild_on=(SILVER_AREA, SILVER_INSTITUTION),
+    partition_by=("encounter_class",),
+)
+"""``gold.encounter_facts``: one row per encounter (``institution_id``, ``source_record_id``) that was not
+cancelled. Incremental: the facts in each affected person's recompute scope are recomputed and merged;
+since an encounter's facts depend only on the person's stays just before and after it, this equals a full
+build."""

@@ -24,10 +24,38 @@ those files or the silver rows from them touch.
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from healthlake.catalog import (
+    BRONZE_CSV_RECORDS,
+    BRONZE_FHIR_RESOURCES,
+    BRONZE_HL7V2_MESSAGES,
+    BRONZE_INGEST_LOG,
+    BRONZE_LOCATION_PINGS,
+    BRONZE_QUARANTINE,
+    BRONZE_RECORD_CONTENTS,
+    GOLD_EXCHANGE_VOLUME,
+    SILVER_AREA,
+    SILVER_CHRONIC_FOLLOWUP,
+    SILVER_DIAGNOSIS,
+    SILVER_ENCOUNTER,
+    SILVER_IMMUNIZATION,
+    SILVER_INSTITUTION,
+    SILVER_LOCATION_EVENT,
+    SILVER_MEDICATION,
+    SILVER_NAT_TEST,
+    SILVER_OBSERVATION,
+    SILVER_PATIENT_RECORD,
+    SILVER_QUARANTINE,
+)
+from healthlake.derived import DerivedTable, Inputs, Write, append, merge, unchanged
+from healthlake.gold.changes import fed_changes, union
 from healthlake.localtime import local_date
+
+log = logging.getLogger(__name__)
 
 GRAIN = ("date", "institution_id", "feed")
 CONTENT_KEY = ("institution_id", "feed", "content")
@@ -163,3 +191,154 @@ def exchange_volume_daily(
             "median_arrival_lag_days",
         )
     )
+
+
+BRONZE_DATA = (BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES, BRONZE_CSV_RECORDS, BRONZE_LOCATION_PINGS)
+"""Bronze's record tables (every record received, with its raw text)."""
+SILVER_EVENTS = (
+    SILVER_PATIENT_RECORD,
+    SILVER_ENCOUNTER,
+    SILVER_DIAGNOSIS,
+    SILVER_OBSERVATION,
+    SILVER_IMMUNIZATION,
+    SILVER_MEDICATION,
+    SILVER_NAT_TEST,
+    SILVER_CHRONIC_FOLLOWUP,
+    SILVER_LOCATION_EVENT,
+    SILVER_AREA,
+    SILVER_INSTITUTION,
+)
+"""Silver tables whose rows (``_source_file``, ``_event_time``) give the arrival lag."""
+_SOURCES = (BRONZE_INGEST_LOG, BRONZE_QUARANTINE, SILVER_QUARANTINE, *SILVER_EVENTS)
+"""Tables whose changed rows name the files whose (day, institution, feed) rows move."""
+_RAW = ("_source_file", "_source_feed", "_institution_id", "_record_offset", "_ingested_at", "raw")
+
+
+def _bronze_records(inputs: Inputs) -> DataFrame:
+    return union([inputs.read(t).select(*_RAW) for t in BRONZE_DATA if inputs.has(t)])
+
+
+def _silver_events(inputs: Inputs) -> DataFrame:
+    return union(
+        [inputs.read(t).select("_source_file", "_event_time") for t in SILVER_EVENTS if inputs.has(t)]
+    )
+
+
+def _all_contents(inputs: Inputs) -> DataFrame:
+    return inputs.once("gold.exchange.contents", lambda: record_contents(_bronze_records(inputs)))
+
+
+def _new_contents(inputs: Inputs) -> DataFrame | None:
+    """``record_contents`` of the bronze records added since the last run (cached), None when none were."""
+    added = []
+    for table in BRONZE_DATA:
+        changes = inputs.changes(table)
+        if changes is not None:
+            added.append(changes.where(F.col("_change_type") == "insert").select(*_RAW))
+    if not added:
+        return None
+    return inputs.once("gold.exchange.new_contents", lambda: inputs.keep(record_contents(union(added))))
+
+
+def _volume_build(inputs: Inputs) -> DataFrame:
+    return exchange_volume_daily(
+        inputs.read(BRONZE_INGEST_LOG),
+        duplicate_records(_all_contents(inputs)),
+        inputs.read(BRONZE_QUARANTINE),
+        inputs.read(SILVER_QUARANTINE),
+        _silver_events(inputs),
+        zone=inputs.zone,
+    )
+
+
+def _volume_update(inputs: Inputs) -> Write:
+    """The (day, institution, feed) keys whose files are new, or have new quarantined or silver rows.
+
+    Their measures are recounted from their files, except the duplicates: records in bronze before the last
+    run keep their status, so a key's stored count grows by the day's new records that repeat a content
+    sent before (``bronze.record_contents`` as the last run left it) or earlier the same day.
+    """
+    files = inputs.read(BRONZE_INGEST_LOG)
+    touched = union([fed_changes(inputs, t, ["_source_file"]) for t in _SOURCES if inputs.has(t)]).distinct()
+    grain = {
+        "date": F.to_date("_landing_day"),
+        "institution_id": F.col("_institution_id"),
+        "feed": F.col("_source_feed"),
+    }
+    keys = inputs.materialised(
+        files.join(touched, "_source_file", "left_semi")
+        .select(*[c.alias(k) for k, c in grain.items()])
+        .distinct()
+    )
+    if keys.isEmpty():
+        return unchanged()
+    scope = inputs.materialised(
+        files.withColumns(grain).join(keys, list(GRAIN), "left_semi").select(*files.columns)
+    )
+    in_scope = scope.select("_source_file")
+    contents = _new_contents(inputs)
+    known = inputs.stored(BRONZE_RECORD_CONTENTS)
+    if contents is not None:
+        duplicates = duplicate_records(contents, known)
+    else:
+        duplicates = files.select("_source_file").limit(0)
+    old = inputs.keep(inputs.stored(GOLD_EXCHANGE_VOLUME).join(keys, list(GRAIN), "left_semi"))
+    fresh = exchange_volume_daily(
+        scope,
+        duplicates,
+        inputs.read(BRONZE_QUARANTINE).join(in_scope, "_source_file", "left_semi"),
+        inputs.read(SILVER_QUARANTINE).join(in_scope, "_source_file", "left_semi"),
+        _silver_events(inputs).join(in_scope, "_source_file", "left_semi"),
+        zone=inputs.zone,
+    )
+    before = old.select(*GRAIN, F.col("duplicates").alias("_before"))
+    fresh = (
+        fresh.join(before, list(GRAIN), "left")
+        .withColumn("duplicates", F.col("duplicates") + F.coalesce("_before", F.lit(0)))
+        .select(*old.columns)
+    )
+    if log.isEnabledFor(logging.INFO):
+        log.info("publish: exchange volumes of %d (day, institution, feed) keys recounted", keys.count())
+    return merge(fresh, old)
+
+
+def _contents_build(inputs: Inputs) -> DataFrame:
+    return _all_contents(inputs).select(*CONTENT_KEY).distinct()
+
+
+def _contents_update(inputs: Inputs) -> Write:
+    """The distinct contents of the day's new records that the index does not hold yet, appended."""
+    contents = _new_contents(inputs)
+    if contents is None:
+        return unchanged()
+    known = inputs.stored(BRONZE_RECORD_CONTENTS)
+    unseen = contents.select(*CONTENT_KEY).distinct().join(known, list(CONTENT_KEY), "left_anti")
+    # Idempotent per ingest-log version: a re-run after a crash does not add the contents twice.
+    return append(unseen, txn=("healthlake-publish", inputs.version(BRONZE_INGEST_LOG)))
+
+
+_FED_BY = (*_SOURCES, *BRONZE_DATA)
+
+EXCHANGE_VOLUME = DerivedTable(
+    name=GOLD_EXCHANGE_VOLUME,
+    key=GRAIN,
+    reads=(*_FED_BY, BRONZE_RECORD_CONTENTS),
+    build=_volume_build,
+    update=_volume_update,
+    fed_by=_FED_BY,
+    requires=(BRONZE_INGEST_LOG,),
+)
+"""``gold.exchange_volume_daily``: one row per (``date``, ``institution_id``, ``feed``). Incremental: the keys
+whose files changed are recounted and merged (duplicates carried over, see ``_volume_update``)."""
+
+RECORD_CONTENTS = DerivedTable(
+    name=BRONZE_RECORD_CONTENTS,
+    key=CONTENT_KEY,
+    reads=BRONZE_DATA,
+    build=_contents_build,
+    update=_contents_update,
+    fed_by=_FED_BY,
+    requires=(BRONZE_INGEST_LOG,),
+)
+"""``bronze.record_contents``: one row per distinct (institution, feed, content) bronze holds; what a day's
+records are compared with. Incremental: the new contents, appended."""

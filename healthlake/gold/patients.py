@@ -9,11 +9,37 @@ local dates of the region's time zone (``region.timezone``); times are instants 
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from healthlake.localtime import age_at, local_date
-from healthlake.research.deidentify import age_band
+from healthlake.catalog import (
+    GOLD_ENCOUNTER_FACTS,
+    GOLD_PATIENT_360,
+    SILVER_AREA,
+    SILVER_CHRONIC_FOLLOWUP,
+    SILVER_DIAGNOSIS,
+    SILVER_ENCOUNTER,
+    SILVER_IMMUNIZATION,
+    SILVER_NAT_TEST,
+    SILVER_PERSON,
+    SILVER_PERSON_XREF,
+)
+from healthlake.derived import DerivedTable, Inputs, Write, merge
+from healthlake.gold.areas import area_paths
+from healthlake.gold.changes import (
+    PATIENT,
+    changed_patients,
+    link_changes,
+    person_changes,
+    persons_of,
+    relinked_persons,
+    union,
+)
+from healthlake.localtime import age_at, age_band, local_date
+
+log = logging.getLogger(__name__)
 
 CHRONIC_CONDITIONS: dict[str, tuple[str, ...]] = {
     "hypertension": ("I10", "I11", "I12", "I13", "I15"),
@@ -329,3 +355,132 @@ def _with_person(
             *extra,
         )
     )
+
+
+EVENT_TABLES = (
+    SILVER_ENCOUNTER,
+    SILVER_DIAGNOSIS,
+    SILVER_CHRONIC_FOLLOWUP,
+    SILVER_IMMUNIZATION,
+    SILVER_NAT_TEST,
+)
+"""The silver events the view summarises (their change feeds name the persons a day touches)."""
+
+
+def _view(inputs: Inputs, persons: DataFrame, xref: DataFrame, facts: DataFrame) -> DataFrame:
+    return patient_360(
+        persons,
+        xref,
+        facts,
+        inputs.read(SILVER_DIAGNOSIS),
+        inputs.read(SILVER_CHRONIC_FOLLOWUP),
+        inputs.read(SILVER_IMMUNIZATION),
+        inputs.read(SILVER_NAT_TEST),
+        area_paths(inputs.read(SILVER_AREA)),
+        F.lit(inputs.as_of),
+        zone=inputs.zone,
+    )
+
+
+def _build(inputs: Inputs) -> DataFrame:
+    return _view(
+        inputs, inputs.read(SILVER_PERSON), inputs.read(SILVER_PERSON_XREF), inputs.read(GOLD_ENCOUNTER_FACTS)
+    )
+
+
+def _update(inputs: Inputs) -> Write:
+    """The view of the persons silver changed since the last run.
+
+    Persons with a changed event, link or golden record, or a birthday since the last run. Stored persons
+    whose events were only added to are brought up to date from the added events (``patient_360_update``,
+    equal to a recomputation because every measure is a count, minimum or maximum); the others (links
+    moved, an event revised or removed, no stored row, or a tie the stored row cannot settle) are
+    recomputed from their whole history.
+    """
+    xref, now = inputs.read(SILVER_PERSON_XREF), inputs.read(SILVER_PERSON)
+    day = F.lit(inputs.as_of)
+    feeds = {table: inputs.changes(table) for table in EVENT_TABLES}
+    event_patients = [changed_patients(inputs)]
+    event_patients += [
+        rows.select(*PATIENT) for t, rows in feeds.items() if rows is not None and t != SILVER_ENCOUNTER
+    ]
+    last_day = F.lit(inputs.last.as_of if inputs.last is not None else inputs.as_of)
+    aged = now.where(age_at(F.col("birth_date"), last_day) != age_at(F.col("birth_date"), day))
+    affected = union(
+        [
+            persons_of(inputs, union(event_patients).distinct()),
+            link_changes(inputs).select("person_id"),
+            person_changes(inputs),
+            aged.select("person_id"),
+        ]
+    ).distinct()
+    affected = inputs.materialised(affected)
+    stored = inputs.materialised(inputs.stored(GOLD_PATIENT_360).join(affected, "person_id", "left_semi"))
+    revised = [
+        rows.where(F.col("_change_type") != "insert").select(*PATIENT)
+        for rows in feeds.values()
+        if rows is not None
+    ]
+    kept_apart = relinked_persons(inputs)
+    if revised:
+        kept_apart = kept_apart.unionByName(persons_of(inputs, union(revised)))
+    addable = inputs.materialised(stored.select("person_id").join(kept_apart, "person_id", "left_anti"))
+    addable_xref = inputs.materialised(xref.join(addable, "person_id", "left_semi"))
+
+    def added(table: str) -> DataFrame:
+        rows = feeds.get(table)
+        return inputs.read(table).limit(0) if rows is None else rows.where(F.col("_change_type") == "insert")
+
+    encounters_added = added(SILVER_ENCOUNTER).where(~F.coalesce(F.col("is_cancelled"), F.lit(False)))
+    updated = inputs.materialised(
+        patient_360_update(
+            stored.join(addable, "person_id", "left_semi"),
+            now.join(addable, "person_id", "left_semi"),
+            visit_summary(person_events(encounters_added, addable_xref)),
+            chronic_conditions(
+                added(SILVER_DIAGNOSIS), added(SILVER_CHRONIC_FOLLOWUP), addable_xref, zone=inputs.zone
+            ),
+            immunization_count(added(SILVER_IMMUNIZATION), addable_xref),
+            last_test(added(SILVER_NAT_TEST), addable_xref),
+            area_paths(inputs.read(SILVER_AREA)),
+            day,
+        )
+    )
+    fresh = updated.where(~F.col("_recompute")).drop("_recompute")
+    whole_history = inputs.materialised(affected.join(fresh.select("person_id"), "person_id", "left_anti"))
+    if log.isEnabledFor(logging.INFO):
+        counts = fresh.count(), whole_history.count()
+        log.info("publish: patient view of %d persons updated, of %d recomputed from history", *counts)
+    if not whole_history.isEmpty():  # on a day of only new events there is no one: skip the scans
+        history_xref = inputs.materialised(xref.join(whole_history, "person_id", "left_semi"))
+        facts = inputs.read(GOLD_ENCOUNTER_FACTS)
+        recomputed = _view(
+            inputs,
+            now.join(whole_history, "person_id", "left_semi"),
+            history_xref,
+            facts.join(whole_history, "person_id", "left_semi"),
+        )
+        fresh = fresh.unionByName(recomputed)
+    return merge(fresh, stored)
+
+
+PATIENT_360 = DerivedTable(
+    name=GOLD_PATIENT_360,
+    key=("person_id",),
+    reads=(
+        SILVER_PERSON,
+        SILVER_PERSON_XREF,
+        GOLD_ENCOUNTER_FACTS,
+        SILVER_DIAGNOSIS,
+        SILVER_CHRONIC_FOLLOWUP,
+        SILVER_IMMUNIZATION,
+        SILVER_NAT_TEST,
+        SILVER_AREA,
+    ),
+    build=_build,
+    update=_update,
+    fed_by=EVENT_TABLES,
+    rebuild_on=(SILVER_AREA,),
+)
+"""``gold.patient_360``: one row per active person. Incremental: the affected persons' rows are updated
+from their added events or recomputed from their whole history, and merged by ``person_id``."""

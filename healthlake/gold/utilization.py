@@ -29,11 +29,18 @@ Measures (from ``gold.encounter_facts``):
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from healthlake.gold.areas import ROLLUP_LEVELS, roll_up
-from healthlake.localtime import local_date
+from healthlake.catalog import GOLD_ENCOUNTER_FACTS, GOLD_UTILIZATION_DAILY, SILVER_AREA, SILVER_INSTITUTION
+from healthlake.derived import DerivedTable, Inputs, Write, replace_where, unchanged
+from healthlake.gold.areas import ROLLUP_LEVELS, registered_places, roll_up
+from healthlake.localtime import local_date, local_midnight
+
+log = logging.getLogger(__name__)
 
 ADDITIVE_MEASURES = (
     "outpatient_visits",
@@ -132,3 +139,98 @@ def utilization_daily(
         .agg(*[F.sum(F.coalesce(F.col(m), F.lit(0))).alias(m) for m in ADDITIVE_MEASURES])
     )
     return with_rates(roll_up(per_day, ["date"], ADDITIVE_MEASURES, institution_paths, areas), RATES)
+
+
+MAX_OPEN_NIGHTS = "max_open_nights"
+"""The run setting (``Inputs.settings``) of the most census nights a stay without a discharge counts."""
+
+
+def _daily(inputs: Inputs, facts: DataFrame) -> DataFrame:
+    return utilization_daily(
+        facts,
+        registered_places(inputs),
+        inputs.read(SILVER_AREA),
+        F.lit(inputs.as_of),
+        zone=inputs.zone,
+        max_open_nights=inputs.settings.get(MAX_OPEN_NIGHTS, 365),
+    )
+
+
+def _build(inputs: Inputs) -> DataFrame:
+    return _daily(inputs, inputs.read(GOLD_ENCOUNTER_FACTS))
+
+
+def _update(inputs: Inputs) -> Write:
+    """Every day from the first one a changed encounter fact touches, for all institutions of that day.
+
+    The census of open stays moves with ``as_of``, so a later ``as_of`` also recomputes the days after the
+    last run's. A day's rows depend only on the facts of stays and visits on it, so recomputing every day
+    from the first touched one from the facts as they are now equals a full build.
+    """
+    days: list[dt.date] = []
+    changed = inputs.changed(GOLD_ENCOUNTER_FACTS)
+    if changed is not None:
+        first = changed.agg(
+            F.least(F.min("admit_date"), F.min(local_date(F.col("discharge_time"), inputs.zone))).alias("d")
+        ).first()[0]  # one aggregate row
+        if first:
+            days.append(first)
+    last_as_of = inputs.last.as_of if inputs.last is not None else inputs.as_of
+    if inputs.as_of != last_as_of:
+        days.append(min(last_as_of, inputs.as_of) + dt.timedelta(days=1))
+    if not days:
+        return unchanged()
+    since = min(days)
+    facts = inputs.read(GOLD_ENCOUNTER_FACTS)
+    relevant = facts.where(
+        (F.col("admit_date") >= F.lit(since))
+        | (F.col("discharge_time") >= local_midnight(F.lit(since), inputs.zone))  # discharged `since` on
+        | ((F.col("encounter_class") == "inpatient") & F.col("discharge_time").isNull())
+    )
+    recent = _daily(inputs, relevant).where(F.col("date") >= F.lit(since))
+    return replace_where(recent, f"date >= '{since.isoformat()}'")
+
+
+def report_long_open_stays(inputs: Inputs) -> None:
+    """Say how many stays without a discharge are older than the longest plausible stay.
+
+    The census counts such a stay for its first ``conform.max_stay_days`` nights only (a discharge message
+    that never came must not fill a bed for years); the stays are named by number only, for the senders to
+    be asked.
+    """
+    nights = inputs.settings.get(MAX_OPEN_NIGHTS, 365)
+    oldest = F.lit(inputs.as_of - dt.timedelta(days=nights - 1))
+    capped = (
+        inputs.read(GOLD_ENCOUNTER_FACTS)
+        .where(
+            (F.col("encounter_class") == "inpatient")
+            & F.col("discharge_time").isNull()
+            & (F.col("admit_date") < oldest)
+        )
+        .groupBy("institution_id")
+        .count()
+        .collect()  # one row per institution with such stays
+    )
+    if capped:
+        per_institution = ", ".join(f"{r['institution_id']} {r['count']:,}" for r in sorted(capped))
+        log.warning(
+            "publish: %s stays without a discharge are older than conform.max_stay_days (%d); the bed "
+            "census counts each for its first %d nights only (%s)",
+            f"{sum(r['count'] for r in capped):,}",
+            nights,
+            nights,
+            per_institution,
+        )
+
+
+UTILIZATION_DAILY = DerivedTable(
+    name=GOLD_UTILIZATION_DAILY,
+    key=("date", "level", "unit_code"),
+    reads=(GOLD_ENCOUNTER_FACTS, SILVER_INSTITUTION, SILVER_AREA),
+    build=_build,
+    update=_update,
+    rebuild_on=(SILVER_AREA, SILVER_INSTITUTION),
+    audit=report_long_open_stays,
+)
+"""``gold.utilization_daily``: one row per (``date``, ``level``, ``unit_code``). Incremental: the days from
+the first one a changed encounter fact touches (or after the last run's ``as_of``) are replaced whole."""

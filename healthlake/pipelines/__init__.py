@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
+from healthlake import catalog
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -48,7 +50,9 @@ def _publish(spark: SparkSession, cfg: Config) -> object:
     from healthlake import io
     from healthlake.pipelines import publish
 
-    if not all(io.is_table(spark, cfg.lake_root, t) for t in (publish.ENCOUNTER, publish.XREF)):
+    if not all(
+        io.is_table(spark, cfg.lake_root, t) for t in (catalog.SILVER_ENCOUNTER, catalog.SILVER_PERSON_XREF)
+    ):
         return None  # no encounters or no persons yet: nothing to publish
     return publish.run(spark, cfg)
 

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 # Completed years at a local day, re-exported for research users (``healthlake.research.age_at``).
 from healthlake.localtime import age_at as age_at
+from healthlake.localtime import age_band as age_band
 from healthlake.privacy.tokens import extract_kind, load_key, tokenizer
 
 logger = logging.getLogger(__name__)
@@ -145,14 +146,6 @@ def retokenize(
     return df.select(
         *[tokens(df[c].cast("string")).alias(name) if c == column else df[c] for c in df.columns]
     )
-
-
-def age_band(age: Column | str) -> Column:
-    """The 5-year band of an age in completed years: ``00-04`` … ``80-84``, ``85+``; NULL for NULL or < 0."""
-    years = _col(age)
-    low = (F.floor(years / 5) * 5).cast("int")
-    band = F.concat(F.lpad(low.cast("string"), 2, "0"), F.lit("-"), F.lpad((low + 4).cast("string"), 2, "0"))
-    return F.when(years >= 85, F.lit("85+")).when(years >= 0, band)
 
 
 def birth_year(birth_date: Column | str) -> Column:

@@ -1,11 +1,12 @@
 """The research zone's tables (``research.*``), built from gold by ``healthlake publish``.
 
-Pure ``DataFrame -> DataFrame`` functions; ``docs/research.md`` gives the rules. In short: no direct
-identifier or keyed identity token; person keys re-tokenised per release (``research.release``); birth date
-generalised to year and 5-year age band; area generalised to county; event times to dates (months for a
-person's first and last contact), local dates and months of the region's time zone (``region.timezone``);
-aggregate tables suppress cells under ``min_cell``; a k-anonymity report on chosen quasi-identifiers goes with
-each person-level extract.
+Pure ``DataFrame -> DataFrame`` functions, and the release's tables as derived tables (``release_tables``;
+built in full for each release, never incrementally: a release is a fixed extract). ``docs/research.md`` gives
+the rules. In short: no direct identifier or keyed identity token; person keys re-tokenised per release
+(``research.release``); birth date generalised to year and 5-year age band; area generalised to county; event
+times to dates (months for a person's first and last contact), local dates and months of the region's time
+zone (``region.timezone``); aggregate tables suppress cells under ``min_cell``; a k-anonymity report on chosen
+quasi-identifiers goes with each person-level extract.
 """
 
 from __future__ import annotations
@@ -15,6 +16,18 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import (
+    GOLD_CHRONIC_INDICATORS,
+    GOLD_ENCOUNTER_FACTS,
+    GOLD_PATIENT_360,
+    GOLD_UTILIZATION_DAILY,
+    RESEARCH_CHRONIC,
+    RESEARCH_ENCOUNTERS,
+    RESEARCH_K_ANONYMITY,
+    RESEARCH_PATIENTS,
+    RESEARCH_UTILIZATION,
+)
+from healthlake.derived import DerivedTable, Inputs
 from healthlake.gold.chronic import INDICATOR_MEASURES, INDICATOR_RATES
 from healthlake.gold.utilization import ADDITIVE_MEASURES, RATES
 from healthlake.gold.utilization import with_rates as _with_rates
@@ -118,3 +131,42 @@ def k_anonymity_report(
     for report in reports[1:]:
         out = out.unionByName(report)
     return out.select(F.lit(name).alias("extract"), "*")
+
+
+def release_tables(release: str, key: bytes, *, min_cell: int, k: int) -> tuple[DerivedTable, ...]:
+    """The research zone of one release, as derived tables of gold (built in full, in this order).
+
+    Args:
+        release: The research release (``research.release``).
+        key: The tokenisation key (from the environment).
+        min_cell: Aggregate cells under this are suppressed (``research.min_cell``).
+        k: The k of the k-anonymity report (``research.k``).
+    """
+
+    def patients(inputs: Inputs) -> DataFrame:
+        return patient_extract(inputs.read(GOLD_PATIENT_360), release, key, zone=inputs.zone)
+
+    def encounters(inputs: Inputs) -> DataFrame:
+        return encounter_extract(inputs.read(GOLD_ENCOUNTER_FACTS), release, key, zone=inputs.zone)
+
+    def utilization(inputs: Inputs) -> DataFrame:
+        return utilization_monthly(inputs.read(GOLD_UTILIZATION_DAILY), min_cell)
+
+    def chronic(inputs: Inputs) -> DataFrame:
+        return chronic_monthly(inputs.read(GOLD_CHRONIC_INDICATORS), min_cell)
+
+    def report(inputs: Inputs) -> DataFrame:
+        extract = inputs.read(RESEARCH_PATIENTS)
+        return k_anonymity_report(extract, RESEARCH_PATIENTS, PATIENT_QUASI_IDENTIFIERS, k)
+
+    return (
+        DerivedTable(RESEARCH_PATIENTS, (RESEARCH_ID,), (GOLD_PATIENT_360,), patients),
+        DerivedTable(RESEARCH_ENCOUNTERS, (), (GOLD_ENCOUNTER_FACTS,), encounters),
+        DerivedTable(
+            RESEARCH_UTILIZATION, ("month", "level", "unit_code"), (GOLD_UTILIZATION_DAILY,), utilization
+        ),
+        DerivedTable(
+            RESEARCH_CHRONIC, ("month", "disease", "level", "unit_code"), (GOLD_CHRONIC_INDICATORS,), chronic
+        ),
+        DerivedTable(RESEARCH_K_ANONYMITY, ("extract", "quasi_identifiers"), (RESEARCH_PATIENTS,), report),
+    )

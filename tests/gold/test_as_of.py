@@ -40,4 +40,4 @@ def test_a_silver_without_any_record_is_a_one_line_error_not_today(
     ingest.run(spark, cfg)
     conform.run(spark, cfg)
     with pytest.raises(publish.PublishError, match="no patient record or clinical event"):
-        publish._as_of(publish._Silver(spark, cfg.lake_root, {}))
+        publish._as_of(publish.inputs_of(spark, cfg.lake_root, {}))

@@ -16,7 +16,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from healthlake import io
+from healthlake import catalog, io
 from healthlake.gold.exchange import GRAIN
 from healthlake.gold.utilization import ADDITIVE_MEASURES
 from healthlake.pipelines import link, publish
@@ -43,7 +43,7 @@ def _truth_encounters(p: Published, spark: SparkSession) -> pd.DataFrame:
     classes."""
     truth = p.truth_table("encounters")
     truth = truth[~truth.cancelled]
-    kept = p.gold(spark, publish.ENCOUNTER_FACTS)[["institution_id", "source_record_id", "person_id"]]
+    kept = p.gold(spark, catalog.GOLD_ENCOUNTER_FACTS)[["institution_id", "source_record_id", "person_id"]]
     truth = truth.merge(
         kept,
         left_on=["institution_id", "source_encounter_id"],
@@ -84,7 +84,7 @@ def test_utilization_per_institution_and_area_matches_the_truth(
     truth = _truth_encounters(published, spark)
     assert len(truth) >= 10
     expected = _institution_day(truth)
-    gold = published.gold(spark, publish.UTILIZATION_DAILY)
+    gold = published.gold(spark, catalog.GOLD_UTILIZATION_DAILY)
     measures = ["outpatient_visits", "emergency_visits", "admissions", "discharges", "discharged_bed_days"]
     got = gold[gold.level == "institution"].rename(columns={"unit_code": "institution_id"})
     got = got[got[measures].sum(axis=1) > 0][["institution_id", "date", *measures]]
@@ -120,7 +120,7 @@ def test_encounter_dates_are_the_truth_s_local_days(spark: SparkSession, publish
     started between 00:00 and 08:00 Beijing time, whose UTC date is the day before. (The region's two days
     end no stay: stay lengths near local midnight are graded in test_encounters and test_gold_tables.)"""
     truth = _truth_encounters(published, spark)
-    facts = published.gold(spark, publish.ENCOUNTER_FACTS)
+    facts = published.gold(spark, catalog.GOLD_ENCOUNTER_FACTS)
     joined = truth.merge(facts, on=["institution_id", "source_record_id"], suffixes=("_truth", ""))
     assert len(joined) == len(truth) >= 10
     early = joined[joined.start_time.dt.hour < 8]
@@ -132,7 +132,7 @@ def test_encounter_dates_are_the_truth_s_local_days(spark: SparkSession, publish
 def test_area_rollups_are_consistent_for_every_additive_measure(
     spark: SparkSession, published: Published
 ) -> None:
-    gold = published.gold(spark, publish.UTILIZATION_DAILY)
+    gold = published.gold(spark, catalog.GOLD_UTILIZATION_DAILY)
     areas = pd.read_csv(published.reference / "areas.csv", dtype=str).set_index("area_code")
     register = pd.read_csv(published.reference / "institutions.csv", dtype=str).set_index("institution_id")
     measures = list(ADDITIVE_MEASURES)
@@ -189,7 +189,7 @@ def test_patient_360_counts_and_demographics_match_the_truth(
     spark: SparkSession, published: Published
 ) -> None:
     pairs = _one_to_one(spark, published)
-    gold = published.gold(spark, publish.PATIENT_360).merge(pairs, on="person_id")
+    gold = published.gold(spark, catalog.GOLD_PATIENT_360).merge(pairs, on="person_id")
     assert len(gold) >= 0.95 * len(published.truth_table("persons"))
     truth = _truth_encounters(published, spark)
     truth = truth[truth.person_id_gold.notna()]  # a patient whose every record was malformed is no person
@@ -268,7 +268,7 @@ def test_chronic_registry_matches_the_truth_followups(spark: SparkSession, publi
     # The region carries a year of follow-up history: both kinds of patient are there to be told apart.
     assert expected.is_standard_managed.any() and not expected.is_standard_managed.all()
     pairs = _one_to_one(spark, published)
-    gold = published.gold(spark, publish.CHRONIC_REGISTRY).merge(pairs, on="person_id")
+    gold = published.gold(spark, catalog.GOLD_CHRONIC_REGISTRY).merge(pairs, on="person_id")
     gold = gold.set_index(["person_id_truth", "disease"]).rename_axis(["person_id", "disease"])
     # Every managed resident has a health record at their centre, so each one the EMPI linked one to one
     # is in the registry.
@@ -310,7 +310,7 @@ def test_chronic_indicators_per_county_and_month_match_the_truth(
     monthly = monthly.merge(register[["institution_id", "county_code", "city_code"]], on="institution_id")
     monthly["province_code"] = monthly.city_code.map(areas.parent_code)
     measures = ["registered", "standard_managed", "controlled"]
-    gold = published.gold(spark, publish.CHRONIC_INDICATORS)
+    gold = published.gold(spark, catalog.GOLD_CHRONIC_INDICATORS)
     for level in ("county", "province"):
         want = monthly.groupby(["month", "disease", f"{level}_code"])[measures].sum().reset_index()
         have = gold[gold.level == level].rename(columns={"unit_code": f"{level}_code"})
@@ -331,7 +331,7 @@ def test_exchange_volume_matches_the_manifest(
     import json
 
     manifest = json.loads((published.truth / "manifest.json").read_text(encoding="utf-8"))
-    gold = published.gold(spark, publish.EXCHANGE_VOLUME)
+    gold = published.gold(spark, catalog.GOLD_EXCHANGE_VOLUME)
     per_feed = gold.groupby("feed")[["files", "records_received", "duplicates"]].sum()
     bronze_rules = gold.quarantined_by_rule.map(
         lambda m: sum(n for r, n in dict(m).items() if r.startswith("bronze:"))
@@ -389,15 +389,15 @@ def test_research_aggregates_suppress_small_cells_and_report_k_anonymity(
     spark: SparkSession, published: Published
 ) -> None:
     lake = published.cfg.lake_root
-    monthly = published.gold(spark, publish.RESEARCH_UTILIZATION)
+    monthly = published.gold(spark, catalog.RESEARCH_UTILIZATION)
     counts = monthly[list(ADDITIVE_MEASURES)]
     assert ((counts.isna()) | (counts == 0) | (counts >= 5)).all().all()
     assert monthly.suppressed.any() and (monthly.level == "county").any()
     # A suppressed count hides its rate too.
     hidden = monthly[monthly.discharges.isna()]
     assert hidden.average_length_of_stay.isna().all()
-    report = published.gold(spark, publish.RESEARCH_K_ANONYMITY)
-    patients = io.read_table(spark, lake, publish.RESEARCH_PATIENTS).count()
+    report = published.gold(spark, catalog.RESEARCH_K_ANONYMITY)
+    patients = io.read_table(spark, lake, catalog.RESEARCH_PATIENTS).count()
     assert set(report.quasi_identifiers) == {"sex, birth_year, county_code", "sex, age_band, county_code"}
     assert (report.records == patients).all() and (report.k == 5).all()
     assert (report.is_k_anonymous == (report.classes_below_k == 0)).all()
@@ -423,18 +423,18 @@ def test_a_day_of_re_sent_files_is_published_incrementally_as_a_full_rebuild_wou
     for source, copy in ((hl7, later), (extract, resent)):
         copy.parent.mkdir(parents=True)
         shutil.copy(source, copy)
-    before = io.read_table(spark, str(lake), publish.EXCHANGE_VOLUME).toPandas()
+    before = io.read_table(spark, str(lake), catalog.GOLD_EXCHANGE_VOLUME).toPandas()
     ingest.run(spark, cfg)
     conform.run(spark, cfg)
     link.run(spark, cfg)
-    with caplog.at_level(logging.INFO, logger="healthlake.pipelines.publish"):
+    with caplog.at_level(logging.INFO, logger="healthlake"):
         result = publish.run(spark, cfg)
     assert result.mode == "incremental"
     recounted = int(re.search(r"exchange volumes of (\d+) \(day", caplog.text).group(1))
     assert 2 <= recounted < len(before)
 
     tables = assert_gold_equals_a_full_rebuild(spark, cfg, tmp_path / "rebuilt", result)
-    after = tables[publish.EXCHANGE_VOLUME].toPandas().set_index(list(GRAIN))
+    after = tables[catalog.GOLD_EXCHANGE_VOLUME].toPandas().set_index(list(GRAIN))
     files = io.read_table(spark, str(lake), "bronze.ingest_log").toPandas()
     # Records bronze kept (the rest it quarantined) per file, by its local path.
     accepted = {

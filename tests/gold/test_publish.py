@@ -14,7 +14,7 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from healthlake import cli, io
+from healthlake import catalog, cli, io
 from healthlake.config import PublishSettings, load_config
 from healthlake.pipelines import publish
 from healthlake.pipelines.conform import CDF
@@ -63,7 +63,7 @@ def _day1(spark: SparkSession, lake: str) -> None:
     _write(
         spark,
         lake,
-        publish.ENCOUNTER,
+        catalog.SILVER_ENCOUNTER,
         [
             # P1's history: two earlier stays (a later run recomputes from the first of them on).
             ("H1", "e0", "H1-7", "inpatient", False, T(2026, 1, 5, 9), T(2026, 1, 8, 9)),
@@ -82,7 +82,7 @@ def _day1(spark: SparkSession, lake: str) -> None:
     _write(
         spark,
         lake,
-        publish.XREF,
+        catalog.SILVER_PERSON_XREF,
         [("H1", "H1-7", "P1"), ("H2", "H2-9", "P1"), ("H2", "H2-5", "P2"), ("H1", "H1-4", "P4")],
         XREF_SCHEMA,
         cdf=True,  # as `healthlake link` creates it; the persons have none (a lake linked before it did)
@@ -90,7 +90,7 @@ def _day1(spark: SparkSession, lake: str) -> None:
     _write(
         spark,
         lake,
-        publish.PERSON,
+        catalog.SILVER_PERSON,
         [
             ("P1", "active", "tok1", "F", dt.date(1950, 1, 1), "110101", 2, 2),
             ("P2", "active", "tok2", "M", dt.date(1980, 4, 15), "110101", 1, 1),  # birthday between the runs
@@ -113,7 +113,7 @@ def _day1(spark: SparkSession, lake: str) -> None:
     _write(
         spark,
         lake,
-        publish.FOLLOWUP,
+        catalog.SILVER_CHRONIC_FOLLOWUP,
         [
             *[("H1", f"f1-{i}", "H1-7", t, "I10") for i, t in enumerate(p1)],
             ("H2", "f2", "H2-5", T(2026, 4, 2, 9), "E11"),
@@ -125,7 +125,7 @@ def _day1(spark: SparkSession, lake: str) -> None:
     _write(
         spark,
         lake,
-        publish.OBSERVATION,
+        catalog.SILVER_OBSERVATION,
         [
             ("H1", "o1s", "H1-7", SBP, 130.0, p1[-1], False),
             ("H1", "o1d", "H1-7", DBP, 85.0, p1[-1], False),
@@ -154,13 +154,13 @@ def _day2(spark: SparkSession, lake: str) -> None:
             ENCOUNTER_SCHEMA,
         ),
         lake,
-        publish.ENCOUNTER,
+        catalog.SILVER_ENCOUNTER,
         ["institution_id", "source_record_id"],
     )
     io.upsert(
         spark.createDataFrame([("H2", "H2-5", "P3")], XREF_SCHEMA),
         lake,
-        publish.XREF,
+        catalog.SILVER_PERSON_XREF,
         ["institution_id", "source_patient_id"],
     )
     io.upsert(
@@ -168,14 +168,14 @@ def _day2(spark: SparkSession, lake: str) -> None:
             [("P3", "active", "tok3", "M", dt.date(1990, 1, 1), "110101", 1, 1)], PERSON_SCHEMA
         ),
         lake,
-        publish.PERSON,
+        catalog.SILVER_PERSON,
         ["person_id"],
     )
     # P4 is followed up again, controlled now; P1's March reading is corrected, out of control.
     io.append(
         spark.createDataFrame([("H1", "f4b", "H1-4", T(2026, 4, 15, 9), "I10")], FOLLOWUP_SCHEMA),
         lake,
-        publish.FOLLOWUP,
+        catalog.SILVER_CHRONIC_FOLLOWUP,
     )
     io.upsert(
         spark.createDataFrame(
@@ -187,7 +187,7 @@ def _day2(spark: SparkSession, lake: str) -> None:
             OBSERVATION_SCHEMA,
         ),
         lake,
-        publish.OBSERVATION,
+        catalog.SILVER_OBSERVATION,
         ["institution_id", "source_record_id"],
     )
     io.append(
@@ -215,8 +215,8 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     assert code == 0 and "gold.encounter_facts" in out and "gold.patient_360" in out
     # Registered in the catalog for SQL users.
     assert spark.sql("SELECT count(*) FROM gold.encounter_facts").first()[0] == 8
-    first = io.read_table(spark, lake, publish.ENCOUNTER_FACTS)
-    layout = DeltaTable.forPath(spark, io.table_path(lake, publish.ENCOUNTER_FACTS)).detail().first()
+    first = io.read_table(spark, lake, catalog.GOLD_ENCOUNTER_FACTS)
+    layout = DeltaTable.forPath(spark, io.table_path(lake, catalog.GOLD_ENCOUNTER_FACTS)).detail().first()
     assert layout["partitionColumns"] == ["encounter_class"]
     assert {r.source_record_id: r.readmitted_30d for r in first.collect()} == {
         "e0": True,  # e00 follows 24 days after its discharge, at another hospital
@@ -231,14 +231,14 @@ def test_publish_then_incremental_equals_a_full_rebuild(
 
     _day2(spark, lake)
     cfg = load_config(overrides={"lake_root": lake})
-    extract_version = io.latest_version(spark, lake, publish.RESEARCH_PATIENTS)
+    extract_version = io.latest_version(spark, lake, catalog.RESEARCH_PATIENTS)
     # The day's run is killed first, after its MERGE into gold.encounter_facts. It logged nothing, so the
     # next run starts from the same last run and must find the same changes (the readmission moves a
     # March day of gold.utilization_daily), though some of them are merged already.
-    fault = f"kill-after:{publish.ENCOUNTER_FACTS}:1"
+    fault = f"kill-after:{catalog.GOLD_ENCOUNTER_FACTS}:1"
     assert run_job("publish", ["--lake", lake], HEALTHLAKE_FAULT=fault) == -signal.SIGKILL
-    assert io.read_table(spark, lake, publish.PUBLISH_LOG).count() == 1
-    with caplog.at_level(logging.INFO, logger="healthlake.pipelines.publish"):
+    assert io.read_table(spark, lake, catalog.GOLD_PUBLISH_LOG).count() == 1
+    with caplog.at_level(logging.INFO, logger="healthlake"):
         step = publish.run(spark, cfg)
     assert step.mode == "incremental" and step.as_of == dt.date(2026, 4, 20)
     # P4 only gained events; P1 had one revised, P2's record moved to P3, who is new.
@@ -247,17 +247,17 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     assert "chronic-disease rows of 4 persons recomputed, from 2026-03-01" in caplog.text
     # A daily run leaves the research release as it was; a new release name rebuilds it from this gold.
     assert step.release is None
-    assert io.latest_version(spark, lake, publish.RESEARCH_PATIENTS) == extract_version
+    assert io.latest_version(spark, lake, catalog.RESEARCH_PATIENTS) == extract_version
     cfg = load_config(overrides={"lake_root": lake, "research.release": "release-2"})
     released = publish.run(spark, cfg)
     assert (released.mode, released.release, released.as_of) == ("unchanged", "release-2", step.as_of)
     incremental = assert_gold_equals_a_full_rebuild(spark, cfg, tmp_path / "rebuilt", released)
 
-    facts = {r.source_record_id: r for r in incremental[publish.ENCOUNTER_FACTS].collect()}
+    facts = {r.source_record_id: r for r in incremental[catalog.GOLD_ENCOUNTER_FACTS].collect()}
     # e1 (H1) was followed 8 days after its discharge by e5 at H2: a readmission across institutions.
     assert facts["e1"].readmitted_30d is True and facts["e5"].is_readmission_30d is True
     assert "e3" not in facts and facts["e6"].person_id is None and facts["e4"].person_id == "P3"
-    people = {r.person_id: r for r in incremental[publish.PATIENT_360].collect()}
+    people = {r.person_id: r for r in incremental[catalog.GOLD_PATIENT_360].collect()}
     assert people["P2"].age == 46 and people["P2"].outpatient_visits == 0 and people["P3"].has_diabetes
     assert (people["P4"].admissions, people["P4"].last_encounter_class, people["P4"].has_hypertension) == (
         1,
@@ -265,12 +265,12 @@ def test_publish_then_incremental_equals_a_full_rebuild(
         True,
     )
 
-    registry = {(r.person_id, r.disease): r for r in incremental[publish.CHRONIC_REGISTRY].collect()}
+    registry = {(r.person_id, r.disease): r for r in incremental[catalog.GOLD_CHRONIC_REGISTRY].collect()}
     assert set(registry) == {("P1", "hypertension"), ("P3", "diabetes"), ("P4", "hypertension")}
     p1 = registry["P1", "hypertension"]
     assert (p1.followups_12m, p1.is_standard_managed, p1.is_controlled) == (3, False, False)
     assert registry["P4", "hypertension"].is_controlled and registry["P4", "hypertension"].followups_12m == 2
-    monthly = incremental[publish.CHRONIC_MONTHLY].where("person_id = 'P1'").orderBy("month").collect()
+    monthly = incremental[catalog.GOLD_CHRONIC_MONTHLY].where("person_id = 'P1'").orderBy("month").collect()
     assert [(r.month.month, r.followups_12m, r.is_controlled) for r in monthly[-2:]] == [
         (3, 4, False),
         (4, 3, False),
@@ -282,13 +282,15 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     assert again.mode == "unchanged" and again.tables == released.tables and again.as_of == step.as_of
     assert again.release is None
     assert {t: io.latest_version(spark, lake, t) for t in incremental} == versions
-    log = io.read_table(spark, lake, publish.PUBLISH_LOG).orderBy("finished_at").collect()
+    log = io.read_table(spark, lake, catalog.GOLD_PUBLISH_LOG).orderBy("finished_at").collect()
     assert [(r.mode, r.release) for r in log] == [
         ("full", "release-1"),
         ("incremental", None),
         ("unchanged", "release-2"),
     ]
-    assert log[-1].versions[publish.ENCOUNTER] == io.latest_version(spark, lake, publish.ENCOUNTER)
+    assert log[-1].versions[catalog.SILVER_ENCOUNTER] == io.latest_version(
+        spark, lake, catalog.SILVER_ENCOUNTER
+    )
 
 
 def test_publish_increments_only_from_the_configured_lake_size(
@@ -296,10 +298,10 @@ def test_publish_increments_only_from_the_configured_lake_size(
 ) -> None:
     lake = str(tmp_path / "lake")
     _day1(spark, lake)
-    events = (*publish._EVENT_TABLES, publish.OBSERVATION)
+    events = publish.SIZED_BY
     rows = sum(io.read_table(spark, lake, t).count() for t in events if io.is_table(spark, lake, t))
     assert rows > 0
-    silver = publish._Silver(spark, lake, publish._input_versions(spark, lake))
+    silver = publish.inputs_of(spark, lake, publish._input_versions(spark, lake))
     with caplog.at_level(logging.INFO, logger="healthlake.pipelines.publish"):
         assert publish._worth_incrementing(silver, rows)
         assert "event rows" not in caplog.text
@@ -346,13 +348,13 @@ def test_as_of_and_days_are_local_and_an_incremental_day_equals_a_full_rebuild(
     def rows(visits: list[tuple]) -> list[tuple]:
         return [("H1", r, "H1-7", c, False, wall(a), wall(d)) for r, c, a, d in visits]
 
-    _write(spark, lake, publish.ENCOUNTER, rows(day1), ENCOUNTER_SCHEMA, cdf=True)
-    _write(spark, lake, publish.XREF, [("H1", "H1-7", "P1")], XREF_SCHEMA, cdf=True)
+    _write(spark, lake, catalog.SILVER_ENCOUNTER, rows(day1), ENCOUNTER_SCHEMA, cdf=True)
+    _write(spark, lake, catalog.SILVER_PERSON_XREF, [("H1", "H1-7", "P1")], XREF_SCHEMA, cdf=True)
     born = dt.date(2008, 2, 1)  # 18 on the first run's as_of; 17 on the UTC date before it
     _write(
         spark,
         lake,
-        publish.PERSON,
+        catalog.SILVER_PERSON,
         [("P1", "active", "tok1", "F", born, "110101", 1, 1)],
         PERSON_SCHEMA,
         cdf=False,
@@ -364,22 +366,22 @@ def test_as_of_and_days_are_local_and_an_incremental_day_equals_a_full_rebuild(
 
     first = publish.run(spark, cfg)
     assert first.mode == "full" and first.as_of == last_local_day(day1) == dt.date(2026, 2, 1)
-    person = io.read_table(spark, lake, publish.PATIENT_360).first()
+    person = io.read_table(spark, lake, catalog.GOLD_PATIENT_360).first()
     assert person.age == 18
 
-    io.append(spark.createDataFrame(rows(day2), ENCOUNTER_SCHEMA), lake, publish.ENCOUNTER)
+    io.append(spark.createDataFrame(rows(day2), ENCOUNTER_SCHEMA), lake, catalog.SILVER_ENCOUNTER)
     second = publish.run(spark, cfg)
     assert second.mode == "incremental" and second.as_of == last_local_day(day1 + day2) == dt.date(2026, 2, 3)
     tables = assert_gold_equals_a_full_rebuild(spark, cfg, tmp_path / "rebuilt", second)
 
-    facts = {r.source_record_id: r for r in tables[publish.ENCOUNTER_FACTS].collect()}
+    facts = {r.source_record_id: r for r in tables[catalog.GOLD_ENCOUNTER_FACTS].collect()}
     days = {r: pd.Timestamp(a, tz=tz).date() for r, _, a, _ in day1 + day2}
     assert {r: f.admit_date for r, f in facts.items()} == days
     gap = (days["e3"] - pd.Timestamp(day1[0][3], tz=tz).date()).days
     assert (
         (facts["e1"].days_to_next_admission, facts["e1"].readmitted_30d) == (gap, 1 <= gap <= 30) == (2, True)
     )
-    utilization = tables[publish.UTILIZATION_DAILY].where("level = 'institution'").collect()
+    utilization = tables[catalog.GOLD_UTILIZATION_DAILY].where("level = 'institution'").collect()
     discharged = {r.date: r.discharges for r in utilization if r.discharges}
     want = {pd.Timestamp(d, tz=tz).date(): 1 for _, c, _, d in day1 + day2 if c == "inpatient"}
     assert discharged == want == {dt.date(2026, 1, 31): 1, dt.date(2026, 2, 3): 1}

@@ -479,7 +479,7 @@ def test_mistyped_years_and_implausible_stays_are_quarantined_and_do_not_move_as
     assert {r.source_record_id for r in _table(spark, cfg, "silver.chronic_followup").collect()} == {"F2"}
     # Nor does the 2204 discharge move the day gold is published as of: I10's discharge, 2026-01-06 local
     # (tests/gold/test_as_of.py has the rest of as_of).
-    assert publish._as_of(publish._Silver(spark, cfg.lake_root, {})) == dt.date(2026, 1, 6)
+    assert publish._as_of(publish.inputs_of(spark, cfg.lake_root, {})) == dt.date(2026, 1, 6)
     # A limit wide enough lets the stay through: the thresholds come from the configuration (checked on
     # the stay itself: a second conform would cost a minute and test nothing more).
     wide = load_config(overrides={"conform": {"max_stay_days": 500}})

@@ -1,0 +1,65 @@
+"""The lake's table names, each defined once: import the constant, never spell the name.
+
+A table is ``layer.table`` and lives in ``<lake_root>/<layer>/<table>`` (``healthlake.naming``). Free of
+pyspark. The derived tables' definitions (grain, key, rules) live in their modules
+(``healthlake.gold.registry`` lists the gold ones); this module only names them.
+"""
+
+from __future__ import annotations
+
+# Bronze: raw records as received, with their provenance (``docs/bronze.md``).
+BRONZE_CSV_RECORDS = "bronze.csv_records"
+BRONZE_FHIR_RESOURCES = "bronze.fhir_resources"
+BRONZE_FHIR_BUNDLES = "bronze.fhir_bundles"
+BRONZE_HL7V2_MESSAGES = "bronze.hl7v2_messages"
+BRONZE_LOCATION_PINGS = "bronze.location_pings"
+BRONZE_QUARANTINE = "bronze.quarantine"
+BRONZE_INGEST_LOG = "bronze.ingest_log"
+BRONZE_RECORD_CONTENTS = "bronze.record_contents"
+"""Publish's index of the distinct record contents bronze holds (what a day's records are compared with)."""
+
+# Silver: conformed, tokenised records (``docs/silver.md``).
+SILVER_PATIENT_RECORD = "silver.patient_record"
+SILVER_ENCOUNTER = "silver.encounter"
+SILVER_DIAGNOSIS = "silver.diagnosis"
+SILVER_OBSERVATION = "silver.observation"
+SILVER_IMMUNIZATION = "silver.immunization"
+SILVER_MEDICATION = "silver.medication"
+SILVER_PROCEDURE = "silver.procedure"
+SILVER_ALLERGY = "silver.allergy"
+SILVER_NAT_TEST = "silver.nat_test"
+SILVER_CHRONIC_FOLLOWUP = "silver.chronic_followup"
+SILVER_LOCATION_EVENT = "silver.location_event"
+SILVER_AREA = "silver.area"
+SILVER_INSTITUTION = "silver.institution"
+SILVER_PRACTITIONER = "silver.practitioner"
+SILVER_ORGANIZATION = "silver.organization"
+SILVER_QUARANTINE = "silver.quarantine"
+SILVER_CONFORM_LOG = "silver.conform_log"
+SILVER_DQ_METRICS = "silver.dq_metrics"
+# The EMPI's tables (``docs/empi.md``).
+SILVER_PERSON = "silver.person"
+SILVER_PERSON_XREF = "silver.person_xref"
+SILVER_EMPI_REVIEW = "silver.empi_review"
+SILVER_EMPI_MODEL = "silver.empi_model"
+SILVER_EMPI_AUDIT = "silver.empi_audit"
+
+# Gold: the topic library (``docs/gold.md``).
+GOLD_ENCOUNTER_FACTS = "gold.encounter_facts"
+GOLD_UTILIZATION_DAILY = "gold.utilization_daily"
+GOLD_PATIENT_360 = "gold.patient_360"
+GOLD_CHRONIC_REGISTRY = "gold.chronic_disease_registry"
+GOLD_CHRONIC_MONTHLY = "gold.chronic_disease_monthly"
+GOLD_CHRONIC_INDICATORS = "gold.chronic_disease_indicators"
+GOLD_EXCHANGE_VOLUME = "gold.exchange_volume_daily"
+GOLD_PUBLISH_LOG = "gold.publish_log"
+
+# Research zone: a release's de-identified extracts (``docs/research.md``).
+RESEARCH_PATIENTS = "research.patients"
+RESEARCH_ENCOUNTERS = "research.encounters"
+RESEARCH_UTILIZATION = "research.utilization_monthly"
+RESEARCH_CHRONIC = "research.chronic_disease_monthly"
+RESEARCH_K_ANONYMITY = "research.k_anonymity"
+
+# OMOP CDM export (``docs/omop.md``); the CDM tables are ``omop.<cdm table>``.
+OMOP_ID_MAP = "omop.id_map"
