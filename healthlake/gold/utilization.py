@@ -95,10 +95,10 @@ def _events(facts: DataFrame, through: Column, zone: str, max_open_nights: int) 
 
 def with_rates(df: DataFrame, rates: dict[str, tuple[str, str]]) -> DataFrame:
     """Add each rate as numerator / denominator (NULL when the denominator is 0)."""
-    rates = [
+    columns = [
         F.when(F.col(den) > 0, F.col(num) / F.col(den)).alias(rate) for rate, (num, den) in rates.items()
     ]
-    return df.select("*", *rates)
+    return df.select("*", *columns)
 
 
 def utilization_daily(

@@ -265,10 +265,10 @@ def _as_of(silver: _Silver) -> dt.date:
         silver.read("silver.observation").select(day("observation_time").alias("d")),
     ]
     union = days[0].unionByName(days[1]).unionByName(days[2])
-    last = union.agg(F.max("d")).first()[0]  # one aggregate row
+    last = io.one_row(union.agg(F.max("d")))[0]  # one aggregate row
     if last is None and silver.has("silver.patient_record"):
         received = silver.read("silver.patient_record").select(day("_ingested_at").alias("d"))
-        last = received.agg(F.max("d")).first()[0]
+        last = io.one_row(received.agg(F.max("d")))[0]
     if last is None:
         raise PublishError(
             "silver holds no patient record or clinical event yet: run `healthlake conform` first"
@@ -328,7 +328,7 @@ def run(
     last = None if full else previous
     release = cfg.research.release
     if extracts is None:
-        extracts = last is None or previous.release != release
+        extracts = last is None or last.release != release
     if last is not None and last.versions == silver.versions and not extracts:
         # Nothing in silver moved since the last run: its tables stand as they are.
         log.debug("publish: silver unchanged since the last run (as of %s), nothing to do", last.as_of)
@@ -790,7 +790,7 @@ def _publish_incremental(
         bounds = _materialised(recompute_bounds(changed_encounters, xref, old_all, relinked))
         # The earliest changed admission: what a dated bound recomputes is an inpatient stay or admitted
         # from then on, so the encounters and facts are narrowed by it before they are joined.
-        first_change = changed_encounters.agg(F.min("admit_time")).first()[0]  # one aggregate row
+        first_change = io.one_row(changed_encounters.agg(F.min("admit_time")))[0]  # one aggregate row
         if log.isEnabledFor(logging.INFO):  # counting is an action: only when someone reads it
             counts = changed_patients.count(), bounds.count()
             log.info("publish: %d source patients, %d persons changed", *counts)
@@ -842,9 +842,11 @@ def _publish_incremental(
         old_facts = _union([t.select(*old_all.columns) for t in touched]).distinct().cache()
         new_facts = new_facts.select(*old_all.columns).cache()
         changed = new_facts.subtract(old_facts).unionByName(old_facts.subtract(new_facts))
-        first_day = changed.agg(
-            F.least(F.min("admit_date"), F.min(local_date(F.col("discharge_time"), zone))).alias("d")
-        ).first()[0]  # one aggregate row
+        first_day = io.one_row(
+            changed.agg(
+                F.least(F.min("admit_date"), F.min(local_date(F.col("discharge_time"), zone))).alias("d")
+            )
+        )[0]  # one aggregate row
         io.merge_changes(_delta_rows(new_facts, old_facts, _KEY), lake, ENCOUNTER_FACTS, _KEY, "_delete")
         new_facts.unpersist()
         old_facts.unpersist()
@@ -993,8 +995,8 @@ def _publish_chronic_incremental(
     if readings_changed is not None:
         patients.append(readings_changed.where(F.col("loinc").isin(*CONTROL_LOINC)).select(*_PATIENT))
     if as_of != last.as_of:
-        moved = registry_window_moved(F.col("followup_time"), F.lit(last.as_of), day, zone=zone)
-        patients.append(followups.where(moved).select(*_PATIENT))
+        window_moved = registry_window_moved(F.col("followup_time"), F.lit(last.as_of), day, zone=zone)
+        patients.append(followups.where(window_moved).select(*_PATIENT))
     persons = _union([_persons_of(_union(patients).distinct(), silver, last), relinked])
     persons = _materialised(persons.where(F.col("person_id").isNotNull()).distinct())
     if persons.isEmpty():
@@ -1016,7 +1018,7 @@ def _publish_chronic_incremental(
     monthly = chronic_disease_monthly(readings, day, zone=zone)
     moved = _delta_rows(monthly, stored(CHRONIC_MONTHLY, monthly.columns), _MONTHLY_KEY).cache()
     cached.append(moved)
-    since = moved.agg(F.min("month")).first()[0]  # one aggregate row: the first month that changed
+    since = io.one_row(moved.agg(F.min("month")))[0]  # one aggregate row: the first month that changed
     io.merge_changes(moved, lake, CHRONIC_MONTHLY, _MONTHLY_KEY, "_delete")
     if since is not None:
         recount = io.read_table(spark, lake, CHRONIC_MONTHLY).where(F.col("month") >= F.lit(since))
