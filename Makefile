@@ -14,17 +14,19 @@ setup:
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m healthlake.spark --warm
 
-## test: lint, then run the test suite on two workers (a local Spark session with Delta each;
-## tests/conftest.py keeps each module, and the modules sharing the generated region, on one worker)
+## test: lint and type-check, then run the test suite on two workers (a local Spark session with Delta
+## each; tests/conftest.py keeps each module, and the modules sharing the generated region, on one worker)
 test:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
-## lint: ruff checks and formatting check
+## lint: ruff checks, formatting check and mypy (the library; settings in pyproject.toml)
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 ## format: apply ruff's formatting and safe fixes
 format:
@@ -33,7 +35,7 @@ format:
 
 ## clean: remove caches and Spark droppings (keeps .venv, the jar cache and data folders)
 clean:
-	rm -rf .pytest_cache .ruff_cache spark-warehouse metastore_db derby.log build *.egg-info
+	rm -rf .pytest_cache .ruff_cache .mypy_cache spark-warehouse metastore_db derby.log build *.egg-info
 	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 ## distclean: clean, and remove .venv and .cache too

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from healthlake import __version__
 from healthlake.config import Config, is_uri, load_config
@@ -34,7 +34,7 @@ COMMAND_LINE = "command line"
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises UsageError instead of printing usage and exiting."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """Raise the argparse error as a one-line UsageError."""
         raise UsageError(message)
 
@@ -357,7 +357,7 @@ def stage_summary(result: object) -> tuple[int | None, str]:
         files = sum(getattr(r, "files", 0) for r in result)  # ingest: one per feed
         quarantined = sum(getattr(r, "quarantined", 0) for r in result)
         return sum(getattr(r, "records", 0) for r in result), f"{files:,} files, {quarantined:,} quarantined"
-    if hasattr(result, "linked"):  # link
+    if hasattr(result, "linked") and hasattr(result, "mode"):  # link
         counts = ", ".join(
             f"{getattr(result, name):,} {label}"
             for name, label in (
@@ -555,7 +555,7 @@ def _bottom_of(throwable: Any) -> tuple[str, str, tuple[str, ...]]:
         if cause is None or cause.equals(throwable):
             break
         throwable = cause
-    classes = []
+    classes: list[str] = []
     java_class = throwable.getClass()
     while java_class is not None and len(classes) < _MAX_CAUSES:
         classes.append(str(java_class.getName()))

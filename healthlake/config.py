@@ -568,7 +568,7 @@ def _merge(
 def _error_message(exc: ValidationError, sources: Mapping[tuple[str, ...], str]) -> str:
     """One line naming the first invalid key, what it expects, the value given and where it came from."""
     error = exc.errors()[0]
-    loc = tuple(error["loc"])
+    loc: tuple[Any, ...] = tuple(error["loc"])  # field names and list indexes
     source = next((sources[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in sources), "defaults")
     key = _key_name(loc)
     if error["type"] == "extra_forbidden":

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -239,7 +239,7 @@ def merge_changes(df: DataFrame, lake_root: str, name: str, keys: Sequence[str],
     path = _existing(df.sparkSession, lake_root, name)
     table = DeltaTable.forPath(df.sparkSession, path)
     columns = table.toDF().columns
-    values = {f"`{c}`": f"s.`{c}`" for c in columns}
+    values: dict[str, str | Column] = {f"`{c}`": f"s.`{c}`" for c in columns}
     condition = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
     (
         table.alias("t")
@@ -291,7 +291,19 @@ def update(
 def holds_no_files(spark: SparkSession, lake_root: str, name: str) -> bool:
     """True when the table's current version has no data files (read from Delta's log, no data scan)."""
     path = _existing(spark, lake_root, name)
-    return DeltaTable.forPath(spark, path).detail().first()["numFiles"] == 0
+    return one_row(DeltaTable.forPath(spark, path).detail())["numFiles"] == 0
+
+
+def one_row(df: DataFrame) -> Row:
+    """The first row of a frame that always has one: a global aggregate, a Delta table's detail.
+
+    Raises:
+        RuntimeError: When the frame is empty after all.
+    """
+    row = df.first()
+    if row is None:
+        raise RuntimeError(f"expected a row, got none from {df.columns}")
+    return row
 
 
 def latest_version(spark: SparkSession, lake_root: str, name: str) -> int:

@@ -183,7 +183,7 @@ def get_spark(app_name: str, cfg: Config | None = None) -> SparkSession:
         if quiet and SparkContext._gateway is None:
             _start_quiet_jvm(wanted)
 
-    session = SparkSession.builder.config(map=wanted).getOrCreate()
+    session = SparkSession.builder.config(map=dict(wanted)).getOrCreate()
     if not own_log_config:
         session.sparkContext.setLogLevel(QUIET_LOG_LEVEL if quiet else VERBOSE_LOG_LEVEL)
     if quiet:

@@ -64,7 +64,7 @@ def patient_tokens(patient_record: DataFrame) -> DataFrame:
     """
     # A token is there exactly when its clear value is (conform writes both): the most identifiers
     # filled can be told from the tokens, before any vault join.
-    filled = sum(F.col(token).isNotNull().cast("int") for token in TOKEN_KINDS)
+    filled = sum((F.col(token).isNotNull().cast("int") for token in TOKEN_KINDS), F.lit(0))
     carried = [
         "sex",
         "birth_date",

@@ -18,12 +18,15 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from healthlake.empi.names import CJK_CHARACTERS, standardize_person_columns
+
+if TYPE_CHECKING:
+    from splink.internals.blocking_rule_creator import BlockingRuleCreator
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +293,9 @@ def train_model(
     # level given; its messages go through logging like healthlake's (the command line holds them at
     # ERROR unless -v).
     linker = Linker(db_api.register(prepared), settings, log_level=None)
-    deterministic = [block_on(*r) for r in (("id_number",), ("name_key", "birth_date")) if set(r) <= cols]
+    deterministic: list[str | BlockingRuleCreator] = [
+        block_on(*r) for r in (("id_number",), ("name_key", "birth_date")) if set(r) <= cols
+    ]
     started = time.monotonic()
     linker.training.estimate_probability_two_random_records_match(deterministic or blocking[:1], recall=0.8)
     log.debug("empi: prior estimated at %.1fs", time.monotonic() - started)

@@ -72,7 +72,9 @@ def _pinyin_series(names: pd.Series) -> pd.Series:
     return names.map(_pinyin_of, na_action="ignore")
 
 
-@F.pandas_udf(StringType())
+# pyspark's stubs have no overload for this form (the function type read from the type hints, PEP 484
+# style, which Spark 3+ recommends); they expect the deprecated functionType argument.
+@F.pandas_udf(StringType())  # type: ignore[call-overload]
 def pinyin(names: pd.Series) -> pd.Series:
     """Toneless pinyin of each value (``张伟`` → ``zhangwei``); non-Chinese characters pass unchanged."""
     return _pinyin_series(names)

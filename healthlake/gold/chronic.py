@@ -27,6 +27,7 @@ import logging
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from healthlake import io
 from healthlake.catalog import (
     GOLD_CHRONIC_INDICATORS,
     GOLD_CHRONIC_MONTHLY,
@@ -401,7 +402,7 @@ def _indicators_update(inputs: Inputs) -> Write:
     changed = inputs.changed(GOLD_CHRONIC_MONTHLY)
     if changed is None:
         return unchanged()
-    since = changed.agg(F.min("month")).first()[0]  # one aggregate row: the first month that changed
+    since = io.one_row(changed.agg(F.min("month")))[0]  # one aggregate row: the first month that changed
     if log.isEnabledFor(logging.INFO):
         persons = _affected_persons(inputs).count()
         log.info("publish: chronic-disease rows of %d persons recomputed, from %s", persons, since)

@@ -21,6 +21,7 @@ import logging
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from healthlake import io
 from healthlake.catalog import (
     GOLD_ENCOUNTER_FACTS,
     SILVER_AREA,
@@ -244,7 +245,7 @@ def _update(inputs: Inputs) -> Write:
     bounds = inputs.materialised(recompute_bounds(changed, xref, old_all, relinked_persons(inputs)))
     # The earliest changed admission: what a dated bound recomputes is an inpatient stay or admitted from
     # then on, so the encounters and facts are narrowed by it before they are joined.
-    first_change = changed.agg(F.min("admit_time")).first()[0]  # one aggregate row
+    first_change = io.one_row(changed.agg(F.min("admit_time")))[0]  # one aggregate row
     if log.isEnabledFor(logging.INFO):  # counting is an action: only when someone reads it
         log.info("publish: %d source patients, %d persons changed", patients.count(), bounds.count())
     # Each affected person's encounters in their recompute scope, and every encounter of a changed patient

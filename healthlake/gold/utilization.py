@@ -35,6 +35,7 @@ import logging
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake import io
 from healthlake.catalog import GOLD_ENCOUNTER_FACTS, GOLD_UTILIZATION_DAILY, SILVER_AREA, SILVER_INSTITUTION
 from healthlake.derived import DerivedTable, Inputs, Write, replace_where, unchanged
 from healthlake.gold.areas import ROLLUP_LEVELS, registered_places, roll_up
@@ -102,10 +103,10 @@ def _events(facts: DataFrame, through: Column, zone: str, max_open_nights: int) 
 
 def with_rates(df: DataFrame, rates: dict[str, tuple[str, str]]) -> DataFrame:
     """Add each rate as numerator / denominator (NULL when the denominator is 0)."""
-    rates = [
+    columns = [
         F.when(F.col(den) > 0, F.col(num) / F.col(den)).alias(rate) for rate, (num, den) in rates.items()
     ]
-    return df.select("*", *rates)
+    return df.select("*", *columns)
 
 
 def utilization_daily(
@@ -170,9 +171,8 @@ def _update(inputs: Inputs) -> Write:
     days: list[dt.date] = []
     changed = inputs.changed(GOLD_ENCOUNTER_FACTS)
     if changed is not None:
-        first = changed.agg(
-            F.least(F.min("admit_date"), F.min(local_date(F.col("discharge_time"), inputs.zone))).alias("d")
-        ).first()[0]  # one aggregate row
+        earliest = F.least(F.min("admit_date"), F.min(local_date(F.col("discharge_time"), inputs.zone)))
+        first = io.one_row(changed.agg(earliest.alias("d")))[0]  # one aggregate row
         if first:
             days.append(first)
     last_as_of = inputs.last.as_of if inputs.last is not None else inputs.as_of

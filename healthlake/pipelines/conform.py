@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial, reduce
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -159,7 +159,9 @@ def _with_limits(entity: Entity, limits: Limits) -> Entity:
     """``entity`` with its rules taking the configured plausibility thresholds (when they take any)."""
     if "limits" not in inspect.signature(entity.rules).parameters:
         return entity
-    return replace(entity, rules=partial(entity.rules, limits=limits))
+    # The signature was just read: these rules take `limits`, which their declared type cannot say.
+    rules = cast("Callable[..., list[Rule]]", entity.rules)
+    return replace(entity, rules=partial(rules, limits=limits))
 
 
 def _location_key(df: DataFrame) -> DataFrame:
@@ -509,12 +511,12 @@ def conform_versions(
         finally:
             for df in cached:
                 df.unpersist()
-        counts = (
+        detail = (
             f"{result.conformed:,} conformed, {result.superseded:,} superseded, "
             f"{result.quarantined:,} quarantined, {result.duplicates:,} duplicates, "
             f"{result.not_modelled:,} not modelled"
         )
-        progress(log, f"conform {bronze} v{start}-{end}", result.bronze_rows, result.seconds, counts)
+        progress(log, f"conform {bronze} v{start}-{end}", result.bronze_rows, result.seconds, detail)
         return result
 
 

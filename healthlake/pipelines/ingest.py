@@ -157,7 +157,8 @@ def _run_streams(spark: SparkSession, cfg: Config, todo: list[Feed], new_log: bo
         # awaitAnyTermination would also return for queries that ended earlier; poll our own instead.
         done = [(q, r) for q, r in running if not q.isActive]
         if not done:
-            running[0][0].awaitTermination(0.2)
+            # pyspark takes seconds as a float (it converts to ms); its annotation says int.
+            running[0][0].awaitTermination(0.2)  # type: ignore[arg-type]
             continue
         for query, result in done:
             running.remove((query, result))
@@ -355,7 +356,7 @@ def ingest_batch(
     ingest_log = _ingest_log(files, F.broadcast(counts)).persist()
     try:
         # Totals of this batch: one small row. Computing them first also fills the caches in one pass.
-        totals = ingest_log.agg(F.count("*"), F.sum("records"), F.sum("quarantined")).first()
+        totals = io.one_row(ingest_log.agg(F.count("*"), F.sum("records"), F.sum("quarantined")))
         n_files, n_records, n_quarantined = (int(v or 0) for v in totals)
         if n_files:  # none left when the log held them all: nothing to write
             _write(accepted(parsed, feed.columns), lake, feed.table, txn)

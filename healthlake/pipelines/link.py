@@ -199,6 +199,8 @@ def run(
         )
         steps.done("model trained", fresh_count)
     else:
+        if model_row is None:  # `train` is set whenever no model is stored
+            raise LinkError("no EMPI model stored to link with: run `healthlake link --full`")
         model = json.loads(model_row)
     population = fresh if existing is None else fresh.unionByName(existing)
     pairs = score_pairs(
@@ -313,10 +315,11 @@ def _features_of_linked(
 ) -> DataFrame | None:
     """The kept linkage columns of the records linked before and unchanged, or None when they are not
     all there (features are written with each run's xref, so they are, unless the lake predates them)."""
-    if not io.is_table(spark, lake, FEATURES):
+    features = _pinned(spark, lake, FEATURES)
+    if features is None:
         return None
     fresh_ids = identities.where("fresh").select(F.col("record_id").alias("unique_id"))
-    kept = _pinned(spark, lake, FEATURES).join(day(fresh_ids), "unique_id", "left_anti").persist()
+    kept = features.join(day(fresh_ids), "unique_id", "left_anti").persist()
     found, wanted = kept.count(), identities.count() - fresh_count
     if found != wanted:
         log.warning("link: %s holds %d of %d linked records; preparing them again", FEATURES, found, wanted)
@@ -641,7 +644,10 @@ def _ensure_tables(spark: SparkSession, lake: str) -> None:
 
     audit = "event string, person_id string, other_person_id string, from_version long, logged_at timestamp"
     for name, ddl in ((REVIEW, REVIEW_SCHEMA), (AUDIT, audit)):
-        io.create_table(spark, lake, name, StructType.fromDDL(ddl))
+        schema = StructType.fromDDL(ddl)
+        if not isinstance(schema, StructType):  # a list of columns always parses to a struct
+            raise TypeError(f"{name}: {ddl!r} is not a list of columns")
+        io.create_table(spark, lake, name, schema)
 
 
 REVIEW_SHEET_FIELDS = ("full_name", "birth_date", "sex", "id_number", "phone", "address_line", "area_code")

@@ -176,10 +176,10 @@ def _as_of(inputs: Inputs) -> dt.date:
         inputs.read(SILVER_OBSERVATION).select(day("observation_time").alias("d")),
     ]
     union = days[0].unionByName(days[1]).unionByName(days[2])
-    last = union.agg(F.max("d")).first()[0]  # one aggregate row
+    last = io.one_row(union.agg(F.max("d")))[0]  # one aggregate row
     if last is None and inputs.has(SILVER_PATIENT_RECORD):
         received = inputs.read(SILVER_PATIENT_RECORD).select(day("_ingested_at").alias("d"))
-        last = received.agg(F.max("d")).first()[0]
+        last = io.one_row(received.agg(F.max("d")))[0]
     if last is None:
         raise PublishError(
             "silver holds no patient record or clinical event yet: run `healthlake conform` first"

@@ -121,6 +121,7 @@ def tokenizer(key: bytes, kind: str) -> Callable[[Column], Column]:
 
         return values.map(one)
 
+    # pyspark's stubs lack the overload of the type-hinted form (no functionType), which Spark 3+ recommends.
     udf = F.pandas_udf(tokens, "string")  # type: ignore[call-overload]
 
     def apply(col: Column) -> Column:

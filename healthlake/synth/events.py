@@ -10,6 +10,7 @@ import datetime as dt
 import math
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from healthlake.synth.catalog import (
     ACUTE_DIAGNOSES,
@@ -25,6 +26,9 @@ from healthlake.synth.catalog import (
 from healthlake.synth.identity import stable_fraction
 from healthlake.synth.population import Person
 from healthlake.synth.region import Institution, Region
+
+if TYPE_CHECKING:
+    from healthlake.config import SynthSettings
 
 YEAR = 365.0
 
@@ -150,7 +154,7 @@ class Simulator:
     def __init__(
         self,
         region: Region,
-        settings: object,
+        settings: SynthSettings,
         shard_id: int,
         outbreak: OutbreakPlan,
     ) -> None:
@@ -167,7 +171,7 @@ class Simulator:
         self.events = ShardEvents()
         self._serial = 0
         inst = region.institutions
-        self.tertiary = {}
+        self.tertiary: dict[str, list[Institution]] = {}
         for i in inst:
             if i.kind == "tertiary_hospital":
                 self.tertiary.setdefault(i.city_code, []).append(i)
@@ -176,7 +180,7 @@ class Simulator:
         self.village = {i.area_code: i for i in inst if i.kind == "village_clinic"}
         self.lab = {i.city_code: i for i in inst if i.kind == "cdc_lab"}
         self.vacc_site = {i.county_code: i for i in inst if i.kind == "vaccination_site"}
-        self.city_of = {a.code: a.parent_code for a in region.areas if a.level == "county"}
+        self.city_of = {a.code: a.parent for a in region.areas if a.level == "county"}
 
     # -- helpers -------------------------------------------------------------------------------------
     def _id(self, prefix: str) -> str:

@@ -12,7 +12,9 @@ import os
 import random
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypedDict
 
 from healthlake.synth.catalog import CONDITION_BY_NAME, GIVEN_NAME_CHARS, LAB_TESTS
 from healthlake.synth.events import (
@@ -27,6 +29,9 @@ from healthlake.synth.events import (
 from healthlake.synth.identity import homophone_variant, stable_fraction, transpose_digits, typo_variant
 from healthlake.synth.population import Person
 from healthlake.synth.region import PROVINCE_NAME, Institution, Region
+
+if TYPE_CHECKING:
+    from healthlake.config import SynthSettings
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 RESIDENT_ID_SYSTEM = "urn:healthlake:id:cn-resident"
@@ -224,6 +229,16 @@ class FileBucket:
     keys: list[tuple[Key, ...]] = field(default_factory=list)
 
 
+class FileCounts(TypedDict):
+    """What ``FeedEmitter.write`` reports of one landing file it wrote."""
+
+    feed: str
+    records: int
+    malformed: int
+    duplicates: int
+    late: bool
+
+
 @dataclass
 class Delivery:
     """One copy of a true record in a landing file: where it was written and whether intact."""
@@ -238,7 +253,7 @@ class Delivery:
 class FeedEmitter:
     """Collect one shard's feed records per landing file, apply defects, write the files."""
 
-    def __init__(self, region: Region, settings: object, shard_id: int) -> None:
+    def __init__(self, region: Region, settings: SynthSettings, shard_id: int) -> None:
         self.region = region
         self.s = settings
         self.rates = settings.rates
@@ -321,6 +336,13 @@ class FeedEmitter:
             return None
         return (t.date() - self.start).days
 
+    def _step_day(self, t: dt.datetime) -> int:
+        """``_day`` of an encounter step, which ``_encounter_versions`` keeps inside the window."""
+        day = self._day(t)
+        if day is None:
+            raise ValueError(f"encounter step at {t} is after the window (ends {self.t_end})")
+        return day
+
     def _bucket(self, feed: str, inst: Institution, day: int, stem: str, ext: str) -> FileBucket:
         key = (feed, inst.institution_id, day, stem)
         b = self.buckets.get(key)
@@ -392,7 +414,7 @@ class FeedEmitter:
                 }
             )
         county = self.county_of[p.county_code]
-        city = self.county_of[county.parent_code]
+        city = self.county_of[county.parent]
         res: dict = {
             "resourceType": "Patient",
             "id": sp.patient_no,
@@ -616,7 +638,7 @@ class FeedEmitter:
                 ): f"urn:uuid:{uuid.uuid5(UUID_NAMESPACE, inst.institution_id + sp.patient_no)}"
             }
             for version, (t, what) in enumerate(steps, start=1):
-                day = self._day(t)
+                day = self._step_day(t)
                 enc_url = f"urn:uuid:{uuid.uuid5(UUID_NAMESPACE, f'{enc.encounter_id}/{version}')}"
                 cond_urls = [f"urn:uuid:{uuid.uuid5(UUID_NAMESPACE, cid)}" for cid in condition_ids]
                 resources = [self._fhir_patient(sp, inst, t)]
@@ -666,7 +688,7 @@ class FeedEmitter:
         patient_ref = f"Patient/{sp.patient_no}"
         enc_ref = f"Encounter/{enc.encounter_id}"
         for version, (t, what) in enumerate(steps, start=1):
-            day = self._day(t)
+            day = self._step_day(t)
             if what == "start":
                 if first_contact:
                     self._ndjson(inst, day, self._fhir_patient(sp, inst, t))
@@ -712,7 +734,7 @@ class FeedEmitter:
         if p.insurance_no:
             ids.append(f"{p.insurance_no}^^^CHNMI^SN")
         county = self.county_of[p.county_code]
-        city = self.county_of[county.parent_code]
+        city = self.county_of[county.parent]
         address = (
             f"{hl7_escape(p.address)}^^{hl7_escape(city.name)}^{PROVINCE_NAME}^^CHN^H^^{p.township_code}"
         )
@@ -1073,7 +1095,7 @@ class FeedEmitter:
         b: FileBucket,
         day: int,
         name: str,
-        records: list[tuple[str | bytes, tuple[Key, ...], bool]],
+        records: Sequence[tuple[str | bytes, tuple[Key, ...], bool]],
         copies: list[int],
     ) -> None:
         """Write one landing file and record where each true record went (``deliveries``)."""
@@ -1095,9 +1117,9 @@ class FeedEmitter:
         ):
             self.deliveries += [Delivery(key, relative, offset, copy, bad) for key in keys]
 
-    def write(self, landing: str) -> list[dict[str, object]]:
+    def write(self, landing: str) -> list[FileCounts]:
         """Apply defects, write every file under ``landing``, and return per-file counts."""
-        files = []
+        files: list[FileCounts] = []
         for b in self.buckets.values():
             elsewhere: list[tuple[int, str, tuple[Key, ...]]] = []
             if b.whole:

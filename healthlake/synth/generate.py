@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from healthlake.synth.events import OutbreakPlan, ShardEvents, Simulator
@@ -28,6 +28,8 @@ from healthlake.synth.region import Region, Shard, build_region
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import SparkSession
+
+    from healthlake.config import SynthSettings
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +241,7 @@ def _truth_rows(persons: list[Person], events: ShardEvents, emitter: FeedEmitter
 
 
 def run_shard(
-    region: Region, settings: Any, shard: Shard, outbreak: OutbreakPlan, landing: str, truth: str
+    region: Region, settings: SynthSettings, shard: Shard, outbreak: OutbreakPlan, landing: str, truth: str
 ) -> dict[str, Any]:
     """Simulate one shard, write its landing files and truth parts, and return its counts."""
     persons = generate_persons(region, shard, settings.seed, POPULATION_REFERENCE_DAY)
@@ -274,13 +276,13 @@ def run_shard(
         )
         _write_part(truth, table, part, rows)
     feeds: dict[str, Counter[str]] = {f: Counter() for f in FEEDS}
-    for f in files:
-        c = feeds[f["feed"]]
+    for file in files:
+        c = feeds[file["feed"]]
         c["files"] += 1
-        c["records"] += f["records"]
-        c["malformed"] += f["malformed"]
-        c["duplicates"] += f["duplicates"]
-        c["late_files"] += f["late"]
+        c["records"] += file["records"]
+        c["malformed"] += file["malformed"]
+        c["duplicates"] += file["duplicates"]
+        c["late_files"] += file["late"]
     return {
         "feeds": {k: dict(v) for k, v in feeds.items()},
         "defects": dict(emitter.defects),
@@ -332,7 +334,7 @@ def check_paths(landing: str, truth: str) -> None:
             raise UsageError(f"{path} is not a folder: give a folder path")
 
 
-def generate_region(spark: SparkSession, settings: Any, landing: str, truth: str) -> dict[str, Any]:
+def generate_region(spark: SparkSession, settings: SynthSettings, landing: str, truth: str) -> dict[str, Any]:
     """Generate a synthetic province into ``landing`` and its ground truth into ``truth``.
 
     Args:
@@ -366,7 +368,7 @@ def generate_region(spark: SparkSession, settings: Any, landing: str, truth: str
     # Largest shards first, so that the last tasks to run are short ones (less idle time at the end).
     order = sorted(range(len(region.shards)), key=lambda i: (-region.shards[i].n_persons, i))
 
-    def run_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def run_partition(batches: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
         for batch in batches:
@@ -413,7 +415,11 @@ def _progress(
 
 
 def _manifest(
-    settings: Any, region: Region, summaries: list[dict[str, Any]], reference: dict[str, int], n_contacts: int
+    settings: SynthSettings,
+    region: Region,
+    summaries: list[dict[str, Any]],
+    reference: dict[str, int],
+    n_contacts: int,
 ) -> dict[str, Any]:
     feeds: dict[str, Counter[str]] = {f: Counter() for f in FEEDS}
     defects: Counter[str] = Counter()

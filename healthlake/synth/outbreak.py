@@ -10,17 +10,21 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from healthlake.synth.events import OutbreakPlan
 from healthlake.synth.population import generate_persons
 from healthlake.synth.region import Region
+
+if TYPE_CHECKING:
+    from healthlake.config import SynthSettings
 
 INFECTIOUS_DAYS = 5
 ATTACK_RATE = 0.3
 
 
 def plan_outbreak(
-    region: Region, settings: object, population_day: dt.date
+    region: Region, settings: SynthSettings, population_day: dt.date
 ) -> tuple[OutbreakPlan, list[dict[str, object]]]:
     """Plan cases, venue visits, tests and true close contacts.
 

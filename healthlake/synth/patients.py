@@ -67,7 +67,7 @@ def patient_records(people: list[dict], seed: int, day: dt.date, copies: tuple[i
     """Each person seen at ``rng.choice(copies)`` institutions on ``day``; copies after the first carry a
     keying error, as clerks make them (``defect``; ``person`` is the truth)."""
     rng = random.Random(seed)
-    rows = []
+    rows: list[dict] = []
     for person in people:
         places = rng.sample(INSTITUTIONS, rng.choice(copies))
         for i, institution in enumerate(places):

@@ -9,10 +9,14 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypedDict
 
 from faker.providers.address.zh_CN import Provider as _AddressProvider
 
 from healthlake.synth.catalog import PLACE_CHARS
+
+if TYPE_CHECKING:
+    from healthlake.config import DefectRates
 
 PROVINCE_CODE = "36"  # two-digit province prefix; the region is fictional but coded like GB/T 2260
 PROVINCE_NAME = "江南省"
@@ -30,6 +34,13 @@ class Area:
     lat: float
     lon: float
     weight: float = 1.0  # relative population share among its siblings
+
+    @property
+    def parent(self) -> str:
+        """The parent area's code (every area but the province has one)."""
+        if self.parent_code is None:
+            raise ValueError(f"area {self.code} ({self.level}) has no parent area")
+        return self.parent_code
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,17 @@ class Institution:
     glucose_mgdl: bool = False
     local_lab_codes: bool = False
     schema_drift: bool = False  # adds a column half-way through the window
+
+
+class _Habits(TypedDict, total=False):
+    """The feed habits of an institution drawn from the defect rates (``Institution`` fields)."""
+
+    encoding: str
+    segment_separator: str
+    mllp: bool
+    glucose_mgdl: bool
+    local_lab_codes: bool
+    schema_drift: bool
 
 
 @dataclass(frozen=True)
@@ -104,7 +126,7 @@ def _scale(people: int) -> tuple[int, tuple[int, int], tuple[int, int]]:
     return min(12, 4 + people // 500_000), (3, 6), (5, 8)
 
 
-def build_region(people: int, seed: int, persons_per_shard: int, rates: object) -> Region:
+def build_region(people: int, seed: int, persons_per_shard: int, rates: DefectRates) -> Region:
     """Build the province's areas, institutions and generation shards from the seed.
 
     Args:
@@ -163,16 +185,16 @@ def build_region(people: int, seed: int, persons_per_shard: int, rates: object) 
     return Region(tuple(areas), tuple(institutions), tuple(shards), bases)
 
 
-def _build_institutions(areas: list[Area], rng: random.Random, rates: object) -> list[Institution]:
+def _build_institutions(areas: list[Area], rng: random.Random, rates: DefectRates) -> list[Institution]:
     r = rates
     out: list[Institution] = []
     cities = [a for a in areas if a.level == "city"]
     counties = [a for a in areas if a.level == "county"]
     townships = [a for a in areas if a.level == "township"]
-    county_city = {c.code: c.parent_code for c in counties}
+    county_city = {c.code: c.parent for c in counties}
 
-    def habits(feed: str) -> dict[str, object]:
-        h: dict[str, object] = {
+    def habits(feed: str) -> _Habits:
+        h: _Habits = {
             "glucose_mgdl": rng.random() < r.glucose_mgdl_sites,
             "local_lab_codes": rng.random() < r.local_lab_code_sites,
         }
@@ -224,7 +246,7 @@ def _build_institutions(areas: list[Area], rng: random.Random, rates: object) ->
             )
         )
     for town in townships:
-        city_code = county_city[town.parent_code]
+        city_code = county_city[town.parent]
         out.append(
             Institution(
                 f"C{town.code}",
@@ -313,7 +335,7 @@ def _plan_shards(
     """Split residents over counties (by weight, largest remainder) and counties into chunks."""
     counties = [a for a in areas if a.level == "county"]
     city_weight = {a.code: a.weight for a in areas if a.level == "city"}
-    weights = [c.weight * city_weight[c.parent_code] for c in counties]
+    weights = [c.weight * city_weight[c.parent] for c in counties]
     total = sum(weights)
     exact = [people * w / total for w in weights]
     sizes = [math.floor(x) for x in exact]
