@@ -44,7 +44,7 @@ from faker import Faker  # noqa: E402
 from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from healthlake import io  # noqa: E402
+from healthlake import catalog, io  # noqa: E402
 from healthlake.config import load_config  # noqa: E402
 from healthlake.empi import link_persons, standardize_person_columns  # noqa: E402
 from healthlake.empi.names import pinyin  # noqa: E402
@@ -466,7 +466,7 @@ def _pipeline(root: Path, args: argparse.Namespace) -> tuple[object, dict[str, f
     spark = SparkSession.getActiveSession()
     cfg = load_config(overrides={"landing_root": str(root / "landing"), "lake_root": str(root / "lake")})
     seconds: dict[str, float] = {}
-    if io.is_table(spark, cfg.lake_root, link.XREF):
+    if io.is_table(spark, cfg.lake_root, catalog.SILVER_PERSON_XREF):
         print(f"region: {root} is linked already; grading it as it is")
         return cfg, seconds, None
     settings = load_config(
@@ -486,8 +486,6 @@ def _pipeline(root: Path, args: argparse.Namespace) -> tuple[object, dict[str, f
 
 
 def _region(args: argparse.Namespace) -> None:
-    from healthlake.pipelines import link
-
     os.environ.setdefault("HEALTHLAKE_HMAC_KEY", "benchmark-only-key-0123456789abcdef")
     root = Path(args.work or tempfile.mkdtemp(prefix="hl-bench-empi-region-")).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -501,7 +499,7 @@ def _region(args: argparse.Namespace) -> None:
         )
 
     ident = F.concat_ws("|", *KEY)
-    xref = io.read_table(spark, cfg.lake_root, link.XREF).select(
+    xref = io.read_table(spark, cfg.lake_root, catalog.SILVER_PERSON_XREF).select(
         ident.alias("id"), F.col("person_id").alias("found"), "link_rule", "match_probability"
     )
     truth = spark.read.parquet(str(root / "truth" / "patient_records.parquet")).select(
@@ -609,10 +607,8 @@ def _model_summary(spark, cfg) -> None:
     """The trained model's prior and, per comparison, whether its levels got m values (parameters only)."""
     import json
 
-    from healthlake.pipelines import link
-
     row = (
-        io.read_table(spark, cfg.lake_root, link.MODEL)
+        io.read_table(spark, cfg.lake_root, catalog.SILVER_EMPI_MODEL)
         .orderBy(F.desc("trained_at"))
         .select("model_json")
         .first()
@@ -631,11 +627,9 @@ def _model_summary(spark, cfg) -> None:
 
 def _examples(spark, cfg, records: DataFrame, grade: dict, n: int) -> None:
     """A few missed and wrong pairs, by ids, defects, link rules and whether the pair went to review."""
-    from healthlake.pipelines import link
-
     review = None
-    if io.is_table(spark, cfg.lake_root, link.REVIEW):
-        rv = io.read_table(spark, cfg.lake_root, link.REVIEW)
+    if io.is_table(spark, cfg.lake_root, catalog.SILVER_EMPI_REVIEW):
+        rv = io.read_table(spark, cfg.lake_root, catalog.SILVER_EMPI_REVIEW)
         a = F.concat_ws("|", "institution_id_l", "source_patient_id_l")
         b = F.concat_ws("|", "institution_id_r", "source_patient_id_r")
         review = rv.select(

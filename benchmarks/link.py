@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from healthlake import io  # noqa: E402
+from healthlake import catalog, io  # noqa: E402
 from healthlake.config import load_config  # noqa: E402
 from healthlake.pipelines import link  # noqa: E402
 from healthlake.spark import get_spark  # noqa: E402
@@ -87,11 +87,13 @@ def main() -> None:
     setup = time.perf_counter() - started
 
     copy_started = time.perf_counter()
-    io.read_table(spark, cfg.lake_root, link.PATIENT_RECORD).write.format("delta").save(str(work / "copy"))
+    io.read_table(spark, cfg.lake_root, catalog.SILVER_PATIENT_RECORD).write.format("delta").save(
+        str(work / "copy")
+    )
     copy = time.perf_counter() - copy_started
 
     full = link.run(spark, cfg)
-    xref = io.read_table(spark, cfg.lake_root, link.XREF)
+    xref = io.read_table(spark, cfg.lake_root, catalog.SILVER_PERSON_XREF)
     true_pairs, found = _pairs(truth, "person").cache(), _pairs(xref, "person_id").cache()
     tp = found.join(true_pairs, ["id_l", "id_r"]).count()
     precision, recall = tp / max(found.count(), 1), tp / max(true_pairs.count(), 1)

@@ -61,5 +61,16 @@ RESEARCH_UTILIZATION = "research.utilization_monthly"
 RESEARCH_CHRONIC = "research.chronic_disease_monthly"
 RESEARCH_K_ANONYMITY = "research.k_anonymity"
 
-# OMOP CDM export (``docs/omop.md``); the CDM tables are ``omop.<cdm table>``.
+# OMOP CDM export (``docs/omop.md``); the CDM tables are ``omop.<cdm table>`` (``healthlake.omop.cdm``).
 OMOP_ID_MAP = "omop.id_map"
+OMOP_PERSON = "omop.person"
+OMOP_VISIT_OCCURRENCE = "omop.visit_occurrence"
+OMOP_CONDITION_OCCURRENCE = "omop.condition_occurrence"
+OMOP_MEASUREMENT = "omop.measurement"
+OMOP_DRUG_EXPOSURE = "omop.drug_exposure"
+OMOP_OBSERVATION_PERIOD = "omop.observation_period"
+
+# Vault: the clear identifiers, kept apart from the tokenised lake (``docs/silver.md``, ``docs/empi.md``).
+VAULT_IDENTITY = "vault.identity"
+VAULT_LINK_FEATURES = "vault.link_features"
+"""The EMPI's standardised comparison features, derived from the vault's clear values."""

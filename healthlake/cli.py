@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from healthlake import __version__
 from healthlake.config import Config, is_uri, load_config
 from healthlake.errors import HealthlakeError, UsageError
-from healthlake.logs import configure_logging, progress
+from healthlake.logs import configure_logging, output, progress
 
 logger = logging.getLogger("healthlake.cli")  # not __name__: also run as __main__
 
@@ -471,11 +471,6 @@ def parse_date(text: str) -> dt.date:
     if value is None or len(text) != len("YYYY-MM-DD"):
         raise argparse.ArgumentTypeError(f"bad date {text!r}: expected YYYY-MM-DD")
     return value
-
-
-def output(text: str) -> None:
-    """Write a result line to stdout (the only place healthlake prints)."""
-    print(text, flush=True)
 
 
 def _verbose_argument(parser: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:

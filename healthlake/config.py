@@ -48,7 +48,6 @@ REPO_ROOT: Path | None = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / DEFAULT_CON
 DEFAULT_LAKE_ROOT = "./lake"
 DEFAULT_LANDING_ROOT = "./landing"
 DEFAULT_TRUTH_ROOT = "./truth"
-MLFLOW_DB_NAME = "mlflow.db"
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -89,16 +88,6 @@ class SparkSettings(_Settings):
     app_name: str = "healthlake"
     # Local mode runs in the driver's JVM, whose 1 GiB default runs out on large ingests.
     conf: dict[str, str] = Field(default_factory=lambda: dict(LOCAL_SPARK_CONF))
-
-
-class MlflowSettings(_Settings):
-    """Where MLflow keeps runs and registered models.
-
-    Attributes:
-        tracking_uri: MLflow tracking URI; None means a SQLite file ``mlflow.db`` in the lake root.
-    """
-
-    tracking_uri: str | None = None
 
 
 class FeedSettings(_Settings):
@@ -351,7 +340,6 @@ class Config(_Settings):
         truth_root: Where the synthetic generator writes its ground truth.
         region: The region (its time zone).
         spark: SparkSession settings.
-        mlflow: MLflow settings.
         feeds: Per-feed settings.
         synth: Synthetic generator settings.
         ingest: Landing → bronze settings.
@@ -366,7 +354,6 @@ class Config(_Settings):
     truth_root: str = DEFAULT_TRUTH_ROOT
     region: RegionSettings = RegionSettings()
     spark: SparkSettings = SparkSettings()
-    mlflow: MlflowSettings = MlflowSettings()
     feeds: FeedsSettings = FeedsSettings()
     synth: SynthSettings = SynthSettings()
     ingest: IngestSettings = IngestSettings()
@@ -374,20 +361,6 @@ class Config(_Settings):
     empi: EmpiSettings = EmpiSettings()
     publish: PublishSettings = PublishSettings()
     research: ResearchSettings = ResearchSettings()
-
-    @property
-    def mlflow_tracking_uri(self) -> str:
-        """The MLflow tracking URI: the configured one, else SQLite in the lake root (or the working dir).
-
-        A lake on a remote file system (``s3a://`` …) cannot hold a SQLite file, so then ``mlflow.db`` is
-        created in the working directory.
-        """
-        if self.mlflow.tracking_uri:
-            return self.mlflow.tracking_uri
-        if is_uri(self.lake_root) and not self.lake_root.startswith("file:"):
-            return f"sqlite:///{Path.cwd() / MLFLOW_DB_NAME}"
-        root = self.lake_root.removeprefix("file://").removeprefix("file:")
-        return f"sqlite:///{Path(root).expanduser().resolve() / MLFLOW_DB_NAME}"
 
 
 def is_uri(path: str) -> bool:

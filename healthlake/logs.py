@@ -1,7 +1,8 @@
 """What a run shows: one progress line per stage and step, Spark and Splink quiet unless ``-v``.
 
 healthlake logs through ``logging`` (the ``healthlake`` logger and its children); this module holds the
-command line's set-up of those logs and the one format of a progress line::
+command line's set-up of those logs, ``output`` (the one place healthlake prints a result line to stdout)
+and the one format of a progress line::
 
     12:04:31 ingest hl7v2: 8 records in 2.9s (2.8 records/s); 4 files, 0 quarantined
 
@@ -77,6 +78,11 @@ def configure_logging(verbosity: int = 0) -> None:
 def verbose() -> bool:
     """True when ``configure_logging`` was asked for ``-v``: Spark then keeps its own log settings."""
     return _state["verbosity"] > 0
+
+
+def output(text: str) -> None:
+    """Write a result line to stdout (the only place healthlake prints)."""
+    print(text, flush=True)
 
 
 def progress_line(what: str, records: int | None, seconds: float, detail: str = "") -> str:

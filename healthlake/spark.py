@@ -458,8 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The process exit code.
     """
-    from healthlake.cli import output
-    from healthlake.logs import configure_logging
+    from healthlake.logs import configure_logging, output
 
     parser = argparse.ArgumentParser(prog="python -m healthlake.spark", description=__doc__.splitlines()[0])
     action = parser.add_mutually_exclusive_group(required=True)

@@ -131,14 +131,6 @@ def test_file_overrides_defaults_and_partial_feed_keeps_its_defaults(tmp_path: P
     assert cfg.synth.start == dt.date(2026, 3, 1)
 
 
-def test_mlflow_uri_defaults_to_sqlite_in_lake(tmp_path: Path) -> None:
-    cfg = load_config(overrides={"lake_root": str(tmp_path / "lake")})
-    assert cfg.mlflow_tracking_uri == f"sqlite:///{tmp_path / 'lake' / 'mlflow.db'}"
-    assert load_config(overrides={"mlflow.tracking_uri": "http://mlflow:5000"}).mlflow_tracking_uri == (
-        "http://mlflow:5000"
-    )
-
-
 def _error(path: str | None = None, overrides: dict[str, Any] | None = None) -> str:
     with pytest.raises(ConfigError) as info:
         load_config(path, overrides)

@@ -6,13 +6,13 @@ from healthlake.empi.identities import (
     patient_tokens,
     with_clear_values,
 )
-from healthlake.empi.linkage import LinkResult, link_persons
+from healthlake.empi.linkage import PersonLinks, link_persons
 from healthlake.empi.names import ROLES, standardize_person_columns
 
 __all__ = [
     "IDENTITY_COLUMNS",
     "ROLES",
-    "LinkResult",
+    "PersonLinks",
     "link_persons",
     "patient_identities",
     "patient_tokens",

@@ -35,7 +35,7 @@ DEFAULT_MATCH_PROBABILITY = 0.9
 
 
 @dataclass
-class LinkResult:
+class PersonLinks:
     """What ``link_persons`` found.
 
     Attributes:
@@ -470,7 +470,7 @@ def link_persons(
     min_pair_probability: float = 0.01,
     checkpoint_dir: str | None = None,
     max_u_pairs: float = 1e6,
-) -> LinkResult:
+) -> PersonLinks:
     """Cluster the records of a person table into persons.
 
     Args:
@@ -490,4 +490,4 @@ def link_persons(
     pairs = score_pairs(model, prepared, min_pair_probability=min_pair_probability)
     clusters = cluster_pairs(prepared, pairs.where(F.col("match_probability") >= match_probability))
     log.debug("empi: linked with %d comparisons", len(model["comparisons"]))
-    return LinkResult(clusters=clusters, pairs=pairs, model=model)
+    return PersonLinks(clusters=clusters, pairs=pairs, model=model)

@@ -41,7 +41,7 @@ def _link(spark: SparkSession, cfg: Config) -> object:
     from healthlake import io
     from healthlake.pipelines import link
 
-    if not io.is_table(spark, cfg.lake_root, link.PATIENT_RECORD):
+    if not io.is_table(spark, cfg.lake_root, catalog.SILVER_PATIENT_RECORD):
         return None  # no patient records conformed yet: nothing to link
     return link.run(spark, cfg)
 

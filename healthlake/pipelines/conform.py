@@ -45,6 +45,31 @@ from pyspark.sql.types import (
 )
 
 from healthlake import io
+from healthlake.catalog import (
+    BRONZE_CSV_RECORDS,
+    BRONZE_FHIR_RESOURCES,
+    BRONZE_HL7V2_MESSAGES,
+    BRONZE_LOCATION_PINGS,
+    SILVER_ALLERGY,
+    SILVER_AREA,
+    SILVER_CHRONIC_FOLLOWUP,
+    SILVER_CONFORM_LOG,
+    SILVER_DIAGNOSIS,
+    SILVER_DQ_METRICS,
+    SILVER_ENCOUNTER,
+    SILVER_IMMUNIZATION,
+    SILVER_INSTITUTION,
+    SILVER_LOCATION_EVENT,
+    SILVER_MEDICATION,
+    SILVER_NAT_TEST,
+    SILVER_OBSERVATION,
+    SILVER_ORGANIZATION,
+    SILVER_PATIENT_RECORD,
+    SILVER_PRACTITIONER,
+    SILVER_PROCEDURE,
+    SILVER_QUARANTINE,
+    VAULT_IDENTITY,
+)
 from healthlake.errors import HealthlakeError
 from healthlake.localtime import reading_sources_in
 from healthlake.logs import progress
@@ -90,10 +115,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QUARANTINE = "silver.quarantine"
-DQ_METRICS = "silver.dq_metrics"
-CONFORM_LOG = "silver.conform_log"
-VAULT = "vault.identity"
 KEYS = ("institution_id", "source_record_id")
 POINTER = ("_bronze_table", "_bronze_version", "_source_file", "_record_offset")
 """Where a silver row came from: the bronze table, the version that added the row, the file and offset."""
@@ -103,23 +124,23 @@ PLANNED, FINISHED = "planned", "finished"
 """``silver.conform_log`` statuses: a range recorded before its work starts, and once it is done."""
 
 BRONZE_INPUTS = (
-    "bronze.fhir_resources",
-    "bronze.hl7v2_messages",
-    "bronze.csv_records",
-    "bronze.location_pings",
+    BRONZE_FHIR_RESOURCES,
+    BRONZE_HL7V2_MESSAGES,
+    BRONZE_CSV_RECORDS,
+    BRONZE_LOCATION_PINGS,
 )
 
 # Which bronze rows each input offers to silver (the rest are counted as not in the model).
 _TYPE_COLUMN = {
-    "bronze.fhir_resources": "resource_type",
-    "bronze.hl7v2_messages": "message_type",
-    "bronze.csv_records": "extract",
-    "bronze.location_pings": "_source_feed",
+    BRONZE_FHIR_RESOURCES: "resource_type",
+    BRONZE_HL7V2_MESSAGES: "message_type",
+    BRONZE_CSV_RECORDS: "extract",
+    BRONZE_LOCATION_PINGS: "_source_feed",
 }
 
 
 # Done once per bronze table before the entities' parsers run.
-_PREPARE: dict[str, Callable[[DataFrame], DataFrame]] = {"bronze.fhir_resources": with_bundle_references}
+_PREPARE: dict[str, Callable[[DataFrame], DataFrame]] = {BRONZE_FHIR_RESOURCES: with_bundle_references}
 
 
 @dataclass(frozen=True)
@@ -142,11 +163,11 @@ def entities(cfg: Config) -> tuple[Entity, ...]:
     """The silver tables conform writes, with their code maps loaded from the configuration."""
     maps = CodeMaps.load(cfg.conform.code_maps_path())
     observation_entity = Entity(
-        "silver.observation",
+        SILVER_OBSERVATION,
         {
-            "bronze.fhir_resources": observation.from_fhir,
-            "bronze.hl7v2_messages": observation.from_hl7v2,
-            "bronze.csv_records": observation.from_csv,
+            BRONZE_FHIR_RESOURCES: observation.from_fhir,
+            BRONZE_HL7V2_MESSAGES: observation.from_hl7v2,
+            BRONZE_CSV_RECORDS: observation.from_csv,
         },
         observation_rules,
         lambda df: observation.standardize_observations(df, maps),
@@ -173,11 +194,11 @@ def _location_key(df: DataFrame) -> DataFrame:
 
 ENTITIES = (
     Entity(
-        "silver.patient_record",
+        SILVER_PATIENT_RECORD,
         {
-            "bronze.fhir_resources": patient_record.from_fhir,
-            "bronze.hl7v2_messages": patient_record.from_hl7v2,
-            "bronze.csv_records": patient_record.from_csv,
+            BRONZE_FHIR_RESOURCES: patient_record.from_fhir,
+            BRONZE_HL7V2_MESSAGES: patient_record.from_hl7v2,
+            BRONZE_CSV_RECORDS: patient_record.from_csv,
         },
         patient_record_rules,
         patient_record.standardize_patient_records,
@@ -191,64 +212,62 @@ ENTITIES = (
         precedence=patient_record.PRECEDENCE,
     ),
     Entity(
-        "silver.encounter",
+        SILVER_ENCOUNTER,
         {
-            "bronze.fhir_resources": encounter.from_fhir,
-            "bronze.hl7v2_messages": encounter.from_hl7v2,
-            "bronze.csv_records": encounter.from_csv,
+            BRONZE_FHIR_RESOURCES: encounter.from_fhir,
+            BRONZE_HL7V2_MESSAGES: encounter.from_hl7v2,
+            BRONZE_CSV_RECORDS: encounter.from_csv,
         },
         encounter_rules,
     ),
     Entity(
-        "silver.diagnosis",
+        SILVER_DIAGNOSIS,
         {
-            "bronze.fhir_resources": diagnosis.from_fhir,
-            "bronze.hl7v2_messages": diagnosis.from_hl7v2,
-            "bronze.csv_records": diagnosis.from_csv,
+            BRONZE_FHIR_RESOURCES: diagnosis.from_fhir,
+            BRONZE_HL7V2_MESSAGES: diagnosis.from_hl7v2,
+            BRONZE_CSV_RECORDS: diagnosis.from_csv,
         },
         diagnosis_rules,
     ),
-    Entity("silver.nat_test", {"bronze.csv_records": events.nat_tests_from_csv}, nat_test_rules),
+    Entity(SILVER_NAT_TEST, {BRONZE_CSV_RECORDS: events.nat_tests_from_csv}, nat_test_rules),
     Entity(
-        "silver.immunization",
+        SILVER_IMMUNIZATION,
         {
-            "bronze.csv_records": events.immunizations_from_csv,
-            "bronze.fhir_resources": events.immunizations_from_fhir,
+            BRONZE_CSV_RECORDS: events.immunizations_from_csv,
+            BRONZE_FHIR_RESOURCES: events.immunizations_from_fhir,
         },
         immunization_rules,
     ),
-    Entity("silver.medication", {"bronze.fhir_resources": events.medications_from_fhir}, medication_rules),
+    Entity(SILVER_MEDICATION, {BRONZE_FHIR_RESOURCES: events.medications_from_fhir}, medication_rules),
+    Entity(SILVER_CHRONIC_FOLLOWUP, {BRONZE_CSV_RECORDS: events.followups_from_csv}, chronic_followup_rules),
+    Entity(SILVER_AREA, {BRONZE_CSV_RECORDS: reference.areas_from_csv}, area_rules),
+    Entity(SILVER_INSTITUTION, {BRONZE_CSV_RECORDS: reference.institutions_from_csv}, institution_rules),
     Entity(
-        "silver.chronic_followup", {"bronze.csv_records": events.followups_from_csv}, chronic_followup_rules
-    ),
-    Entity("silver.area", {"bronze.csv_records": reference.areas_from_csv}, area_rules),
-    Entity("silver.institution", {"bronze.csv_records": reference.institutions_from_csv}, institution_rules),
-    Entity(
-        "silver.location_event",
-        {"bronze.location_pings": events.location_events_from_pings},
+        SILVER_LOCATION_EVENT,
+        {BRONZE_LOCATION_PINGS: events.location_events_from_pings},
         location_event_rules,
         identifiers={"phone": "phone"},
         after_tokens=_location_key,
         insert_only=True,
     ),
     Entity(
-        "silver.procedure",
-        {"bronze.fhir_resources": procedure.from_fhir, "bronze.hl7v2_messages": procedure.from_hl7v2},
+        SILVER_PROCEDURE,
+        {BRONZE_FHIR_RESOURCES: procedure.from_fhir, BRONZE_HL7V2_MESSAGES: procedure.from_hl7v2},
         procedure_rules,
     ),
     Entity(
-        "silver.allergy",
-        {"bronze.fhir_resources": allergy.from_fhir, "bronze.hl7v2_messages": allergy.from_hl7v2},
+        SILVER_ALLERGY,
+        {BRONZE_FHIR_RESOURCES: allergy.from_fhir, BRONZE_HL7V2_MESSAGES: allergy.from_hl7v2},
         allergy_rules,
     ),
     Entity(
-        "silver.practitioner",
-        {"bronze.fhir_resources": registers.practitioners_from_fhir},
+        SILVER_PRACTITIONER,
+        {BRONZE_FHIR_RESOURCES: registers.practitioners_from_fhir},
         practitioner_rules,
     ),
     Entity(
-        "silver.organization",
-        {"bronze.fhir_resources": registers.organizations_from_fhir},
+        SILVER_ORGANIZATION,
+        {BRONZE_FHIR_RESOURCES: registers.organizations_from_fhir},
         organization_rules,
     ),
 )
@@ -296,8 +315,8 @@ def plan_ranges(spark: SparkSession, cfg: Config) -> list[tuple[str, int, int]]:
     lake = cfg.lake_root
     unfinished: list[tuple[str, int, int]] = []
     last_end: dict[str, int] = {}
-    if io.is_table(spark, lake, CONFORM_LOG):
-        logged = io.read_table(spark, lake, CONFORM_LOG)
+    if io.is_table(spark, lake, SILVER_CONFORM_LOG):
+        logged = io.read_table(spark, lake, SILVER_CONFORM_LOG)
         planned = logged.where(F.col("status") == PLANNED)
         finished = logged.where(F.col("status") == FINISHED)
         ends = ["bronze_table", "end_version"]
@@ -338,9 +357,9 @@ def _append_log(
     df = spark.createDataFrame(padded, StructType(_LOG_SCHEMA.fields[:-1])).withColumn(
         "logged_at", F.current_timestamp()
     )
-    _ensure(spark, lake, CONFORM_LOG, _LOG_SCHEMA)
+    _ensure(spark, lake, SILVER_CONFORM_LOG, _LOG_SCHEMA)
     # mergeSchema: a log begun before ``superseded`` and ``not_modelled`` were counted gains the columns.
-    io.append(df, lake, CONFORM_LOG, txn=txn, merge_schema=True)
+    io.append(df, lake, SILVER_CONFORM_LOG, txn=txn, merge_schema=True)
 
 
 def conform_versions(
@@ -479,13 +498,13 @@ def conform_versions(
                     "nothing was marked as processed, fix and re-run"
                 )
             # With a change feed, publish reads only the rows each run appended (their files' volumes).
-            _ensure(spark, lake, QUARANTINE, _QUARANTINE_SCHEMA, CDF)
+            _ensure(spark, lake, SILVER_QUARANTINE, _QUARANTINE_SCHEMA, CDF)
             if quarantine_parts:
-                io.append(reduce(DataFrame.unionByName, quarantine_parts), lake, QUARANTINE, txn=txn)
+                io.append(reduce(DataFrame.unionByName, quarantine_parts), lake, SILVER_QUARANTINE, txn=txn)
             if metric_parts:
                 metrics = reduce(DataFrame.unionByName, metric_parts)
-                _ensure(spark, lake, DQ_METRICS, metrics.schema)
-                io.append(metrics, lake, DQ_METRICS, txn=txn)
+                _ensure(spark, lake, SILVER_DQ_METRICS, metrics.schema)
+                io.append(metrics, lake, SILVER_DQ_METRICS, txn=txn)
             result.seconds = time.monotonic() - started
             _append_log(
                 spark,
@@ -597,11 +616,11 @@ def _outcome_counts(classified: DataFrame) -> dict[str, int]:
 
 def _write_vault(spark: SparkSession, lake: str, rows: DataFrame) -> None:
     """Add the (token, kind, clear value) rows the vault does not hold yet."""
-    _ensure(spark, lake, VAULT, rows.schema)
-    if io.holds_no_files(spark, lake, VAULT):
-        io.append(rows, lake, VAULT)
+    _ensure(spark, lake, VAULT_IDENTITY, rows.schema)
+    if io.holds_no_files(spark, lake, VAULT_IDENTITY):
+        io.append(rows, lake, VAULT_IDENTITY)
     else:
-        io.insert_new(rows, lake, VAULT, ["token"])
+        io.insert_new(rows, lake, VAULT_IDENTITY, ["token"])
 
 
 def _classify(
@@ -788,4 +807,4 @@ def _ensure(
 
 def conformed_tables() -> Sequence[str]:
     """The silver tables conform writes."""
-    return [*(e.table for e in ENTITIES), "silver.observation"]  # observation: see entities()
+    return [*(e.table for e in ENTITIES), SILVER_OBSERVATION]  # observation: see entities()

@@ -34,6 +34,15 @@ from healthlake.bronze.common import (
 from healthlake.bronze.csv_extracts import CSV_COLUMNS, PING_COLUMNS, PING_FIELDS, parse_csv, parse_pings
 from healthlake.bronze.fhir import BUNDLE_COLUMNS, RESOURCE_COLUMNS, fhir_bundles, parse_fhir
 from healthlake.bronze.hl7v2 import MESSAGE_COLUMNS, parse_hl7v2
+from healthlake.catalog import (
+    BRONZE_CSV_RECORDS,
+    BRONZE_FHIR_BUNDLES,
+    BRONZE_FHIR_RESOURCES,
+    BRONZE_HL7V2_MESSAGES,
+    BRONZE_INGEST_LOG,
+    BRONZE_LOCATION_PINGS,
+    BRONZE_QUARANTINE,
+)
 from healthlake.config import is_uri
 from healthlake.errors import HealthlakeError
 from healthlake.logs import progress
@@ -46,9 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QUARANTINE = "bronze.quarantine"
-INGEST_LOG = "bronze.ingest_log"
-FHIR_BUNDLES = "bronze.fhir_bundles"
 BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length long, content binary"
 
 
@@ -68,22 +74,22 @@ def feeds(cfg: Config) -> list[Feed]:
     ph_encodings = tuple(e.upper() for e in cfg.feeds.public_health.encodings)
     hl7_default = cfg.feeds.hl7v2.encodings[0].upper()
     all_feeds = [
-        Feed("fhir", "bronze.fhir_resources", parse_fhir, RESOURCE_COLUMNS),
+        Feed("fhir", BRONZE_FHIR_RESOURCES, parse_fhir, RESOURCE_COLUMNS),
         Feed(
             "hl7v2",
-            "bronze.hl7v2_messages",
+            BRONZE_HL7V2_MESSAGES,
             lambda f: parse_hl7v2(f, default_charset=hl7_default),
             MESSAGE_COLUMNS,
         ),
-        Feed("csv", "bronze.csv_records", lambda f: parse_csv(f, encodings=csv_encodings), CSV_COLUMNS),
+        Feed("csv", BRONZE_CSV_RECORDS, lambda f: parse_csv(f, encodings=csv_encodings), CSV_COLUMNS),
         Feed(
             "public_health",
-            "bronze.csv_records",
+            BRONZE_CSV_RECORDS,
             lambda f: parse_csv(f, encodings=ph_encodings),
             CSV_COLUMNS,
         ),
-        Feed("location", "bronze.location_pings", parse_pings, PING_COLUMNS),
-        Feed("reference", "bronze.csv_records", lambda f: parse_csv(f, encodings=("UTF-8",)), CSV_COLUMNS),
+        Feed("location", BRONZE_LOCATION_PINGS, parse_pings, PING_COLUMNS),
+        Feed("reference", BRONZE_CSV_RECORDS, lambda f: parse_csv(f, encodings=("UTF-8",)), CSV_COLUMNS),
     ]
     enabled = {name for name, s in cfg.feeds.model_dump().items() if s["enabled"]} | {"reference"}
     return [f for f in all_feeds if f.name in enabled]
@@ -123,7 +129,7 @@ def run(spark: SparkSession, cfg: Config, only: Sequence[str] | None = None) -> 
             continue
         todo.append(feed)
     # A log this run created holds no file yet: no feed can have lost its checkpoint.
-    new_log = bool(todo) and INGEST_LOG in ensure_tables(spark, cfg, [f.name for f in todo])
+    new_log = bool(todo) and BRONZE_INGEST_LOG in ensure_tables(spark, cfg, [f.name for f in todo])
     # Each stream clones the session's settings when it starts: set before, restored once all stopped.
     previous = spark.conf.get(_CACHE_COMPRESSED, None)
     spark.conf.set(_CACHE_COMPRESSED, "false")
@@ -201,9 +207,9 @@ def ensure_tables(spark: SparkSession, cfg: Config, only: Sequence[str] | None =
         The names of the tables this call created.
     """
     wanted = [f for f in feeds(cfg) if only is None or f.name in only]
-    names = {f.table for f in wanted} | {QUARANTINE, INGEST_LOG}
+    names = {f.table for f in wanted} | {BRONZE_QUARANTINE, BRONZE_INGEST_LOG}
     if any(f.name == "fhir" for f in wanted):
-        names.add(FHIR_BUNDLES)
+        names.add(BRONZE_FHIR_BUNDLES)
     if all(io.is_table(spark, cfg.lake_root, name) for name in names):
         return set()
     empty = spark.createDataFrame([], BINARY_FILE_SCHEMA)
@@ -212,11 +218,13 @@ def ensure_tables(spark: SparkSession, cfg: Config, only: Sequence[str] | None =
     for feed in wanted:
         parsed = feed.parse(files)
         tables.setdefault(feed.table, accepted(parsed, feed.columns))
-        tables.setdefault(QUARANTINE, quarantine_rows(parsed))
+        tables.setdefault(BRONZE_QUARANTINE, quarantine_rows(parsed))
         if feed.name == "fhir":
-            tables[FHIR_BUNDLES] = fhir_bundles(parsed, files).select(*BUNDLE_COLUMNS, *_bundle_context())
+            tables[BRONZE_FHIR_BUNDLES] = fhir_bundles(parsed, files).select(
+                *BUNDLE_COLUMNS, *_bundle_context()
+            )
     zero = files.select("_source_file").withColumns({"records": F.lit(0), "quarantined": F.lit(0)})
-    tables[INGEST_LOG] = _ingest_log(files, zero)
+    tables[BRONZE_INGEST_LOG] = _ingest_log(files, zero)
     created = set()
     for name, df in tables.items():
         stats = ",".join(f.name for f in df.schema.fields if f.name not in _NO_STATS)
@@ -345,7 +353,7 @@ def ingest_batch(
             feed.name,
             batch_id,
             len(taken),
-            INGEST_LOG,
+            BRONZE_INGEST_LOG,
             taken[0],
         )
     parsed = feed.parse(files).transform(raw_bytes_of_rejects).persist()
@@ -362,10 +370,10 @@ def ingest_batch(
             _write(accepted(parsed, feed.columns), lake, feed.table, txn)
             if feed.name == "fhir":
                 bundles = fhir_bundles(parsed, files).select(*BUNDLE_COLUMNS, *_bundle_context())
-                _write(bundles, lake, FHIR_BUNDLES, txn)
+                _write(bundles, lake, BRONZE_FHIR_BUNDLES, txn)
             if n_quarantined:  # an empty append would still cost a Delta commit
-                _write(quarantine_rows(parsed), lake, QUARANTINE, txn)
-            _write(ingest_log, lake, INGEST_LOG, txn)
+                _write(quarantine_rows(parsed), lake, BRONZE_QUARANTINE, txn)
+            _write(ingest_log, lake, BRONZE_INGEST_LOG, txn)
     finally:
         ingest_log.unpersist()
         parsed.unpersist()
@@ -389,7 +397,7 @@ def _already_taken(spark: SparkSession, lake: str, feed: Feed, files: DataFrame)
     0.6 s a lookup instead of 1.6 s). Fills the batch's cache as it goes: the bytes are read once, here.
     """
     days = [row[0] for row in files.select("_landing_day").distinct().collect()]
-    logged = io.read_table(spark, lake, INGEST_LOG).where(
+    logged = io.read_table(spark, lake, BRONZE_INGEST_LOG).where(
         (F.col("_source_feed") == feed.name) & F.col("_landing_day").isin(days)
     )
     batch_files = F.broadcast(files.select("_source_file"))
@@ -416,8 +424,10 @@ def _check_checkpoint(spark: SparkSession, cfg: Config, feed: Feed, checkpoint: 
     """
     if _exists(spark, f"{checkpoint}/metadata"):
         return
-    if io.is_table(spark, cfg.lake_root, INGEST_LOG):
-        taken = io.read_table(spark, cfg.lake_root, INGEST_LOG).where(F.col("_source_feed") == feed.name)
+    if io.is_table(spark, cfg.lake_root, BRONZE_INGEST_LOG):
+        taken = io.read_table(spark, cfg.lake_root, BRONZE_INGEST_LOG).where(
+            F.col("_source_feed") == feed.name
+        )
         if not taken.isEmpty():
             raise HealthlakeError(
                 f"ingest {feed.name}: bronze already holds files of this feed but its checkpoint "

@@ -28,6 +28,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from healthlake import io
+from healthlake.catalog import (
+    SILVER_EMPI_AUDIT,
+    SILVER_EMPI_MODEL,
+    SILVER_EMPI_REVIEW,
+    SILVER_PATIENT_RECORD,
+    SILVER_PERSON,
+    SILVER_PERSON_XREF,
+    VAULT_IDENTITY,
+    VAULT_LINK_FEATURES,
+)
 from healthlake.empi.identities import IDENTITY_COLUMNS, patient_tokens, with_clear_values
 from healthlake.empi.linkage import cluster_pairs, score_pairs, train_model
 from healthlake.empi.names import standardize_person_columns
@@ -59,14 +69,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PATIENT_RECORD, VAULT, FEATURES = "silver.patient_record", "vault.identity", "vault.link_features"
-XREF, PERSON, REVIEW, AUDIT, MODEL = (
-    "silver.person_xref",
-    "silver.person",
-    "silver.empi_review",
-    "silver.empi_audit",
-    "silver.empi_model",
-)
 KEY = ("institution_id", "source_patient_id")
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 """``silver.empi_review.status`` values."""
@@ -157,22 +159,26 @@ def run(
     steps = Steps(log, "link")
     lake = cfg.lake_root
     _check_decisions(accept, reject)
-    for table in (PATIENT_RECORD, VAULT):
+    for table in (SILVER_PATIENT_RECORD, VAULT_IDENTITY):
         if not io.is_table(spark, lake, table):
             raise LinkError(f"{table} is not in the lake {lake}: run `healthlake conform` first")
     if accept or reject:
         record_decisions(spark, lake, accept=accept, reject=reject)
-    from_version = io.latest_version(spark, lake, XREF) if io.is_table(spark, lake, XREF) else -1
+    from_version = (
+        io.latest_version(spark, lake, SILVER_PERSON_XREF)
+        if io.is_table(spark, lake, SILVER_PERSON_XREF)
+        else -1
+    )
     # Every table this run also writes is read at a fixed version, and what derives from it is frozen
     # (localCheckpoint) before the first write: a Delta write refreshes cached reads of its table, which
     # would otherwise recompute this run's frames from the state it just wrote.
-    previous = _pinned(spark, lake, XREF)
-    decisions = _pinned(spark, lake, REVIEW)
-    persons_before = _pinned(spark, lake, PERSON)
+    previous = _pinned(spark, lake, SILVER_PERSON_XREF)
+    decisions = _pinned(spark, lake, SILVER_EMPI_REVIEW)
+    persons_before = _pinned(spark, lake, SILVER_PERSON)
     model_row = _latest_model(spark, lake)
     train = full or previous is None or model_row is None
 
-    identities = patient_tokens(io.read_table(spark, lake, PATIENT_RECORD))
+    identities = patient_tokens(io.read_table(spark, lake, SILVER_PATIENT_RECORD))
     identities = local_checkpoint(_with_state(identities, previous, decisions, everything=train))
     fresh_count = identities.where("fresh").count()
     steps.done("identities", fresh_count)
@@ -183,7 +189,7 @@ def run(
     # tables; on an incremental day they are broadcast into those joins instead of shuffling the region.
     day = _day_sized if not train and fresh_count <= BROADCAST_FRESH_RECORDS else _as_is
 
-    vault = io.read_table(spark, lake, VAULT)
+    vault = io.read_table(spark, lake, VAULT_IDENTITY)
     fresh = _link_features(identities.where("fresh"), vault).persist()
     existing = None if train else _features_of_linked(spark, lake, identities, fresh_count, day)
     rewrite_features = train or existing is None
@@ -245,22 +251,24 @@ def run(
     _ensure_tables(spark, lake)
     _write_features(lake, population if rewrite_features else fresh, everything=rewrite_features)
     # Both with a change feed: publish follows the persons and links a run changed, not all of them.
-    io.upsert(persons, lake, PERSON, ["person_id"], properties=io.CHANGE_DATA_FEED)
+    io.upsert(persons, lake, SILVER_PERSON, ["person_id"], properties=io.CHANGE_DATA_FEED)
     audit = events.withColumn("from_version", F.lit(from_version).cast("long")).withColumn(
         "logged_at", F.current_timestamp()
     )
-    io.insert_new(audit, lake, AUDIT, ["event", "person_id", "other_person_id", "from_version"])
-    io.insert_new(reviews, lake, REVIEW, ["review_id"])
+    io.insert_new(audit, lake, SILVER_EMPI_AUDIT, ["event", "person_id", "other_person_id", "from_version"])
+    io.insert_new(reviews, lake, SILVER_EMPI_REVIEW, ["review_id"])
     # The commit point.
-    io.upsert(updates.select(*XREF_COLUMNS), lake, XREF, list(KEY), properties=io.CHANGE_DATA_FEED)
-    _mark_decisions_applied(lake, decisions, io.latest_version(spark, lake, XREF))
+    io.upsert(
+        updates.select(*XREF_COLUMNS), lake, SILVER_PERSON_XREF, list(KEY), properties=io.CHANGE_DATA_FEED
+    )
+    _mark_decisions_applied(lake, decisions, io.latest_version(spark, lake, SILVER_PERSON_XREF))
     steps.done("written", updates.count())
 
     result = LinkResult(
         "full" if train else "incremental",
         records=identities.count(),
         linked=fresh_count,
-        persons=io.read_table(spark, lake, PERSON).where(F.col("status") == ACTIVE).count(),
+        persons=io.read_table(spark, lake, SILVER_PERSON).where(F.col("status") == ACTIVE).count(),
         created=counts[CREATED],
         merged=counts[MERGED],
         split=counts[SPLIT],
@@ -315,14 +323,16 @@ def _features_of_linked(
 ) -> DataFrame | None:
     """The kept linkage columns of the records linked before and unchanged, or None when they are not
     all there (features are written with each run's xref, so they are, unless the lake predates them)."""
-    features = _pinned(spark, lake, FEATURES)
+    features = _pinned(spark, lake, VAULT_LINK_FEATURES)
     if features is None:
         return None
     fresh_ids = identities.where("fresh").select(F.col("record_id").alias("unique_id"))
     kept = features.join(day(fresh_ids), "unique_id", "left_anti").persist()
     found, wanted = kept.count(), identities.count() - fresh_count
     if found != wanted:
-        log.warning("link: %s holds %d of %d linked records; preparing them again", FEATURES, found, wanted)
+        log.warning(
+            "link: %s holds %d of %d linked records; preparing them again", VAULT_LINK_FEATURES, found, wanted
+        )
         kept.unpersist()
         return None
     return kept
@@ -332,9 +342,9 @@ def _write_features(lake: str, features: DataFrame, *, everything: bool) -> None
     """Keep the linkage columns of this run's records (in the vault: they are clear values) for the next
     runs, which then prepare only their own fresh records; ``everything`` replaces them all."""
     if everything:
-        io.overwrite(features, lake, FEATURES)
+        io.overwrite(features, lake, VAULT_LINK_FEATURES)
     else:
-        io.upsert(features, lake, FEATURES, ["unique_id"])
+        io.upsert(features, lake, VAULT_LINK_FEATURES, ["unique_id"])
 
 
 def _pinned(spark: SparkSession, lake: str, name: str) -> DataFrame | None:
@@ -349,10 +359,15 @@ def _tmp(cfg: Config) -> str:
 
 
 def _latest_model(spark: SparkSession, lake: str) -> str | None:
-    if not io.is_table(spark, lake, MODEL):
+    if not io.is_table(spark, lake, SILVER_EMPI_MODEL):
         return None
     # One row, of parameters only (m and u values): no patient data reaches the driver.
-    row = io.read_table(spark, lake, MODEL).orderBy(F.desc("trained_at")).select("model_json").first()
+    row = (
+        io.read_table(spark, lake, SILVER_EMPI_MODEL)
+        .orderBy(F.desc("trained_at"))
+        .select("model_json")
+        .first()
+    )
     return None if row is None else row["model_json"]
 
 
@@ -362,10 +377,10 @@ def _write_model(spark: SparkSession, lake: str, model: dict[str, Any], from_ver
         [(hashlib.sha256(text.encode()).hexdigest()[:16], from_version, text)],
         "model_id string, from_version long, model_json string",
     ).withColumn("trained_at", F.current_timestamp())
-    if not io.is_table(spark, lake, MODEL):
-        io.append(row, lake, MODEL)
+    if not io.is_table(spark, lake, SILVER_EMPI_MODEL):
+        io.append(row, lake, SILVER_EMPI_MODEL)
     else:
-        io.insert_new(row, lake, MODEL, ["model_id"])
+        io.insert_new(row, lake, SILVER_EMPI_MODEL, ["model_id"])
 
 
 def _with_state(
@@ -643,7 +658,7 @@ def _ensure_tables(spark: SparkSession, lake: str) -> None:
     from pyspark.sql.types import StructType
 
     audit = "event string, person_id string, other_person_id string, from_version long, logged_at timestamp"
-    for name, ddl in ((REVIEW, REVIEW_SCHEMA), (AUDIT, audit)):
+    for name, ddl in ((SILVER_EMPI_REVIEW, REVIEW_SCHEMA), (SILVER_EMPI_AUDIT, audit)):
         schema = StructType.fromDDL(ddl)
         if not isinstance(schema, StructType):  # a list of columns always parses to a struct
             raise TypeError(f"{name}: {ddl!r} is not a list of columns")
@@ -674,16 +689,20 @@ def review_sheet(spark: SparkSession, lake: str, *, status: str | None = PENDING
     Raises:
         LinkError: When the lake has no review table yet.
     """
-    if not io.is_table(spark, lake, REVIEW):
-        raise LinkError(f"{REVIEW} is not in the lake {lake}: run `healthlake link` first")
-    review = io.read_table(spark, lake, REVIEW)
+    if not io.is_table(spark, lake, SILVER_EMPI_REVIEW):
+        raise LinkError(f"{SILVER_EMPI_REVIEW} is not in the lake {lake}: run `healthlake link` first")
+    review = io.read_table(spark, lake, SILVER_EMPI_REVIEW)
     if status is not None:
         review = review.where(F.col("status") == status)
     sides = [review.select(*[F.col(f"{k}_{side}").alias(k) for k in KEY]) for side in ("l", "r")]
     wanted = sides[0].unionByName(sides[1]).distinct()
     # Only the records in review pairs: filtered before choosing each patient's record, not after.
-    records = patient_tokens(io.read_table(spark, lake, PATIENT_RECORD).join(wanted, list(KEY), "left_semi"))
-    shown = with_clear_values(records, io.read_table(spark, lake, VAULT)).select(*KEY, *REVIEW_SHEET_FIELDS)
+    records = patient_tokens(
+        io.read_table(spark, lake, SILVER_PATIENT_RECORD).join(wanted, list(KEY), "left_semi")
+    )
+    shown = with_clear_values(records, io.read_table(spark, lake, VAULT_IDENTITY)).select(
+        *KEY, *REVIEW_SHEET_FIELDS
+    )
     sheet = review.select(
         "review_id",
         "status",
@@ -711,17 +730,19 @@ def record_decisions(
     """
     _check_decisions(accept, reject)
     wanted = [(r, ACCEPTED) for r in accept] + [(r, REJECTED) for r in reject]
-    if not io.is_table(spark, lake, REVIEW):
-        raise LinkError(f"{REVIEW} is not in the lake {lake}: run `healthlake link` first")
+    if not io.is_table(spark, lake, SILVER_EMPI_REVIEW):
+        raise LinkError(f"{SILVER_EMPI_REVIEW} is not in the lake {lake}: run `healthlake link` first")
     decided = spark.createDataFrame(wanted, "review_id string, status string")
-    unknown = decided.join(io.read_table(spark, lake, REVIEW), "review_id", "left_anti").first()
+    unknown = decided.join(io.read_table(spark, lake, SILVER_EMPI_REVIEW), "review_id", "left_anti").first()
     if unknown is not None:
-        raise LinkError(f"no pair {unknown['review_id']} in {REVIEW}: pick a review_id from that table")
+        raise LinkError(
+            f"no pair {unknown['review_id']} in {SILVER_EMPI_REVIEW}: pick a review_id from that table"
+        )
     status = F.when(F.col("review_id").isin(list(accept)), F.lit(ACCEPTED)).otherwise(F.lit(REJECTED))
     io.update(
         spark,
         lake,
-        REVIEW,
+        SILVER_EMPI_REVIEW,
         F.col("review_id").isin([r for r, _ in wanted]),
         {"status": status, "decided_at": F.current_timestamp(), "applied_version": F.lit(None).cast("long")},
     )
@@ -748,4 +769,4 @@ def _mark_decisions_applied(lake: str, decisions: DataFrame | None, version: int
     # A MERGE keyed by review id whose update holds only for the decision as it was read.
     same = "t.status = s.status AND t.decided_at <=> s.decided_at AND t.applied_version IS NULL"
     applied = read.withColumn("applied_version", F.lit(version).cast("long"))
-    io.upsert(applied, lake, REVIEW, ["review_id"], update_condition=same)
+    io.upsert(applied, lake, SILVER_EMPI_REVIEW, ["review_id"], update_condition=same)

@@ -24,6 +24,21 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from healthlake import io
+from healthlake.catalog import (
+    OMOP_CONDITION_OCCURRENCE,
+    OMOP_DRUG_EXPOSURE,
+    OMOP_ID_MAP,
+    OMOP_MEASUREMENT,
+    OMOP_OBSERVATION_PERIOD,
+    OMOP_PERSON,
+    OMOP_VISIT_OCCURRENCE,
+    SILVER_DIAGNOSIS,
+    SILVER_ENCOUNTER,
+    SILVER_MEDICATION,
+    SILVER_OBSERVATION,
+    SILVER_PERSON,
+    SILVER_PERSON_XREF,
+)
 from healthlake.errors import HealthlakeError
 from healthlake.omop import cdm
 from healthlake.privacy.tokens import load_key
@@ -36,20 +51,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PERSON, XREF = "silver.person", "silver.person_xref"
-ENCOUNTER, DIAGNOSIS = "silver.encounter", "silver.diagnosis"
-OBSERVATION, MEDICATION = "silver.observation", "silver.medication"
 INPUTS: dict[str, str] = {
-    PERSON: "link",
-    XREF: "link",
-    ENCOUNTER: "conform",
-    DIAGNOSIS: "conform",
-    OBSERVATION: "conform",
-    MEDICATION: "conform",
+    SILVER_PERSON: "link",
+    SILVER_PERSON_XREF: "link",
+    SILVER_ENCOUNTER: "conform",
+    SILVER_DIAGNOSIS: "conform",
+    SILVER_OBSERVATION: "conform",
+    SILVER_MEDICATION: "conform",
 }
 """Silver inputs → the stage that writes them (named in the error when one is missing)."""
 
-ID_MAP = "omop.id_map"
 ID_MAP_SCHEMA = StructType(
     [
         StructField("entity", StringType(), False),
@@ -85,57 +96,62 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, int]:
             raise OmopError(f"{table} is not in the lake {lake}: run `healthlake {stage}` first")
     # Pinned versions: the export is a function of the silver versions it was built from.
     silver = {table: _pinned(spark, lake, table) for table in INPUTS}
-    persons, xref, zone = silver[PERSON], silver[XREF], cfg.region.timezone
+    persons, xref, zone = silver[SILVER_PERSON], silver[SILVER_PERSON_XREF], cfg.region.timezone
 
     id_map = update_id_map(
         spark,
         lake,
         cdm.source_keys(
-            persons, xref, silver[ENCOUNTER], silver[DIAGNOSIS], silver[OBSERVATION], silver[MEDICATION]
+            persons,
+            xref,
+            silver[SILVER_ENCOUNTER],
+            silver[SILVER_DIAGNOSIS],
+            silver[SILVER_OBSERVATION],
+            silver[SILVER_MEDICATION],
         ),
     )
     _log_unlinked(silver, xref)
 
     io.overwrite(
-        cdm.visit_occurrence(silver[ENCOUNTER], xref, persons, id_map, zone=zone),
+        cdm.visit_occurrence(silver[SILVER_ENCOUNTER], xref, persons, id_map, zone=zone),
         lake,
-        "omop.visit_occurrence",
+        OMOP_VISIT_OCCURRENCE,
     )
     # Read back what was written: the event tables point only at exported visits, without recomputing them.
     # (This run is the only writer of omop.*, so the latest version is the one it just wrote.)
-    visits = io.read_table(spark, lake, "omop.visit_occurrence")
+    visits = io.read_table(spark, lake, OMOP_VISIT_OCCURRENCE)
     io.overwrite(
-        cdm.condition_occurrence(silver[DIAGNOSIS], xref, persons, id_map, visits, zone=zone),
+        cdm.condition_occurrence(silver[SILVER_DIAGNOSIS], xref, persons, id_map, visits, zone=zone),
         lake,
-        "omop.condition_occurrence",
+        OMOP_CONDITION_OCCURRENCE,
     )
     io.overwrite(
-        cdm.measurement(silver[OBSERVATION], xref, persons, id_map, visits, zone=zone),
+        cdm.measurement(silver[SILVER_OBSERVATION], xref, persons, id_map, visits, zone=zone),
         lake,
-        "omop.measurement",
+        OMOP_MEASUREMENT,
     )
     io.overwrite(
-        cdm.drug_exposure(silver[MEDICATION], xref, persons, id_map, visits, zone=zone),
+        cdm.drug_exposure(silver[SILVER_MEDICATION], xref, persons, id_map, visits, zone=zone),
         lake,
-        "omop.drug_exposure",
+        OMOP_DRUG_EXPOSURE,
     )
     periods = cdm.observation_period(
         visits,
-        io.read_table(spark, lake, "omop.condition_occurrence"),
-        io.read_table(spark, lake, "omop.measurement"),
-        io.read_table(spark, lake, "omop.drug_exposure"),
+        io.read_table(spark, lake, OMOP_CONDITION_OCCURRENCE),
+        io.read_table(spark, lake, OMOP_MEASUREMENT),
+        io.read_table(spark, lake, OMOP_DRUG_EXPOSURE),
     )
-    io.overwrite(periods, lake, "omop.observation_period")
+    io.overwrite(periods, lake, OMOP_OBSERVATION_PERIOD)
     # Last: only persons with time in observation. person_source_value is the research release's key
     # (research.patients' research_id), not the EMPI id, so the export joins the release's extracts but
     # not the lake.
-    periods = io.read_table(spark, lake, "omop.observation_period")
+    periods = io.read_table(spark, lake, OMOP_OBSERVATION_PERIOD)
     io.overwrite(
         retokenize(
             cdm.person(persons, id_map, periods), "person_source_value", cfg.research.release, load_key()
         ),
         lake,
-        "omop.person",
+        OMOP_PERSON,
     )
 
     rows = {table: io.read_table(spark, lake, table).count() for table in OMOP_TABLES}
@@ -155,8 +171,8 @@ def update_id_map(spark: SparkSession, lake: str, keys: DataFrame) -> DataFrame:
     Returns:
         The whole id map at the version this call wrote (``entity``, ``source_key``, ``omop_id``).
     """
-    io.create_table(spark, lake, ID_MAP, ID_MAP_SCHEMA)
-    existing = _pinned(spark, lake, ID_MAP)
+    io.create_table(spark, lake, OMOP_ID_MAP, ID_MAP_SCHEMA)
+    existing = _pinned(spark, lake, OMOP_ID_MAP)
     new = keys.join(existing.select("entity", "source_key"), ["entity", "source_key"], "left_anti")
     # A one-row frame joined to every new key: no value comes back to the driver.
     top = existing.agg(F.coalesce(F.max("omop_id"), F.lit(0)).cast("bigint").alias("_max"))
@@ -165,8 +181,8 @@ def update_id_map(spark: SparkSession, lake: str, keys: DataFrame) -> DataFrame:
         "source_key",
         (F.col("_max") + F.lit(1) + F.monotonically_increasing_id()).alias("omop_id"),
     )
-    io.append(assigned, lake, ID_MAP)
-    return _pinned(spark, lake, ID_MAP)
+    io.append(assigned, lake, OMOP_ID_MAP)
+    return _pinned(spark, lake, OMOP_ID_MAP)
 
 
 def _pinned(spark: SparkSession, lake: str, name: str) -> DataFrame:
@@ -182,7 +198,7 @@ def _log_unlinked(silver: dict[str, DataFrame], xref: DataFrame) -> None:
         .join(links, ["institution_id", "source_patient_id"], "left_anti")
         .select(F.lit(table).alias("table"))
         for table, frame in silver.items()
-        if table in (ENCOUNTER, DIAGNOSIS, OBSERVATION, MEDICATION)
+        if table in (SILVER_ENCOUNTER, SILVER_DIAGNOSIS, SILVER_OBSERVATION, SILVER_MEDICATION)
     ]
     unlinked = parts[0]
     for part in parts[1:]:

@@ -34,6 +34,13 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from healthlake import io
+from healthlake.catalog import (
+    SILVER_DIAGNOSIS,
+    SILVER_ENCOUNTER,
+    SILVER_OBSERVATION,
+    SILVER_PERSON,
+    SILVER_PERSON_XREF,
+)
 from healthlake.config import check_zone, load_config
 from healthlake.localtime import age_at, local_date
 from healthlake.privacy.tokens import extract_kind
@@ -58,9 +65,9 @@ MEMBER_COLUMNS = ("research_id", "index_date", "sex", "age_at_index", "age_band"
 _RANGE = re.compile(r"([A-Z][0-9]{2})-([A-Z][0-9]{2})")
 _SOURCES = {
     # kind → (silver table, event time column)
-    "diagnosis": ("silver.diagnosis", "diagnosis_time"),
-    "observation": ("silver.observation", "observation_time"),
-    "encounter": ("silver.encounter", "admit_time"),
+    "diagnosis": (SILVER_DIAGNOSIS, "diagnosis_time"),
+    "observation": (SILVER_OBSERVATION, "observation_time"),
+    "encounter": (SILVER_ENCOUNTER, "admit_time"),
 }
 
 
@@ -393,12 +400,12 @@ class Cohort:
 
 
 def _xref(read: Callable[[str], DataFrame]) -> DataFrame:
-    return read("silver.person_xref").select("institution_id", "source_patient_id", "person_id")
+    return read(SILVER_PERSON_XREF).select("institution_id", "source_patient_id", "person_id")
 
 
 def _active_persons(read: Callable[[str], DataFrame]) -> DataFrame:
     return (
-        read("silver.person")
+        read(SILVER_PERSON)
         .where(F.col("status") == "active")
         .select("person_id", "sex", "birth_date", "area_code")
     )
@@ -415,7 +422,7 @@ def _condition_flags(
         return members
     matches = [diagnosis_match(codes) for codes in conditions.values()]
     diagnoses = (
-        read("silver.diagnosis")
+        read(SILVER_DIAGNOSIS)
         .where(~F.coalesce(F.col("is_cancelled"), F.lit(False)))
         .where(reduce(lambda a, b: a | b, matches))
         .select(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES
 from healthlake.silver.codes import code_system_name
 from healthlake.silver.common import (
     bronze_provenance,
@@ -92,7 +93,7 @@ def from_fhir(resources: DataFrame) -> DataFrame:
             fhir_time(a["recordedDate"]).alias("recorded_time"),
             (F.coalesce(verification, F.lit("")) == "entered-in-error").alias("is_cancelled"),
             F.coalesce(fhir_time(a["meta"]["lastUpdated"]), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.fhir_resources"),
+            *bronze_provenance(BRONZE_FHIR_RESOURCES),
         )
     )
 
@@ -134,6 +135,6 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
             F.lit(None).cast("timestamp").alias("recorded_time"),
             F.lit(False).alias("is_cancelled"),
             F.coalesce(hl7_time(F.col("message_time")), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.hl7v2_messages"),
+            *bronze_provenance(BRONZE_HL7V2_MESSAGES),
         )
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import BRONZE_CSV_RECORDS, BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES
 from healthlake.silver.codes import icd10_category, icd10_code
 from healthlake.silver.common import (
     bronze_provenance,
@@ -108,7 +109,7 @@ def from_fhir(resources: DataFrame) -> DataFrame:
             fhir_time(F.coalesce(c["recordedDate"], c["onsetDateTime"])).alias("diagnosis_time"),
             (F.coalesce(status, F.lit("")) == "entered-in-error").alias("is_cancelled"),
             F.coalesce(fhir_time(c["meta"]["lastUpdated"]), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.fhir_resources"),
+            *bronze_provenance(BRONZE_FHIR_RESOURCES),
         )
     )
     on = (F.col("institution_id") == F.col("_rank_institution")) & (
@@ -147,7 +148,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
             hl7_time(hl7_field(dg1, 5)).alias("diagnosis_time"),
             (trigger == "A11").alias("is_cancelled"),
             F.coalesce(hl7_time(F.col("message_time")), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.hl7v2_messages"),
+            *bronze_provenance(BRONZE_HL7V2_MESSAGES),
         )
         .transform(_with_codes)
     )
@@ -184,7 +185,7 @@ def from_csv(records: DataFrame) -> DataFrame:
             F.coalesce(local_time(csv_value("updated_at")), visit_time, F.col("_ingested_at")).alias(
                 "_event_time"
             ),
-            *bronze_provenance("bronze.csv_records"),
+            *bronze_provenance(BRONZE_CSV_RECORDS),
         )
         .transform(_with_codes)
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import BRONZE_CSV_RECORDS, BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES
 from healthlake.silver.common import (
     bronze_provenance,
     csv_value,
@@ -74,7 +75,7 @@ def from_fhir(resources: DataFrame) -> DataFrame:
                 "discharge_disposition"
             ),
             F.coalesce(fhir_time(e["meta"]["lastUpdated"]), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.fhir_resources"),
+            *bronze_provenance(BRONZE_FHIR_RESOURCES),
         )
     )
 
@@ -118,7 +119,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
             hl7_component(hl7_field(pv1, 10), 1).alias("department"),
             hl7_component(hl7_field(pv1, 36), 1).alias("discharge_disposition"),
             F.coalesce(hl7_time(F.col("message_time")), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.hl7v2_messages"),
+            *bronze_provenance(BRONZE_HL7V2_MESSAGES),
         )
     )
 
@@ -141,5 +142,5 @@ def from_csv(records: DataFrame) -> DataFrame:
         F.coalesce(local_time(csv_value("updated_at")), visit_time, F.col("_ingested_at")).alias(
             "_event_time"
         ),
-        *bronze_provenance("bronze.csv_records"),
+        *bronze_provenance(BRONZE_CSV_RECORDS),
     )

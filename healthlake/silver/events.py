@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import BRONZE_CSV_RECORDS, BRONZE_FHIR_RESOURCES, BRONZE_LOCATION_PINGS
 from healthlake.silver.common import bronze_provenance, csv_value, fhir_reference_id, fhir_time, local_time
 
 # Chronic diseases under regular management (national basic public health service) → ICD-10 category.
@@ -40,7 +41,7 @@ def nat_tests_from_csv(records: DataFrame) -> DataFrame:
         _nat_result(csv_value("result")).alias("result"),
         csv_value("ct_value").try_cast("double").alias("ct_value"),
         F.coalesce(report, F.col("_ingested_at")).alias("_event_time"),
-        *bronze_provenance("bronze.csv_records"),
+        *bronze_provenance(BRONZE_CSV_RECORDS),
     )
 
 
@@ -60,7 +61,7 @@ def immunizations_from_csv(records: DataFrame) -> DataFrame:
         when.alias("vaccinated_at"),
         F.lit(False).alias("is_cancelled"),
         F.coalesce(when, F.col("_ingested_at")).alias("_event_time"),
-        *bronze_provenance("bronze.csv_records"),
+        *bronze_provenance(BRONZE_CSV_RECORDS),
     )
 
 
@@ -96,7 +97,7 @@ def immunizations_from_fhir(resources: DataFrame) -> DataFrame:
             when.alias("vaccinated_at"),
             i["status"].isin("entered-in-error", "not-done").alias("is_cancelled"),
             F.coalesce(fhir_time(i["meta"]["lastUpdated"]), when, F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.fhir_resources"),
+            *bronze_provenance(BRONZE_FHIR_RESOURCES),
         )
     )
 
@@ -137,7 +138,7 @@ def medications_from_fhir(resources: DataFrame) -> DataFrame:
             F.coalesce(fhir_time(m["meta"]["lastUpdated"]), authored, F.col("_ingested_at")).alias(
                 "_event_time"
             ),
-            *bronze_provenance("bronze.fhir_resources"),
+            *bronze_provenance(BRONZE_FHIR_RESOURCES),
         )
     )
 
@@ -156,7 +157,7 @@ def followups_from_csv(records: DataFrame) -> DataFrame:
         category.alias("disease_icd10_category"),
         F.try_to_date(csv_value("next_followup_date")).alias("next_followup_date"),
         F.coalesce(when, F.col("_ingested_at")).alias("_event_time"),
-        *bronze_provenance("bronze.csv_records"),
+        *bronze_provenance(BRONZE_CSV_RECORDS),
     )
 
 
@@ -177,7 +178,7 @@ def location_events_from_pings(pings: DataFrame) -> DataFrame:
         F.col("accuracy_m").try_cast("double").alias("accuracy_m"),
         F.coalesce(ts, F.col("_ingested_at")).alias("_event_time"),
         F.col("_source_feed"),
-        F.lit("bronze.location_pings").alias("_bronze_table"),
+        F.lit(BRONZE_LOCATION_PINGS).alias("_bronze_table"),
         F.col("_commit_version").alias("_bronze_version"),
         F.col("_source_file"),
         F.col("_record_offset"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import BRONZE_CSV_RECORDS, BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES
 from healthlake.errors import ConfigError
 from healthlake.silver.common import (
     bronze_provenance,
@@ -214,7 +215,7 @@ def from_fhir(resources: DataFrame) -> DataFrame:
             F.when(category.isin("vital-signs", "laboratory"), category).alias("category"),
             (F.coalesce(o["status"], F.lit("")) == "entered-in-error").alias("is_cancelled"),
             F.coalesce(fhir_time(o["meta"]["lastUpdated"]), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.fhir_resources"),
+            *bronze_provenance(BRONZE_FHIR_RESOURCES),
         )
     )
 
@@ -250,7 +251,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
             F.lit(None).cast("string").alias("category"),
             (F.coalesce(hl7_field(obx, 11), F.lit("")) == "W").alias("is_cancelled"),  # W: wrong, withdrawn
             F.coalesce(hl7_time(F.col("message_time")), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.hl7v2_messages"),
+            *bronze_provenance(BRONZE_HL7V2_MESSAGES),
         )
     )
 
@@ -304,7 +305,7 @@ def from_csv(records: DataFrame) -> DataFrame:
                         when,
                         F.col("_ingested_at"),
                     ).alias("_event_time"),
-                    *bronze_provenance("bronze.csv_records"),
+                    *bronze_provenance(BRONZE_CSV_RECORDS),
                 )
             )
     out = parts[0]

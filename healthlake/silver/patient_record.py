@@ -14,6 +14,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import BRONZE_CSV_RECORDS, BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES
 from healthlake.silver.common import (
     bronze_provenance,
     csv_value,
@@ -111,7 +112,7 @@ def from_fhir(resources: DataFrame) -> DataFrame:
             F.try_to_date(p["birthDate"]).alias("birth_date"),
             area["valueString"].alias("area_code"),
             F.coalesce(fhir_time(p["meta"]["lastUpdated"]), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.fhir_resources"),
+            *bronze_provenance(BRONZE_FHIR_RESOURCES),
         )
     )
 
@@ -155,7 +156,7 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
             # PID-11.9 county/parish code: the area code in Chinese HL7 profiles.
             hl7_component(hl7_field(pid, 11), 9).alias("area_code"),
             F.coalesce(hl7_time(F.col("message_time")), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.hl7v2_messages"),
+            *bronze_provenance(BRONZE_HL7V2_MESSAGES),
         )
     )
 
@@ -195,7 +196,7 @@ def from_csv(records: DataFrame) -> DataFrame:
                 F.try_to_date(csv_value("birth_date")).alias("birth_date"),
                 csv_value("township_code").alias("area_code"),
                 F.coalesce(event, F.col("_ingested_at")).alias("_event_time"),
-                *bronze_provenance("bronze.csv_records"),
+                *bronze_provenance(BRONZE_CSV_RECORDS),
             )
         )
     out = parts[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES
 from healthlake.silver.codes import code_system_name
 from healthlake.silver.common import (
     bronze_provenance,
@@ -63,7 +64,7 @@ def from_fhir(resources: DataFrame) -> DataFrame:
             p["status"].alias("status"),
             F.coalesce(p["status"].isin(*CANCELLED_STATUSES), F.lit(False)).alias("is_cancelled"),
             F.coalesce(fhir_time(p["meta"]["lastUpdated"]), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.fhir_resources"),
+            *bronze_provenance(BRONZE_FHIR_RESOURCES),
         )
     )
 
@@ -99,6 +100,6 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
                 "is_cancelled"
             ),
             F.coalesce(hl7_time(F.col("message_time")), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.hl7v2_messages"),
+            *bronze_provenance(BRONZE_HL7V2_MESSAGES),
         )
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import BRONZE_CSV_RECORDS
 from healthlake.silver.common import bronze_provenance, csv_value
 
 AREA_LEVELS = ("province", "city", "county", "township")
@@ -35,7 +36,7 @@ def areas_from_csv(records: DataFrame) -> DataFrame:
         csv_value("lat").try_cast("double").alias("lat"),
         csv_value("lon").try_cast("double").alias("lon"),
         _landing_time().alias("_event_time"),
-        *bronze_provenance("bronze.csv_records"),
+        *bronze_provenance(BRONZE_CSV_RECORDS),
     )
 
 
@@ -57,5 +58,5 @@ def institutions_from_csv(records: DataFrame) -> DataFrame:
         csv_value("city_code").alias("city_code"),
         csv_value("feed").alias("feed"),
         _landing_time().alias("_event_time"),
-        *bronze_provenance("bronze.csv_records"),
+        *bronze_provenance(BRONZE_CSV_RECORDS),
     )

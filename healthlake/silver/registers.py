@@ -13,6 +13,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from healthlake.catalog import BRONZE_FHIR_RESOURCES
 from healthlake.silver.common import bronze_provenance, fhir_time
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
@@ -74,7 +75,7 @@ def practitioners_from_fhir(resources: DataFrame) -> DataFrame:
             _text(F.try_element_at(p["qualification"], F.lit(1))["code"]).alias("qualification"),
             p["active"].alias("active"),
             F.coalesce(fhir_time(p["meta"]["lastUpdated"]), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.fhir_resources"),
+            *bronze_provenance(BRONZE_FHIR_RESOURCES),
         )
     )
 
@@ -104,6 +105,6 @@ def organizations_from_fhir(resources: DataFrame) -> DataFrame:
             F.coalesce(phone, F.try_element_at(o["telecom"], F.lit(1)))["value"].alias("telecom"),
             o["active"].alias("active"),
             F.coalesce(fhir_time(o["meta"]["lastUpdated"]), F.col("_ingested_at")).alias("_event_time"),
-            *bronze_provenance("bronze.fhir_resources"),
+            *bronze_provenance(BRONZE_FHIR_RESOURCES),
         )
     )

@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from healthlake import io
+from healthlake.catalog import SILVER_PATIENT_RECORD, VAULT_IDENTITY
 from healthlake.privacy.tokens import load_key
 from healthlake.silver.patient_record import standardize_patient_records
 from healthlake.silver.pseudonymise import drop_clear, tokenize_columns, vault_rows
@@ -112,6 +113,6 @@ def write_patient_silver(spark: SparkSession, lake: str, rows: list[dict]) -> No
         .transform(tokenize_columns, load_key(), IDENTIFIERS)
         .persist()
     )
-    io.append(vault_rows(df, IDENTIFIERS), lake, "vault.identity")
-    io.append(drop_clear(df, IDENTIFIERS), lake, "silver.patient_record")
+    io.append(vault_rows(df, IDENTIFIERS), lake, VAULT_IDENTITY)
+    io.append(drop_clear(df, IDENTIFIERS), lake, SILVER_PATIENT_RECORD)
     df.unpersist()

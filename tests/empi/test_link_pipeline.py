@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from healthlake import faults, io
+from healthlake import catalog, faults, io
 from healthlake.config import Config, load_config
 from healthlake.pipelines import link
 from healthlake.synth.identity import make_phone
@@ -38,7 +38,7 @@ def _pairs(df: DataFrame, by: str) -> DataFrame:
 
 
 def _xref(spark: SparkSession, cfg: Config) -> DataFrame:
-    return io.read_table(spark, cfg.lake_root, link.XREF)
+    return io.read_table(spark, cfg.lake_root, catalog.SILVER_PERSON_XREF)
 
 
 def _config(lake: Path, **empi: float) -> Config:
@@ -139,8 +139,11 @@ def day1(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):
     rows = _records(people, seed=4, day=DAY1, copies=(1, 2, 2, 3)) + _extras(people)
     _write_silver(spark, cfg.lake_root, rows)
     first = link.run(spark, cfg)
-    xref, persons = _version(spark, cfg, link.XREF), _version(spark, cfg, link.PERSON)
-    review = _version(spark, cfg, link.REVIEW)
+    xref, persons = (
+        _version(spark, cfg, catalog.SILVER_PERSON_XREF),
+        _version(spark, cfg, catalog.SILVER_PERSON),
+    )
+    review = _version(spark, cfg, catalog.SILVER_EMPI_REVIEW)
     again = link.run(spark, cfg)
     return {
         "cfg": cfg,
@@ -184,8 +187,8 @@ def day2(spark: SparkSession, day1, tmp_path_factory: pytest.TempPathFactory):
         "rows": rows,
         "result": result,
         "lake_copy": lake_copy,
-        "xref": _version(spark, cfg, link.XREF),
-        "persons": _version(spark, cfg, link.PERSON),
+        "xref": _version(spark, cfg, catalog.SILVER_PERSON_XREF),
+        "persons": _version(spark, cfg, catalog.SILVER_PERSON),
     }
 
 
@@ -194,7 +197,7 @@ def decided(spark: SparkSession, day1, day2):
     """The two review pairs decided, one accepted and one rejected, then a full re-link."""
     cfg = day1["cfg"]
     # Accept the likeliest pending pair and reject the likeliest one apart from it (others stay pending).
-    review = _version(spark, cfg, link.REVIEW).where(F.col("status") == "pending")
+    review = _version(spark, cfg, catalog.SILVER_EMPI_REVIEW).where(F.col("status") == "pending")
     pending = review.orderBy(F.desc("match_probability"), "review_id").collect()
     accept = pending[0]
     ends = {(accept[f"institution_id_{s}"], accept[f"source_patient_id_{s}"]) for s in "lr"}
@@ -205,10 +208,13 @@ def decided(spark: SparkSession, day1, day2):
     )
     # As in a lake linked before features were kept: this run prepares every record again and keeps
     # them all.
-    shutil.rmtree(io.table_path(cfg.lake_root, link.FEATURES))
+    shutil.rmtree(io.table_path(cfg.lake_root, catalog.VAULT_LINK_FEATURES))
     result = link.run(spark, cfg, accept=[accept["review_id"]], reject=[reject["review_id"]])
-    xref, review = _version(spark, cfg, link.XREF), _version(spark, cfg, link.REVIEW)
-    features = _version(spark, cfg, link.FEATURES)
+    xref, review = (
+        _version(spark, cfg, catalog.SILVER_PERSON_XREF),
+        _version(spark, cfg, catalog.SILVER_EMPI_REVIEW),
+    )
+    features = _version(spark, cfg, catalog.VAULT_LINK_FEATURES)
     full = link.run(spark, cfg, full=True)
     return {
         "accept": accept,
@@ -218,7 +224,7 @@ def decided(spark: SparkSession, day1, day2):
         "review": review,
         "features": features,
         "full": full,
-        "full_xref": _version(spark, cfg, link.XREF),
+        "full_xref": _version(spark, cfg, catalog.SILVER_PERSON_XREF),
     }
 
 
@@ -227,7 +233,7 @@ def test_first_run_links_records_to_persons_against_the_truth(spark: SparkSessio
     assert (first.mode, first.linked, first.records) == ("full", len(rows), len(rows))
     assert xref.count() == len(rows) == xref.select(*link.KEY).distinct().count()
     # Created with a change feed, which publish follows from one run to the next.
-    for table in (link.XREF, link.PERSON):
+    for table in (catalog.SILVER_PERSON_XREF, catalog.SILVER_PERSON):
         assert io.has_change_feed(spark, day1["cfg"].lake_root, table), table
     truth = _truth(spark, rows)
     true_pairs, found = _pairs(truth, "person"), _pairs(xref, "person_id")
@@ -272,14 +278,14 @@ def test_person_holds_golden_records_of_tokens_only(spark: SparkSession, day1) -
         assert not values & clear and all(v is None or len(v) == 64 for v in values), column
     counts = xref.groupBy("person_id").count().withColumnRenamed("count", "record_count")
     assertDataFrameEqual(persons.select("person_id", F.col("record_count").cast("long")), counts)
-    audit = io.read_table(spark, day1["cfg"].lake_root, link.AUDIT, version=1)
+    audit = io.read_table(spark, day1["cfg"].lake_root, catalog.SILVER_EMPI_AUDIT, version=1)
     assert audit.where(F.col("event") == "created").count() == persons.count()
 
 
 def test_the_review_sheet_shows_both_records_clear_values(spark: SparkSession, day1) -> None:
     lake = day1["cfg"].lake_root
     sheet = link.review_sheet(spark, lake).collect()
-    pending = io.read_table(spark, lake, link.REVIEW).where(F.col("status") == "pending")
+    pending = io.read_table(spark, lake, catalog.SILVER_EMPI_REVIEW).where(F.col("status") == "pending")
     assert len(sheet) == pending.count() > 0
     keyed = {(r["institution_id"], r["source_patient_id"]): r for r in day1["rows"]}
     for row in sheet:
@@ -327,10 +333,12 @@ def _features_match_xref(features: DataFrame, xref: DataFrame) -> None:
 
 
 def test_linkage_features_are_kept_in_the_vault_for_the_next_run(spark: SparkSession, day1, day2) -> None:
-    features = _version(spark, day1["cfg"], link.FEATURES)
+    features = _version(spark, day1["cfg"], catalog.VAULT_LINK_FEATURES)
     _features_match_xref(features, day2["xref"])
     # The day-2 run prepared only its own records: one MERGE after the first run's full write.
-    history = io.history(spark, day1["cfg"].lake_root, link.FEATURES).orderBy("version").collect()
+    history = (
+        io.history(spark, day1["cfg"].lake_root, catalog.VAULT_LINK_FEATURES).orderBy("version").collect()
+    )
     assert [h["operation"] for h in history][-1] == "MERGE"
     metrics = history[-1]["operationMetrics"]
     assert int(metrics["numTargetRowsInserted"]) + int(metrics["numTargetRowsUpdated"]) == len(day2["rows"])
@@ -351,7 +359,9 @@ def test_a_record_carrying_both_strong_ids_merges_two_persons(spark: SparkSessio
     retired = persons.where(F.col("person_id") == retired_id).first()
     assert (retired["status"], retired["merged_into"]) == ("retired", survivor)
     assert persons.where(F.col("person_id") == survivor).first()["status"] == "active"
-    audit = io.read_table(spark, day1["cfg"].lake_root, link.AUDIT).where(F.col("event") == "merged")
+    audit = io.read_table(spark, day1["cfg"].lake_root, catalog.SILVER_EMPI_AUDIT).where(
+        F.col("event") == "merged"
+    )
     assert (survivor, retired_id) in {(a["person_id"], a["other_person_id"]) for a in audit.collect()}
     bridge = xref.where(F.col("source_patient_id") == "C05-bridge").first()
     assert bridge["link_rule"] in {"resident_id", "insurance_no"} and bridge["person_id"] == survivor
@@ -404,7 +414,7 @@ def test_a_decision_recorded_during_a_run_waits_for_the_next_run(
     # The lake of day 2, its review pairs pending (a copy: the other tests see it unchanged).
     cfg = day1["cfg"].model_copy(update={"lake_root": str(tmp_path / "lake")})
     shutil.copytree(day2["lake_copy"], cfg.lake_root)
-    review = _version(spark, cfg, link.REVIEW).where(F.col("status") == "pending")
+    review = _version(spark, cfg, catalog.SILVER_EMPI_REVIEW).where(F.col("status") == "pending")
     pending = review.orderBy(F.desc("match_probability"), "review_id").collect()
     before = pending[0]
     during = next(p for p in pending[1:] if not set(_ends(before)) & set(_ends(p)))
@@ -414,10 +424,13 @@ def test_a_decision_recorded_during_a_run_waits_for_the_next_run(
         link.record_decisions(spark, cfg.lake_root, accept=[during["review_id"]])
 
     # The run's commit point is its xref write; its last write marks the decisions it applied.
-    with faults.on_write(link.XREF, reviewer):
+    with faults.on_write(catalog.SILVER_PERSON_XREF, reviewer):
         link.run(spark, cfg, accept=[before["review_id"]])
-    applied = {r["review_id"]: r["applied_version"] for r in _version(spark, cfg, link.REVIEW).collect()}
-    assert applied[before["review_id"]] == io.latest_version(spark, cfg.lake_root, link.XREF)
+    applied = {
+        r["review_id"]: r["applied_version"]
+        for r in _version(spark, cfg, catalog.SILVER_EMPI_REVIEW).collect()
+    }
+    assert applied[before["review_id"]] == io.latest_version(spark, cfg.lake_root, catalog.SILVER_PERSON_XREF)
     assert applied[during["review_id"]] is None  # recorded, not applied: it waits
     assert len(_person_of(_xref(spark, cfg), _ends(before))) == 1
     assert len(_person_of(_xref(spark, cfg), _ends(during))) == 2
@@ -425,10 +438,14 @@ def test_a_decision_recorded_during_a_run_waits_for_the_next_run(
     result = link.run(spark, cfg)
     assert (result.mode, result.linked) == ("incremental", 2)
     assert len(_person_of(_xref(spark, cfg), _ends(during))) == 1
-    review = _version(spark, cfg, link.REVIEW).where(F.col("review_id") == during["review_id"]).first()
+    review = (
+        _version(spark, cfg, catalog.SILVER_EMPI_REVIEW)
+        .where(F.col("review_id") == during["review_id"])
+        .first()
+    )
     assert (review["status"], review["applied_version"]) == (
         "accepted",
-        io.latest_version(spark, cfg.lake_root, link.XREF),
+        io.latest_version(spark, cfg.lake_root, catalog.SILVER_PERSON_XREF),
     )
 
 

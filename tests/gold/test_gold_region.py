@@ -175,7 +175,7 @@ def test_area_rollups_are_consistent_for_every_additive_measure(
 
 def _one_to_one(spark: SparkSession, p: Published) -> pd.DataFrame:
     """Gold person ↔ truth person where the EMPI and the truth agree one to one."""
-    xref = io.read_table(spark, p.cfg.lake_root, link.XREF).toPandas()
+    xref = io.read_table(spark, p.cfg.lake_root, catalog.SILVER_PERSON_XREF).toPandas()
     records = p.truth_table("patient_records")[["institution_id", "source_patient_id", "person_id"]]
     pairs = xref.merge(records, on=["institution_id", "source_patient_id"], suffixes=("", "_truth"))
     pairs = pairs[["person_id", "person_id_truth"]].drop_duplicates()
@@ -227,7 +227,7 @@ def _truth_followups(spark: SparkSession, p: Published) -> pd.DataFrame:
     )
     truth = truth.merge(kept, on=["institution_id", "followup_id"])
     records = p.truth_table("patient_records")[["institution_id", "source_patient_id", "person_id"]]
-    linked = io.read_table(spark, p.cfg.lake_root, link.XREF).select(*PATIENT_KEY).toPandas()
+    linked = io.read_table(spark, p.cfg.lake_root, catalog.SILVER_PERSON_XREF).select(*PATIENT_KEY).toPandas()
     truth = truth.merge(records.merge(linked, on=PATIENT_KEY), on=["institution_id", "person_id"])
     truth["time"] = truth.followup_time.dt.tz_localize(ZONE)
     truth["month"] = truth.time.dt.tz_localize(None).dt.to_period("M")

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from healthlake import io
+from healthlake import catalog, io
 from healthlake.config import load_config
 from healthlake.omop import cdm
 from healthlake.pipelines import omop
@@ -259,32 +259,32 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
         ("H1", "m3", MRN_B, "e3", "X02", "Aspirin", "qd", _t("05-01"), True),  # cancelled
     ]
     silver = {
-        omop.PERSON: spark.createDataFrame(persons, PERSONS),
-        omop.XREF: spark.createDataFrame(xref, XREF),
-        omop.ENCOUNTER: spark.createDataFrame(encounters, ENCOUNTERS),
-        omop.DIAGNOSIS: spark.createDataFrame(diagnoses, DIAGNOSES),
-        omop.OBSERVATION: spark.createDataFrame(observations, OBSERVATIONS),
-        omop.MEDICATION: spark.createDataFrame(medications, MEDICATIONS),
+        catalog.SILVER_PERSON: spark.createDataFrame(persons, PERSONS),
+        catalog.SILVER_PERSON_XREF: spark.createDataFrame(xref, XREF),
+        catalog.SILVER_ENCOUNTER: spark.createDataFrame(encounters, ENCOUNTERS),
+        catalog.SILVER_DIAGNOSIS: spark.createDataFrame(diagnoses, DIAGNOSES),
+        catalog.SILVER_OBSERVATION: spark.createDataFrame(observations, OBSERVATIONS),
+        catalog.SILVER_MEDICATION: spark.createDataFrame(medications, MEDICATIONS),
     }
     for table, frame in silver.items():
         io.append(frame, lake, table)
 
     cfg = load_config(overrides={"lake_root": lake})
     first_rows = omop.run(spark, cfg)
-    written = {t: io.read_table(spark, lake, t) for t in (*omop.OMOP_TABLES, omop.ID_MAP)}
+    written = {t: io.read_table(spark, lake, t) for t in (*omop.OMOP_TABLES, catalog.OMOP_ID_MAP)}
     first, first_types = _collect_all(written)
 
     # Then a new encounter arrives. The next export's id step on the same lake, given (as run gives it) every
     # key to export: the first export's keys plus the new encounter's. Old keys must keep their ids.
-    keys = [(r["entity"], r["source_key"]) for r in first[omop.ID_MAP]] + [NEW_KEY]
+    keys = [(r["entity"], r["source_key"]) for r in first[catalog.OMOP_ID_MAP]] + [NEW_KEY]
     keys_frame = spark.createDataFrame(keys, "entity string, source_key string")
     map_rows = omop.update_id_map(spark, lake, keys_frame).collect()
     # The tables the new encounter touches, built from the new map by the cdm transforms run applies (the
     # other event tables as written), on in-memory frames: no Delta scan.
-    id_map = spark.createDataFrame(map_rows, first_types[omop.ID_MAP])
+    id_map = spark.createDataFrame(map_rows, first_types[catalog.OMOP_ID_MAP])
     new_visit = [("H1", "e6", MRN_B, "outpatient", False, _t("04-15"), _t("04-15", 10), None)]
-    encounters = silver[omop.ENCOUNTER].unionByName(spark.createDataFrame(new_visit, ENCOUNTERS))
-    persons, xref = silver[omop.PERSON], silver[omop.XREF]
+    encounters = silver[catalog.SILVER_ENCOUNTER].unionByName(spark.createDataFrame(new_visit, ENCOUNTERS))
+    persons, xref = silver[catalog.SILVER_PERSON], silver[catalog.SILVER_PERSON_XREF]
     second, second_types = _collect_all(
         {"omop.visit_occurrence": cdm.visit_occurrence(encounters, xref, persons, id_map, zone=ZONE)}
     )
@@ -295,12 +295,12 @@ def exports(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> di
     periods = cdm.observation_period(*inputs)
     second["omop.observation_period"] = periods.collect()
     second["omop.person"] = cdm.person(persons, id_map, periods).collect()
-    second[omop.ID_MAP] = map_rows
+    second[catalog.OMOP_ID_MAP] = map_rows
     return {"first": first, "second": second, "first_rows": first_rows, "first_types": first_types}
 
 
 def _ids(snapshot: dict[str, list[Row]], entity: str) -> dict[str, int]:
-    return {r["source_key"]: r["omop_id"] for r in snapshot[omop.ID_MAP] if r["entity"] == entity}
+    return {r["source_key"]: r["omop_id"] for r in snapshot[catalog.OMOP_ID_MAP] if r["entity"] == entity}
 
 
 def _by_key(snapshot: dict[str, list[Row]], table: str, entity: str, id_column: str) -> dict[str, Row]:
@@ -472,17 +472,17 @@ def test_observation_period_spans_first_to_last_event(exports: dict[str, Any]) -
 def test_ids_are_unique_and_the_same_after_a_second_run(exports: dict[str, Any]) -> None:
     first, second = exports["first"], exports["second"]
     for snapshot in (first, second):
-        keys = [(r["entity"], r["source_key"]) for r in snapshot[omop.ID_MAP]]
+        keys = [(r["entity"], r["source_key"]) for r in snapshot[catalog.OMOP_ID_MAP]]
         assert len(keys) == len(set(keys))
-        ids = [r["omop_id"] for r in snapshot[omop.ID_MAP]]
+        ids = [r["omop_id"] for r in snapshot[catalog.OMOP_ID_MAP]]
         assert len(ids) == len(set(ids))
         for table, columns in SPEC.items():
             if f"omop.{table}" in snapshot:
                 pk = [r[columns[0][0]] for r in snapshot[f"omop.{table}"]]
                 assert len(pk) == len(set(pk)) and None not in pk, table
     before, after = (
-        {(r["entity"], r["source_key"]): r["omop_id"] for r in first[omop.ID_MAP]},
-        {(r["entity"], r["source_key"]): r["omop_id"] for r in second[omop.ID_MAP]},
+        {(r["entity"], r["source_key"]): r["omop_id"] for r in first[catalog.OMOP_ID_MAP]},
+        {(r["entity"], r["source_key"]): r["omop_id"] for r in second[catalog.OMOP_ID_MAP]},
     )
     assert {k: after[k] for k in before} == before  # nothing renumbered
     assert set(after) - set(before) == {NEW_KEY}

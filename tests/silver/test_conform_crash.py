@@ -16,7 +16,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from healthlake import io
+from healthlake import catalog, io
 from healthlake.config import load_config
 from healthlake.pipelines import conform, ingest
 from tests.jobs import run_job
@@ -51,7 +51,7 @@ def test_a_killed_conform_rerun_ends_where_a_clean_run_ends(spark: SparkSession,
 
     # Killed after the range's first silver write (patient records), before its encounters and the rest.
     _crash(lake, "kill-after:silver.patient_record:1")
-    log = _table(spark, lake, conform.CONFORM_LOG)
+    log = _table(spark, lake, catalog.SILVER_CONFORM_LOG)
     assert [r.status for r in log.collect()] == [conform.PLANNED]
     assert io.read_table(spark, str(lake), "silver.patient_record").count() > 0
     for d in held:  # HL7's second day arrives
@@ -70,7 +70,7 @@ def test_a_killed_conform_rerun_ends_where_a_clean_run_ends(spark: SparkSession,
     hl7 = [(r.start_version, r.end_version) for r in rerun if r.bronze_table == "bronze.hl7v2_messages"]
     assert len(hl7) == 2 and hl7[0][1] + 1 == hl7[1][0], "the interrupted range keeps its planned end"
 
-    for name in (*conform.conformed_tables(), conform.VAULT, conform.QUARANTINE):
+    for name in (*conform.conformed_tables(), catalog.VAULT_IDENTITY, catalog.SILVER_QUARANTINE):
         assert io.is_table(spark, str(lake), name) == io.is_table(spark, str(clean), name), name
         if not io.is_table(spark, str(clean), name):  # e.g. nat_test: only the CSV feeds carry it
             continue
@@ -81,20 +81,20 @@ def test_a_killed_conform_rerun_ends_where_a_clean_run_ends(spark: SparkSession,
     per_rule = ["silver_table", "institution_id", "rule"]
     checked = [F.sum("rows_checked").alias("checked"), F.sum("rows_failed").alias("failed")]
     metrics = {
-        n: _table(spark, n, conform.DQ_METRICS).groupBy(*per_rule).agg(*checked) for n in (lake, clean)
+        n: _table(spark, n, catalog.SILVER_DQ_METRICS).groupBy(*per_rule).agg(*checked) for n in (lake, clean)
     }
     assert metrics[lake].count() == metrics[clean].count() > 0
     assert metrics[lake].exceptAll(metrics[clean]).isEmpty()
     counts = ["bronze_rows", "conformed", "quarantined", "duplicates"]
     totals = {
-        n: _table(spark, n, conform.CONFORM_LOG)
+        n: _table(spark, n, catalog.SILVER_CONFORM_LOG)
         .where(F.col("status") == conform.FINISHED)
         .groupBy("bronze_table")
         .agg(*[F.sum(c).alias(c) for c in counts])
         for n in (lake, clean)
     }
     assert sorted(totals[lake].collect()) == sorted(totals[clean].collect())
-    log = _table(spark, lake, conform.CONFORM_LOG)
+    log = _table(spark, lake, catalog.SILVER_CONFORM_LOG)
     planned, done = (
         log.where(F.col("status") == s).select("bronze_table", "start_version", "end_version")
         for s in (conform.PLANNED, conform.FINISHED)
