@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
@@ -429,8 +429,3 @@ def _refresh_one(table: DerivedTable, inputs: Inputs, full: bool) -> str:
     if table.name in inputs.rebuilt:
         return "full"
     return "unchanged" if write.how == "unchanged" else "incremental"
-
-
-def names(tables: Sequence[DerivedTable]) -> Iterator[str]:
-    """The names of ``tables``, in registry order."""
-    return (t.name for t in tables)
