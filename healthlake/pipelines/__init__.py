@@ -61,6 +61,6 @@ STAGES: list[Stage] = [
     Stage("ingest", _ingest),  # landing → bronze
     Stage("conform", _conform),  # bronze → silver
     Stage("link", _link),  # silver.patient_record + vault → silver.person* (EMPI)
-    Stage("publish", _publish),  # silver → gold (so far gold.encounter_facts; research and omop to come)
+    Stage("publish", _publish),  # silver → gold (healthlake.gold.registry), research and omop releases
 ]
 """The stages ``healthlake run`` executes, in order."""
