@@ -54,6 +54,13 @@ GOLD_CHRONIC_INDICATORS = "gold.chronic_disease_indicators"
 GOLD_EXCHANGE_VOLUME = "gold.exchange_volume_daily"
 GOLD_PUBLISH_LOG = "gold.publish_log"
 
+# Gold: epidemic control (``docs/epidemic.md``), kept by ``healthlake epidemic``.
+GOLD_EPIDEMIC_CASES = "gold.epidemic_cases"
+GOLD_EPIDEMIC_DAILY = "gold.epidemic_daily"
+GOLD_VACCINATION_COVERAGE = "gold.vaccination_coverage"
+GOLD_CLOSE_CONTACTS = "gold.close_contacts"
+GOLD_EPIDEMIC_LOG = "gold.epidemic_log"
+
 # Research zone: a release's de-identified extracts (``docs/research.md``).
 RESEARCH_PATIENTS = "research.patients"
 RESEARCH_ENCOUNTERS = "research.encounters"

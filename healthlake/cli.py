@@ -155,6 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_argument(publish)
     publish.set_defaults(func=cmd_publish)
 
+    epidemic = commands.add_parser(
+        "epidemic",
+        help="silver + gold → epidemic control: cases, daily curve, vaccination coverage (docs/epidemic.md)",
+    )
+    _conf_argument(epidemic)
+    epidemic.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    epidemic.add_argument(
+        "--as-of",
+        type=parse_date,
+        metavar="YYYY-MM-DD",
+        help="the local day the tables run up to (default: the last day of testing or vaccination)",
+    )
+    epidemic.add_argument("--full", action="store_true", help="rebuild every table, not only what changed")
+    _verbose_argument(epidemic)
+    epidemic.set_defaults(func=cmd_epidemic)
+
     status = commands.add_parser("status", help="each table: version, rows, last operation")
     status.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
     _conf_argument(status)
@@ -296,6 +312,23 @@ def cmd_publish(args: argparse.Namespace) -> int:
     spark = get_spark("publish", cfg)
     result = publish.run(spark, cfg, full=args.full, extracts=args.extracts)
     io.register_tables(spark, cfg.lake_root)  # SELECT … FROM gold.x, research.x, omop.x
+    output(format_table(("table", "rows"), sorted(result.tables.items())))
+    return EXIT_OK
+
+
+def cmd_epidemic(args: argparse.Namespace) -> int:
+    """``healthlake epidemic``: bring the epidemic-control tables up to date, print their rows."""
+    cfg = load_config(args.conf, {"lake_root": args.lake}, overrides_source=COMMAND_LINE)
+    if not is_uri(cfg.lake_root) and not Path(cfg.lake_root).is_dir():
+        raise UsageError(f"lake root {cfg.lake_root} does not exist (run publish first or pass --lake)")
+    from healthlake import io
+    from healthlake.pipelines import epidemic
+    from healthlake.spark import get_spark
+
+    spark = get_spark("epidemic", cfg)
+    result = epidemic.run(spark, cfg, as_of=args.as_of, full=args.full)
+    io.register_tables(spark, cfg.lake_root)
+    output(f"epidemic {result.mode} run as of {result.as_of}")
     output(format_table(("table", "rows"), sorted(result.tables.items())))
     return EXIT_OK
 

@@ -22,7 +22,7 @@ import types
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -290,6 +290,64 @@ class PublishSettings(_Settings):
     incremental_min_rows: int = Field(default=20_000_000, ge=0)
 
 
+class ContactSettings(_Settings):
+    """How ``gold.close_contacts`` finds spatiotemporal companions (``docs/epidemic.md``).
+
+    Attributes:
+        preset: ``close`` (a few tens of metres for 15 minutes or more) or ``companion`` (the 2021 rule:
+            the same 800 m x 800 m cell for more than 10 minutes within 14 days). The keys below, when
+            set, override the preset's value.
+        distance_m: Distance within which two people are together (``match: distance``).
+        cell_m: Side of the square cell (``match: cell``), metres.
+        min_minutes: Shortest exposure that makes a contact.
+        window_days_before: Days before the first positive sample (or onset) the infectious window opens.
+        step_minutes: Time grid phones' pings are put on.
+        max_gap_minutes: Longest gap between two pings a position is interpolated across.
+        max_accuracy_m: Pings reporting a worse accuracy are not used.
+        depth: 1 (contacts of cases) or 2 (also contacts of contacts).
+    """
+
+    preset: Literal["close", "companion"] = "close"
+    distance_m: float | None = Field(default=None, gt=0)
+    cell_m: float | None = Field(default=None, gt=0)
+    min_minutes: float | None = Field(default=None, ge=0)
+    window_days_before: int | None = Field(default=None, ge=0, le=60)
+    step_minutes: int | None = Field(default=None, ge=1, le=60)
+    max_gap_minutes: int | None = Field(default=None, ge=1)
+    max_accuracy_m: float | None = Field(default=None, gt=0)
+    depth: int | None = Field(default=None, ge=1, le=2)
+
+
+class EpidemicSettings(_Settings):
+    """How ``healthlake epidemic`` builds the epidemic-control tables (``docs/epidemic.md``).
+
+    Attributes:
+        disease_codes: ICD-10 codes (or their prefixes) of the outbreak disease: the first such diagnosis
+            of a person is their symptom onset.
+        case_active_days: A case counts as active from its report until released from isolation; without
+            a known release, for this many days.
+        moving_days: Width of the moving figures of ``gold.epidemic_daily`` (days, ending on the day).
+        vaccine_codes: The outbreak vaccine's codes in ``silver.immunization`` (any of them counts).
+        full_series_doses: Doses that complete the primary series.
+        booster_dose: The dose number from which a dose is a booster.
+        contacts: Close-contact detection.
+    """
+
+    disease_codes: tuple[str, ...] = ("U07.1",)
+    case_active_days: int = Field(default=14, ge=1, le=365)
+    moving_days: int = Field(default=7, ge=1, le=60)
+    vaccine_codes: tuple[str, ...] = ("COVID19",)
+    full_series_doses: int = Field(default=2, ge=1, le=10)
+    booster_dose: int = Field(default=3, ge=2, le=10)
+    contacts: ContactSettings = ContactSettings()
+
+    @model_validator(mode="after")
+    def _booster_after_series(self) -> EpidemicSettings:
+        if self.booster_dose <= self.full_series_doses:
+            raise ValueError("epidemic.booster_dose must be greater than epidemic.full_series_doses")
+        return self
+
+
 DEFAULT_ZONE = "Asia/Shanghai"
 """The region's time zone unless ``region.timezone`` says otherwise (China Standard Time, UTC+8)."""
 
@@ -347,6 +405,7 @@ class Config(_Settings):
         empi: Linking settings (the master patient index).
         publish: Silver → gold settings.
         research: The research zone (de-identified extracts).
+        epidemic: Epidemic control (``healthlake epidemic``).
     """
 
     lake_root: str = DEFAULT_LAKE_ROOT
@@ -361,6 +420,7 @@ class Config(_Settings):
     empi: EmpiSettings = EmpiSettings()
     publish: PublishSettings = PublishSettings()
     research: ResearchSettings = ResearchSettings()
+    epidemic: EpidemicSettings = EpidemicSettings()
 
 
 def is_uri(path: str) -> bool:

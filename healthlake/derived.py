@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -164,7 +164,7 @@ class Inputs:
         *,
         as_of: dt.date | None = None,
         last: LastRun | None = None,
-        settings: dict[str, int] | None = None,
+        settings: Mapping[str, Any] | None = None,
         empty: dict[str, str] | None = None,
         derived: Sequence[str] = (),
         cached: Sequence[str] = (),
@@ -172,7 +172,7 @@ class Inputs:
         self.spark, self.lake, self.zone = spark, lake, zone
         self.versions: dict[str, int] = dict(versions)
         self._as_of, self.last = as_of, last
-        self.settings = dict(settings or {})
+        self.settings: dict[str, Any] = dict(settings or {})
         self._empty, self._derived, self._cached = dict(empty or {}), set(derived), set(cached)
         self._frames: dict[str, DataFrame] = {}
         self._memo: dict[str, object] = {}

@@ -57,10 +57,23 @@ def _publish(spark: SparkSession, cfg: Config) -> object:
     return publish.run(spark, cfg)
 
 
+def _epidemic(spark: SparkSession, cfg: Config) -> object:
+    from healthlake import io
+    from healthlake.pipelines import epidemic
+
+    lake = cfg.lake_root
+    if not io.is_table(spark, lake, catalog.GOLD_PATIENT_360) or not any(
+        io.is_table(spark, lake, t) for t in (catalog.SILVER_NAT_TEST, catalog.SILVER_IMMUNIZATION)
+    ):
+        return None  # no persons published or no testing and vaccination yet: nothing to report
+    return epidemic.run(spark, cfg)
+
+
 STAGES: list[Stage] = [
     Stage("ingest", _ingest),  # landing → bronze
     Stage("conform", _conform),  # bronze → silver
     Stage("link", _link),  # silver.patient_record + vault → silver.person* (EMPI)
     Stage("publish", _publish),  # silver → gold (healthlake.gold.registry), research and omop releases
+    Stage("epidemic", _epidemic),  # silver + gold → epidemic control (healthlake.epidemic.registry)
 ]
 """The stages ``healthlake run`` executes, in order."""

@@ -1,0 +1,17 @@
+"""The tables ``healthlake epidemic`` keeps, in the order it runs them (each after what it reads).
+
+Adding a table is adding its module (its transformation and its ``DerivedTable``) and one line here.
+"""
+
+from __future__ import annotations
+
+from healthlake.derived import DerivedTable
+from healthlake.epidemic.cases import EPIDEMIC_CASES
+from healthlake.epidemic.daily import EPIDEMIC_DAILY
+from healthlake.epidemic.vaccination import VACCINATION_COVERAGE
+
+EPIDEMIC: tuple[DerivedTable, ...] = (
+    EPIDEMIC_CASES,
+    EPIDEMIC_DAILY,
+    VACCINATION_COVERAGE,
+)
