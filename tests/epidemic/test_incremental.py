@@ -1,0 +1,183 @@
+"""The epidemic registry on the derived-table contract: after a day of changes, an incremental run equals
+a full build (``tests/derived_check.py``), and the stage runs, logs and re-runs exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from healthlake import catalog, io
+from healthlake.derived import dependency_order
+from healthlake.epidemic.registry import EPIDEMIC
+from healthlake.pipelines import epidemic
+from tests.derived_check import assert_update_equals_build, lake_versions
+from tests.epidemic.test_tables import DIAGNOSES, PLACES, TESTS, XREF, bj
+
+CDF = io.CHANGE_DATA_FEED
+IMMUNIZATIONS = (
+    "institution_id string, source_patient_id string, vaccine_code string, vaccinated_at timestamp, "
+    "is_cancelled boolean"
+)
+RECORDS = "institution_id string, source_record_id string, record_source string"
+AREAS = "area_code string, name string, level string, parent_code string"
+
+
+def _append(spark: SparkSession, lake: str, name: str, rows: list[tuple], schema: str) -> None:
+    df = spark.createDataFrame(rows, schema)
+    if not io.is_table(spark, lake, name):
+        io.create_table(spark, lake, name, df.schema, properties=CDF)
+    io.append(df, lake, name)
+
+
+def _day1(spark: SparkSession, lake: str) -> None:
+    _append(
+        spark,
+        lake,
+        catalog.SILVER_NAT_TEST,
+        [
+            ("L1", "t1", "a", bj(2026, 3, 1, 23, 30), bj(2026, 3, 2, 0, 30), "positive"),
+            ("L1", "t3", "b", bj(2026, 3, 1, 8), bj(2026, 3, 1, 20), "negative"),
+            ("L1", "t6", "c", bj(2026, 3, 2, 16), bj(2026, 3, 2, 22), "negative"),
+            ("L1", "t8", "e", bj(2026, 2, 20, 9), bj(2026, 2, 20, 19), "negative"),
+        ],
+        TESTS,
+    )
+    _append(
+        spark,
+        lake,
+        catalog.SILVER_PERSON_XREF,
+        [
+            ("L1", "a", "P1"),
+            ("L1", "b", "P2"),
+            ("L1", "c", "P3"),
+            ("L1", "e", "P5"),
+            ("R", "r1", "P1"),
+            ("R", "r2", "P2"),
+            ("R", "r3", "P3"),
+        ],
+        XREF,
+    )
+    _append(
+        spark, lake, catalog.SILVER_DIAGNOSIS, [("L1", "a", "U07.100", bj(2026, 3, 1, 20), False)], DIAGNOSES
+    )
+    _append(
+        spark,
+        lake,
+        catalog.SILVER_IMMUNIZATION,
+        [("L1", "a", "COVID19", bj(2026, 2, 1, 9), False), ("L1", "b", "COVID19", bj(2026, 2, 2, 9), False)],
+        IMMUNIZATIONS,
+    )
+    _append(
+        spark,
+        lake,
+        catalog.SILVER_PATIENT_RECORD,
+        [("R", "r1", "csv_registry"), ("R", "r2", "csv_registry"), ("R", "r3", "csv_registry")],
+        RECORDS,
+    )
+    _append(
+        spark,
+        lake,
+        catalog.SILVER_AREA,
+        [
+            ("360102001", "甲街道", "township", "360102"),
+            ("360102002", "乙镇", "township", "360102"),
+            ("360102", "长寿区", "county", "360100"),
+            ("360100", "南市", "city", "360000"),
+            ("360000", "江南省", "province", None),
+        ],
+        AREAS,
+    )
+    places = [
+        ("P1", "360102001", "360102001", "360102", "360100", "360000", "30-34"),
+        ("P2", "360102002", "360102002", "360102", "360100", "360000", "60-64"),
+        ("P3", "360102002", "360102002", "360102", "360100", "360000", "30-34"),
+        ("P5", "360102001", "360102001", "360102", "360100", "360000", "40-44"),
+    ]
+    io.overwrite(spark.createDataFrame(places, PLACES), lake, catalog.GOLD_PATIENT_360)
+
+
+def _day2(spark: SparkSession, lake: str) -> None:
+    # New tests of the day: P2 positive, P1's repeat positive, and a late-arriving test of 25 February.
+    _append(
+        spark,
+        lake,
+        catalog.SILVER_NAT_TEST,
+        [
+            ("L1", "t2", "a", bj(2026, 3, 3, 9), bj(2026, 3, 3, 15), "positive"),
+            ("L2", "t4", "b2", bj(2026, 3, 3, 7, 59), bj(2026, 3, 3, 18), "positive"),
+            ("L1", "t9", "c", bj(2026, 2, 25, 9), bj(2026, 2, 25, 19), "negative"),
+        ],
+        TESTS,
+    )
+    # A new source patient linked to P2; P5's record relinked to P3 (its test of 20 February moves).
+    io.upsert(
+        spark.createDataFrame([("L2", "b2", "P2"), ("L1", "e", "P3")], XREF),
+        lake,
+        catalog.SILVER_PERSON_XREF,
+        ["institution_id", "source_patient_id"],
+    )
+    _append(
+        spark,
+        lake,
+        catalog.SILVER_IMMUNIZATION,
+        [("L1", "a", "COVID19", bj(2026, 3, 3, 9), False)],
+        IMMUNIZATIONS,
+    )
+    # P3 moved to the other township (publish's new patient_360), P5 is gone (merged into P3).
+    places = [
+        ("P1", "360102001", "360102001", "360102", "360100", "360000", "30-34"),
+        ("P2", "360102002", "360102002", "360102", "360100", "360000", "60-64"),
+        ("P3", "360102001", "360102001", "360102", "360100", "360000", "30-34"),
+    ]
+    io.overwrite(spark.createDataFrame(places, PLACES), lake, catalog.GOLD_PATIENT_360)
+
+
+def test_the_epidemic_registry_is_in_the_order_it_runs() -> None:
+    assert dependency_order(EPIDEMIC) == list(EPIDEMIC)
+
+
+def test_every_epidemic_table_updated_after_a_day_equals_a_full_build(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    _day1(spark, str(lake))
+    day1 = lake_versions(spark, str(lake))
+    _day2(spark, str(lake))
+    day2 = lake_versions(spark, str(lake))
+    done = assert_update_equals_build(
+        spark,
+        lake,
+        EPIDEMIC,
+        day1=day1,
+        day2=day2,
+        as_of=(dt.date(2026, 3, 2), dt.date(2026, 3, 3)),
+        work=tmp_path / "full",
+        settings={"epidemic.case_active_days": 3, "epidemic.moving_days": 3},
+        empty=epidemic.EMPTY,
+    )
+    assert done == dict.fromkeys((t.name for t in EPIDEMIC), "incremental")
+
+
+def test_the_stage_runs_once_per_input_state_and_says_what_is_missing(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    from healthlake.config import load_config
+
+    lake = tmp_path / "lake"
+    cfg = load_config(overrides={"lake_root": str(lake)})
+    _append(spark, str(lake), catalog.SILVER_PATIENT_RECORD, [("R", "r1", "csv_registry")], RECORDS)
+    with pytest.raises(
+        epidemic.EpidemicError,
+        match=r"^silver.person_xref is not in the lake .*: run `healthlake link` first$",
+    ):
+        epidemic.run(spark, cfg)
+    _day1(spark, str(lake))
+    first = epidemic.run(spark, cfg)
+    assert (first.mode, first.as_of) == ("full", dt.date(2026, 3, 2))  # the last sample or report day
+    assert first.tables[catalog.GOLD_EPIDEMIC_CASES] == 1
+    again = epidemic.run(spark, cfg)
+    assert (again.mode, again.tables) == ("unchanged", first.tables)
+    assert io.read_table(spark, str(lake), catalog.GOLD_EPIDEMIC_LOG).count() == 1
