@@ -75,6 +75,22 @@ def moved_persons(inputs: Inputs) -> DataFrame:
     )
 
 
+def residents_moved(inputs: Inputs) -> bool:
+    """Whether the set of residents differs from the last run's (a birth, a death, a move in or out).
+
+    Compares the residents of the pinned registry and links with those of the versions the last run read;
+    False when neither input moved.
+    """
+    if inputs.last is None:
+        return True
+    if not (inputs.moved(SILVER_PATIENT_RECORD) or inputs.moved(SILVER_PERSON_XREF)):
+        return False
+    before = residents(inputs.read_before(SILVER_PATIENT_RECORD), inputs.read_before(SILVER_PERSON_XREF))
+    now = run_residents(inputs)
+    differ = now.exceptAll(before).union(before.exceptAll(now)).limit(1)
+    return bool(differ.count())
+
+
 def roll_up_areas(per_area: DataFrame, keys: list[str], measures: list[str], names: DataFrame) -> DataFrame:
     """Additive measures of rows placed by a person's area path, summed to every area level.
 

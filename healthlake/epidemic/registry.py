@@ -8,10 +8,13 @@ from __future__ import annotations
 from healthlake.derived import DerivedTable
 from healthlake.epidemic.cases import EPIDEMIC_CASES
 from healthlake.epidemic.daily import EPIDEMIC_DAILY
+from healthlake.epidemic.screening import NAT_POOL_FOLLOWUP, NAT_SCREENING_DAILY
 from healthlake.epidemic.vaccination import VACCINATION_COVERAGE
 
 EPIDEMIC: tuple[DerivedTable, ...] = (
     EPIDEMIC_CASES,
     EPIDEMIC_DAILY,
     VACCINATION_COVERAGE,
+    NAT_POOL_FOLLOWUP,
+    NAT_SCREENING_DAILY,
 )

@@ -26,6 +26,7 @@ from healthlake.catalog import (
     SILVER_AREA,
     SILVER_DIAGNOSIS,
     SILVER_IMMUNIZATION,
+    SILVER_NAT_POOL,
     SILVER_NAT_TEST,
     SILVER_PATIENT_RECORD,
     SILVER_PERSON_XREF,
@@ -53,7 +54,11 @@ EMPTY = {
     SILVER_AREA: "area_code string, name string, level string, parent_code string",
     SILVER_NAT_TEST: (
         "institution_id string, source_record_id string, source_patient_id string, sample_time timestamp, "
-        "report_time timestamp, result string"
+        "report_time timestamp, result string, sample_mode string, pool_id string"
+    ),
+    SILVER_NAT_POOL: (
+        "institution_id string, source_record_id string, pool_id string, sample_time timestamp, "
+        "report_time timestamp, pool_size int, result string"
     ),
     SILVER_DIAGNOSIS: (
         "institution_id string, source_patient_id string, icd10_code string, diagnosis_time timestamp, "

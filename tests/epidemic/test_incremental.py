@@ -14,7 +14,8 @@ from healthlake.derived import dependency_order
 from healthlake.epidemic.registry import EPIDEMIC
 from healthlake.pipelines import epidemic
 from tests.derived_check import assert_update_equals_build, lake_versions
-from tests.epidemic.test_tables import DIAGNOSES, PLACES, TESTS, XREF, bj
+from tests.epidemic.test_screening import POOLS, TESTS
+from tests.epidemic.test_tables import DIAGNOSES, PLACES, XREF, bj
 
 CDF = io.CHANGE_DATA_FEED
 IMMUNIZATIONS = (
@@ -38,12 +39,26 @@ def _day1(spark: SparkSession, lake: str) -> None:
         lake,
         catalog.SILVER_NAT_TEST,
         [
-            ("L1", "t1", "a", bj(2026, 3, 1, 23, 30), bj(2026, 3, 2, 0, 30), "positive"),
-            ("L1", "t3", "b", bj(2026, 3, 1, 8), bj(2026, 3, 1, 20), "negative"),
-            ("L1", "t6", "c", bj(2026, 3, 2, 16), bj(2026, 3, 2, 22), "negative"),
-            ("L1", "t8", "e", bj(2026, 2, 20, 9), bj(2026, 2, 20, 19), "negative"),
+            ("L1", "t1", "a", bj(2026, 3, 1, 23, 30), bj(2026, 3, 2, 0, 30), "positive", "single", None),
+            ("L1", "t3", "b", bj(2026, 3, 1, 8), bj(2026, 3, 1, 20), "negative", "single", None),
+            ("L1", "t6", "c", bj(2026, 3, 2, 16), bj(2026, 3, 2, 22), "negative", "single", None),
+            ("L1", "t8", "e", bj(2026, 2, 20, 9), bj(2026, 2, 20, 19), "negative", "single", None),
+            # A screening round on 1-2 March: pool PL1 (P2, P3) positive, PL2 (P1) negative.
+            ("L1", "m1", "b", bj(2026, 3, 1, 10), None, None, "pooled", "PL1"),
+            ("L1", "m2", "c", bj(2026, 3, 1, 10), None, None, "pooled", "PL1"),
+            ("L1", "m3", "a", bj(2026, 3, 2, 10), None, None, "pooled", "PL2"),
         ],
         TESTS,
+    )
+    _append(
+        spark,
+        lake,
+        catalog.SILVER_NAT_POOL,
+        [
+            ("C1", "PL1", "PL1", bj(2026, 3, 1, 10), bj(2026, 3, 1, 20), 2, "positive"),
+            ("C1", "PL2", "PL2", bj(2026, 3, 2, 10), bj(2026, 3, 2, 20), 1, "negative"),
+        ],
+        POOLS,
     )
     _append(
         spark,
@@ -106,11 +121,16 @@ def _day2(spark: SparkSession, lake: str) -> None:
         lake,
         catalog.SILVER_NAT_TEST,
         [
-            ("L1", "t2", "a", bj(2026, 3, 3, 9), bj(2026, 3, 3, 15), "positive"),
-            ("L2", "t4", "b2", bj(2026, 3, 3, 7, 59), bj(2026, 3, 3, 18), "positive"),
-            ("L1", "t9", "c", bj(2026, 2, 25, 9), bj(2026, 2, 25, 19), "negative"),
+            ("L1", "t2", "a", bj(2026, 3, 3, 9), bj(2026, 3, 3, 15), "positive", "single", None),
+            ("L2", "t4", "b2", bj(2026, 3, 3, 7, 59), bj(2026, 3, 3, 18), "positive", "single", None),
+            ("L1", "t9", "c", bj(2026, 2, 25, 9), bj(2026, 2, 25, 19), "negative", "single", None),
+            # The round's third day (P5's record, relinked below) and a pool not reported yet.
+            ("L1", "m4", "e", bj(2026, 3, 3, 10), None, None, "pooled", "PL3"),
         ],
         TESTS,
+    )
+    _append(
+        spark, lake, catalog.SILVER_NAT_POOL, [("C1", "PL3", "PL3", bj(2026, 3, 3, 10), None, 1, None)], POOLS
     )
     # A new source patient linked to P2; P5's record relinked to P3 (its test of 20 February moves).
     io.upsert(
