@@ -63,6 +63,8 @@ GOLD_VACCINATION_COVERAGE = "gold.vaccination_coverage"
 GOLD_NAT_POOL_FOLLOWUP = "gold.nat_pool_followup"
 GOLD_NAT_SCREENING_DAILY = "gold.nat_screening_daily"
 GOLD_CLOSE_CONTACTS = "gold.close_contacts"
+GOLD_ISOLATION = "gold.isolation"
+GOLD_HEALTH_CODE = "gold.health_code"
 GOLD_EPIDEMIC_LOG = "gold.epidemic_log"
 
 # Research zone: a release's de-identified extracts (``docs/research.md``).

@@ -318,6 +318,16 @@ class ContactSettings(_Settings):
     depth: int | None = Field(default=None, ge=1, le=2)
 
 
+HealthCodeRule = Literal["active_case", "in_isolation", "retest_due", "close_contact"]
+DEFAULT_HEALTH_CODE_RULES: dict[HealthCodeRule, Literal["red", "yellow"]] = {
+    "active_case": "red",
+    "in_isolation": "yellow",
+    "retest_due": "yellow",
+    "close_contact": "yellow",
+}
+"""The health-code rules and the codes they give, in the order tried (``healthlake.epidemic.health_code``)."""
+
+
 class EpidemicSettings(_Settings):
     """How ``healthlake epidemic`` builds the epidemic-control tables (``docs/epidemic.md``).
 
@@ -330,6 +340,8 @@ class EpidemicSettings(_Settings):
         vaccine_codes: The outbreak vaccine's codes in ``silver.immunization`` (any of them counts).
         full_series_doses: Doses that complete the primary series.
         booster_dose: The dose number from which a dose is a booster.
+        health_code_rules: Each health-code rule and the code it gives, in the order they are tried
+            (``docs/epidemic.md``); a rule left out is not applied.
         contacts: Close-contact detection.
     """
 
@@ -339,6 +351,9 @@ class EpidemicSettings(_Settings):
     vaccine_codes: tuple[str, ...] = ("COVID19",)
     full_series_doses: int = Field(default=2, ge=1, le=10)
     booster_dose: int = Field(default=3, ge=2, le=10)
+    health_code_rules: dict[HealthCodeRule, Literal["red", "yellow"]] = Field(
+        default_factory=lambda: dict(DEFAULT_HEALTH_CODE_RULES)
+    )
     contacts: ContactSettings = ContactSettings()
 
     @model_validator(mode="after")

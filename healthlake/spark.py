@@ -252,6 +252,11 @@ def spark_conf(app_name: str, cfg: Config) -> dict[str, str]:
         # one rendering ran a 4 GiB driver out of heap (a 200 k-row day on a 2 M-person lake). Spark's
         # documentation advises a cap; the text is only for the UI and logs.
         "spark.sql.maxPlanStringLength": PLAN_STRING_CAP,
+        # Spark 4 lets a UNION ALL report its children's shared hash partitioning, so a join above it
+        # skips the shuffle; with aggregates over a union of small local frames it zips children of
+        # different partition counts and fails ("Can't zip RDDs with unequal numbers of partitions",
+        # seen in gold.health_code's rule days on Spark 4.1.1). The shuffle it saves is small.
+        "spark.sql.unionOutputPartitioning": "false",
     }
     jars = [*delta_jars(), *linkage_jars()]
     if jars:

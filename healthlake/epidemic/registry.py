@@ -8,6 +8,8 @@ from __future__ import annotations
 from healthlake.derived import DerivedTable
 from healthlake.epidemic.cases import EPIDEMIC_CASES
 from healthlake.epidemic.daily import EPIDEMIC_DAILY
+from healthlake.epidemic.health_code import HEALTH_CODE
+from healthlake.epidemic.isolation import ISOLATION
 from healthlake.epidemic.screening import NAT_POOL_FOLLOWUP, NAT_SCREENING_DAILY
 from healthlake.epidemic.vaccination import VACCINATION_COVERAGE
 
@@ -17,4 +19,6 @@ EPIDEMIC: tuple[DerivedTable, ...] = (
     VACCINATION_COVERAGE,
     NAT_POOL_FOLLOWUP,
     NAT_SCREENING_DAILY,
+    ISOLATION,
+    HEALTH_CODE,
 )

@@ -26,13 +26,14 @@ from healthlake.catalog import (
     SILVER_AREA,
     SILVER_DIAGNOSIS,
     SILVER_IMMUNIZATION,
+    SILVER_ISOLATION_ORDER,
     SILVER_NAT_POOL,
     SILVER_NAT_TEST,
     SILVER_PATIENT_RECORD,
     SILVER_PERSON_XREF,
 )
 from healthlake.derived import Inputs, LastRun, refresh
-from healthlake.epidemic import cases, daily, vaccination
+from healthlake.epidemic import cases, daily, health_code, vaccination
 from healthlake.epidemic.registry import EPIDEMIC
 from healthlake.errors import HealthlakeError
 from healthlake.localtime import local_date
@@ -59,6 +60,10 @@ EMPTY = {
     SILVER_NAT_POOL: (
         "institution_id string, source_record_id string, pool_id string, sample_time timestamp, "
         "report_time timestamp, pool_size int, result string"
+    ),
+    SILVER_ISOLATION_ORDER: (
+        "institution_id string, source_record_id string, source_patient_id string, category string, "
+        "place_type string, start_time timestamp, planned_end_time timestamp, released_at timestamp"
     ),
     SILVER_DIAGNOSIS: (
         "institution_id string, source_patient_id string, icd10_code string, diagnosis_time timestamp, "
@@ -110,6 +115,7 @@ def settings_of(cfg: Config) -> dict[str, object]:
         vaccination.VACCINE_CODES: e.vaccine_codes,
         vaccination.FULL_SERIES_DOSES: e.full_series_doses,
         vaccination.BOOSTER_DOSE: e.booster_dose,
+        health_code.HEALTH_CODE_RULES: dict(e.health_code_rules),
     }
 
 

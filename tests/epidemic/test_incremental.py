@@ -14,6 +14,7 @@ from healthlake.derived import dependency_order
 from healthlake.epidemic.registry import EPIDEMIC
 from healthlake.pipelines import epidemic
 from tests.derived_check import assert_update_equals_build, lake_versions
+from tests.epidemic.test_health_code import ORDERS
 from tests.epidemic.test_screening import POOLS, TESTS
 from tests.epidemic.test_tables import DIAGNOSES, PLACES, XREF, bj
 
@@ -131,6 +132,28 @@ def _day2(spark: SparkSession, lake: str) -> None:
     )
     _append(
         spark, lake, catalog.SILVER_NAT_POOL, [("C1", "PL3", "PL3", bj(2026, 3, 3, 10), None, 1, None)], POOLS
+    )
+    # P3 released early; P2 (the new case) ordered into isolation.
+    io.upsert(
+        spark.createDataFrame(
+            [
+                (
+                    "L1",
+                    "o2",
+                    "c",
+                    "close_contact",
+                    "home",
+                    bj(2026, 3, 2, 14),
+                    bj(2026, 3, 16, 14),
+                    bj(2026, 3, 3, 9),
+                ),
+                ("L2", "o3", "b2", "case", "centralized", bj(2026, 3, 3, 19), bj(2026, 3, 17, 19), None),
+            ],
+            ORDERS,
+        ),
+        lake,
+        catalog.SILVER_ISOLATION_ORDER,
+        ["institution_id", "source_record_id"],
     )
     # A new source patient linked to P2; P5's record relinked to P3 (its test of 20 February moves).
     io.upsert(
