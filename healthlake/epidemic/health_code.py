@@ -44,7 +44,7 @@ from healthlake.localtime import local_date
 
 HEALTH_CODE_RULES = "epidemic.health_code_rules"
 """The run setting (``Inputs.settings``): rule → code, in the order the rules are tried."""
-DEFAULT_RULES: dict[str, str] = dict(DEFAULT_HEALTH_CODE_RULES)
+DEFAULT_RULES: dict[str, str] = {str(rule): str(code) for rule, code in DEFAULT_HEALTH_CODE_RULES.items()}
 GREEN = "green"
 NO_RULE = "no_rule"
 
