@@ -130,6 +130,39 @@ def epidemic_cases(
     )
 
 
+def case_windows(cases: DataFrame, isolation: DataFrame, *, days_before: int) -> DataFrame:
+    """Each case's infectious window, the time its contacts are looked for in.
+
+    From ``days_before`` days before the case was first known (the earlier of the first positive sample
+    and the onset) until the case was isolated (the start of its first isolation order) or, without an
+    order, until its first positive was reported (a reported case is isolated the same day). A case
+    isolated before it was known (a contact in quarantine who tests positive) has a window that ends at
+    its isolation.
+
+    Args:
+        cases: ``gold.epidemic_cases``.
+        isolation: ``gold.isolation`` (``person_id``, ``start_time``).
+        days_before: ``epidemic.contacts.window_days_before``.
+
+    Returns:
+        ``case_person_id``, ``window_start``, ``window_end`` (instants).
+    """
+    isolated = (
+        isolation.where(F.col("person_id").isNotNull())
+        .groupBy("person_id")
+        .agg(F.min("start_time").alias("_isolated"))
+    )
+    start = F.col("first_known_at") - F.make_dt_interval(F.lit(days_before))
+    end = F.coalesce(
+        F.col("_isolated"), F.col("first_positive_report_time"), F.col("first_positive_sample_time")
+    )
+    return cases.join(isolated, "person_id", "left").select(
+        F.col("person_id").alias("case_person_id"),
+        start.alias("window_start"),
+        end.alias("window_end"),
+    )
+
+
 def _build(inputs: Inputs) -> DataFrame:
     return epidemic_cases(
         inputs.read(SILVER_NAT_TEST),

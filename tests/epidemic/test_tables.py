@@ -235,3 +235,39 @@ def test_vaccination_coverage_counts_each_residents_nth_dose(spark: SparkSession
         "level = 'province' AND unit_code = '360000' AND age_band = '30-34' AND date = '2026-03-05'"
     )
     assert share.first()["coverage_full_series"] == 0.5
+
+
+def test_a_cases_infectious_window_runs_from_days_before_until_isolation(spark: SparkSession) -> None:
+    from healthlake.epidemic.cases import case_windows
+
+    cases = spark.createDataFrame(
+        [
+            ("P1", bj(2026, 3, 5, 9), bj(2026, 3, 5, 20), bj(2026, 3, 5, 9)),  # isolated on 6 March
+            ("P2", bj(2026, 3, 5, 9), bj(2026, 3, 6, 8), bj(2026, 3, 5, 9)),  # no order: until reported
+            ("P3", bj(2026, 3, 5, 9), bj(2026, 3, 5, 20), bj(2026, 3, 5, 9)),  # in quarantine since 3 March
+        ],
+        "person_id string, first_known_at timestamp, first_positive_report_time timestamp, "
+        "first_positive_sample_time timestamp",
+    )
+    isolation = spark.createDataFrame(
+        [
+            ("P1", bj(2026, 3, 6, 10)),
+            ("P1", bj(2026, 3, 7, 10)),
+            ("P3", bj(2026, 3, 3, 10)),
+            (None, bj(2026, 3, 1)),
+        ],
+        "person_id string, start_time timestamp",
+    )
+    utc = {
+        r["case_person_id"]: (r["window_start"], r["window_end"])
+        for r in case_windows(cases, isolation, days_before=4).collect()
+    }
+
+    def naive(t: dt.datetime) -> dt.datetime:
+        return t.astimezone(dt.UTC).replace(tzinfo=None)
+
+    assert utc == {
+        "P1": (naive(bj(2026, 3, 1, 9)), naive(bj(2026, 3, 6, 10))),
+        "P2": (naive(bj(2026, 3, 1, 9)), naive(bj(2026, 3, 6, 8))),
+        "P3": (naive(bj(2026, 3, 1, 9)), naive(bj(2026, 3, 3, 10))),
+    }

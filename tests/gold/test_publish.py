@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 
 from healthlake import catalog, cli, io
 from healthlake.config import PublishSettings, load_config
+from healthlake.gold.registry import GOLD
 from healthlake.pipelines import publish
 from healthlake.pipelines.conform import CDF
 from tests.conftest import assert_gold_equals_a_full_rebuild
@@ -241,6 +242,9 @@ def test_publish_then_incremental_equals_a_full_rebuild(
     with caplog.at_level(logging.INFO, logger="healthlake"):
         step = publish.run(spark, cfg)
     assert step.mode == "incremental" and step.as_of == dt.date(2026, 4, 20)
+    # Every table the silver of these two days feeds was updated, none rebuilt (the derived-table
+    # contract); the exchange volumes need bronze (tests/gold/test_gold_region.py checks them).
+    assert step.built == {t.name: "absent" if t.requires else "incremental" for t in GOLD}
     # P4 only gained events; P1 had one revised, P2's record moved to P3, who is new.
     assert "patient view of 1 persons updated, of 3 recomputed from history" in caplog.text
     # P1 (a reading revised in March, a follow-up out of the window), P2 and P3 (relinked), P4 (followed up).
