@@ -64,6 +64,7 @@ GOLD_NAT_POOL_FOLLOWUP = "gold.nat_pool_followup"
 GOLD_NAT_SCREENING_DAILY = "gold.nat_screening_daily"
 GOLD_CLOSE_CONTACTS = "gold.close_contacts"
 GOLD_ISOLATION = "gold.isolation"
+GOLD_CASE_CLUSTERS = "gold.case_clusters"
 GOLD_HEALTH_CODE = "gold.health_code"
 GOLD_EPIDEMIC_LOG = "gold.epidemic_log"
 
