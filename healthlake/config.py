@@ -153,6 +153,8 @@ class SynthSettings(_Settings):
         seed: Random seed; the same settings and seed give the same files.
         persons_per_shard: Residents generated per Spark task.
         ping_share: Share of residents who carry a phone that sends location pings.
+        allergy_share: Share of residents with a drug or food allergy, which each hospital they visit
+            records (hospital patients report drug allergies at 10-20 %).
         pings_per_day: Location pings per such resident per day.
         rates: Defect rates.
         followup_history_days: Days of chronic-disease follow-up history before ``start``, sent with the
@@ -166,6 +168,7 @@ class SynthSettings(_Settings):
     seed: int = Field(default=42, ge=0)
     persons_per_shard: int = Field(default=2000, ge=100)
     ping_share: Rate = 0.3
+    allergy_share: Rate = 0.15
     pings_per_day: int = Field(default=6, ge=0)
     rates: DefectRates = DefectRates()
     followup_history_days: int = Field(default=0, ge=0, le=1100)

@@ -116,7 +116,8 @@ def conformed_region(spark: SparkSession, tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp("conform_region")
     # Default rates (every defect on) with more malformed records, duplicates, updates and cancellations.
     rates = {"malformed": 0.02, "duplicate": 0.03, "update": 0.05, "cancel": 0.03}
-    # A year of follow-up history gives the 12-month chronic-disease indicators something to grade.
+    # A year of follow-up history gives the 12-month chronic-disease indicators something to grade, and
+    # allergies more common than residents have them give the region's few hospital patients some.
     gen = generate(
         spark,
         root,
@@ -126,6 +127,7 @@ def conformed_region(spark: SparkSession, tmp_path_factory: pytest.TempPathFacto
         persons_per_shard=300,
         rates=rates,
         followup_history_days=400,
+        allergy_share=0.5,
     )
     cfg = load_config(overrides={"landing_root": str(gen.landing), "lake_root": str(root / "lake")})
     ingest.run(spark, cfg)

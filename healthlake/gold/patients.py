@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from healthlake.catalog import (
     GOLD_ENCOUNTER_FACTS,
     GOLD_PATIENT_360,
+    SILVER_ALLERGY,
     SILVER_AREA,
     SILVER_CHRONIC_FOLLOWUP,
     SILVER_DIAGNOSIS,
@@ -25,8 +26,9 @@ from healthlake.catalog import (
     SILVER_NAT_TEST,
     SILVER_PERSON,
     SILVER_PERSON_XREF,
+    SILVER_PROCEDURE,
 )
-from healthlake.derived import DerivedTable, Inputs, Write, merge
+from healthlake.derived import DerivedTable, Inputs, Write, merge, rebuild
 from healthlake.gold.areas import area_paths
 from healthlake.gold.changes import (
     PATIENT,
@@ -156,6 +158,68 @@ def last_test(nat_tests: DataFrame, person_xref: DataFrame) -> DataFrame:
     )
 
 
+NOT_PERFORMED_STATUSES = ("preparation",)
+"""FHIR procedure statuses of a procedure not performed yet (cancelled ones are flagged ``is_cancelled``)."""
+
+
+def procedure_summary(procedures: DataFrame, person_xref: DataFrame, *, zone: str) -> DataFrame:
+    """Per person, the procedures performed (not cancelled, not only in preparation).
+
+    Args:
+        procedures: ``silver.procedure`` (``performed_time``, ``status``, ``is_cancelled``).
+        person_xref: ``silver.person_xref``.
+        zone: The region's time zone.
+
+    Returns:
+        ``person_id``, ``procedure_count``, ``last_procedure_date`` (local date of the latest performed
+        time).
+    """
+    performed = ~F.coalesce(F.col("status").isin(*NOT_PERFORMED_STATUSES), F.lit(False))
+    return (
+        person_events(_not_cancelled(procedures).where(performed), person_xref)
+        .groupBy("person_id")
+        .agg(
+            F.count("*").alias("procedure_count"),
+            F.max(local_date(F.col("performed_time"), zone)).alias("last_procedure_date"),
+        )
+    )
+
+
+INACTIVE_ALLERGY_STATUSES = ("inactive", "resolved")
+"""FHIR clinical statuses of an allergy the patient no longer has."""
+NOT_AN_ALLERGY = ("refuted", "entered-in-error")
+"""FHIR verification statuses of a record that is no allergy (entered-in-error is also ``is_cancelled``)."""
+
+
+def allergy_summary(allergies: DataFrame, person_xref: DataFrame) -> DataFrame:
+    """Per person, their active allergy records and the distinct substances.
+
+    An allergy is active unless cancelled, its clinical status is inactive or resolved, or its
+    verification status refutes it; a record without a status (HL7 v2's AL1 has none) is active.
+
+    Args:
+        allergies: ``silver.allergy`` (``code``, ``clinical_status``, ``verification_status``,
+            ``is_cancelled``).
+        person_xref: ``silver.person_xref``.
+
+    Returns:
+        ``person_id``, ``allergy_count`` (records: one allergy recorded by two hospitals counts twice),
+        ``allergies`` (sorted distinct substance codes; the free-text display is left out, as text a
+        clerk typed may name anything).
+    """
+    active = ~F.coalesce(
+        F.col("clinical_status").isin(*INACTIVE_ALLERGY_STATUSES), F.lit(False)
+    ) & ~F.coalesce(F.col("verification_status").isin(*NOT_AN_ALLERGY), F.lit(False))
+    return (
+        person_events(_not_cancelled(allergies).where(active), person_xref)
+        .groupBy("person_id")
+        .agg(
+            F.count("*").alias("allergy_count"),
+            F.array_sort(F.collect_set("code")).alias("allergies"),
+        )
+    )
+
+
 _CONDITIONS = "array<struct<condition:string,first_diagnosed:date>>"
 
 
@@ -173,6 +237,8 @@ def patient_360(
     followups: DataFrame,
     immunizations: DataFrame,
     nat_tests: DataFrame,
+    procedures: DataFrame,
+    allergies: DataFrame,
     area_paths: DataFrame,
     as_of: Column,
     *,
@@ -188,9 +254,12 @@ def patient_360(
         followups: ``silver.chronic_followup``.
         immunizations: ``silver.immunization``.
         nat_tests: ``silver.nat_test``.
+        procedures: ``silver.procedure``.
+        allergies: ``silver.allergy``.
         area_paths: ``healthlake.gold.areas.area_paths`` of ``silver.area``.
         as_of: The local date ages are computed at (a date Column, e.g. a literal).
-        zone: The region's time zone (the conditions' first dates are local dates).
+        zone: The region's time zone (the conditions' first dates and the last procedure's date are local
+            dates).
 
     Returns:
         ``person_id``, ``resident_id_token``, ``sex``, ``birth_year``, ``age``, ``age_band``, ``area_code``,
@@ -199,7 +268,8 @@ def patient_360(
         ``has_diabetes``, ``outpatient_visits``, ``emergency_visits``, ``admissions``,
         ``first_encounter_time``, ``last_encounter_time``, ``last_encounter_institution_id``,
         ``last_encounter_class``, ``immunizations``, ``last_nat_test_time``, ``last_nat_test_result``,
-        ``source_records``, ``institutions``.
+        ``procedure_count``, ``last_procedure_date``, ``allergy_count``, ``allergies`` (sorted substance
+        codes), ``source_records``, ``institutions``.
     """
     summaries = (
         visit_summary(encounter_facts)
@@ -210,6 +280,8 @@ def patient_360(
         )
         .join(immunization_count(immunizations, person_xref), "person_id", "full")
         .join(last_test(nat_tests, person_xref), "person_id", "full")
+        .join(procedure_summary(procedures, person_xref, zone=zone), "person_id", "full")
+        .join(allergy_summary(allergies, person_xref), "person_id", "full")
     )
     return _with_person(persons, summaries, area_paths, as_of)
 
@@ -221,16 +293,18 @@ def patient_360_update(
     conditions: DataFrame,
     immunizations: DataFrame,
     tests: DataFrame,
+    procedures: DataFrame,
+    allergies: DataFrame,
     area_paths: DataFrame,
     as_of: Column,
 ) -> DataFrame:
     """Stored ``patient_360`` rows brought up to date with events that were only added since.
 
     Every measure of the view but the latest encounter's and test's place, class and result is a count,
-    a minimum or a maximum, so the stored row combined with the summary of the added events equals the
-    row recomputed from the whole history. When an added encounter or test ties the stored latest one in
-    time (or has no admission time), the stored row cannot say which of the two is later: such a row is
-    flagged, for the caller to recompute from history.
+    a minimum, a maximum or a set union, so the stored row combined with the summary of the added events
+    equals the row recomputed from the whole history. When an added encounter or test ties the stored
+    latest one in time (or has no admission time), the stored row cannot say which of the two is later:
+    such a row is flagged, for the caller to recompute from history.
 
     Args:
         stored: ``gold.patient_360`` rows of the persons to update.
@@ -239,6 +313,8 @@ def patient_360_update(
         conditions: ``chronic_conditions`` of the added diagnoses and follow-ups.
         immunizations: ``immunization_count`` of the added immunisations.
         tests: ``last_test`` of the added tests.
+        procedures: ``procedure_summary`` of the added procedures.
+        allergies: ``allergy_summary`` of the added allergies.
         area_paths: ``healthlake.gold.areas.area_paths`` of ``silver.area``.
         as_of: The date ages are computed at.
 
@@ -263,6 +339,24 @@ def patient_360_update(
                 "person_id",
                 F.col("last_nat_test_time").alias("_new_test_time"),
                 F.col("last_nat_test_result").alias("_new_test_result"),
+            ),
+            "person_id",
+            "full",
+        )
+        .join(
+            procedures.select(
+                "person_id",
+                F.col("procedure_count").alias("_new_procedure_count"),
+                F.col("last_procedure_date").alias("_new_last_procedure_date"),
+            ),
+            "person_id",
+            "full",
+        )
+        .join(
+            allergies.select(
+                "person_id",
+                F.col("allergy_count").alias("_new_allergy_count"),
+                F.col("allergies").alias("_new_allergies"),
             ),
             "person_id",
             "full",
@@ -302,6 +396,12 @@ def patient_360_update(
         F.when(new_test_later, F.col("_new_test_result"))
         .otherwise(F.col("last_nat_test_result"))
         .alias("last_nat_test_result"),
+        (F.col("procedure_count") + F.coalesce("_new_procedure_count", F.lit(0))).alias("procedure_count"),
+        F.greatest("last_procedure_date", "_new_last_procedure_date").alias("last_procedure_date"),
+        (F.col("allergy_count") + F.coalesce("_new_allergy_count", F.lit(0))).alias("allergy_count"),
+        F.array_sort(
+            F.array_union("allergies", F.coalesce("_new_allergies", F.array().cast("array<string>")))
+        ).alias("allergies"),
         (visit_unknown | test_tie).alias("_recompute"),
     )
     return _with_person(persons, summaries, area_paths, as_of, how="inner", extra=("_recompute",))
@@ -350,6 +450,10 @@ def _with_person(
             F.coalesce("immunizations", F.lit(0)).alias("immunizations"),
             "last_nat_test_time",
             "last_nat_test_result",
+            F.coalesce("procedure_count", F.lit(0)).alias("procedure_count"),
+            "last_procedure_date",
+            F.coalesce("allergy_count", F.lit(0)).alias("allergy_count"),
+            F.coalesce("allergies", F.array().cast("array<string>")).alias("allergies"),
             F.col("record_count").alias("source_records"),
             F.col("institution_count").alias("institutions"),
             *extra,
@@ -363,6 +467,8 @@ EVENT_TABLES = (
     SILVER_CHRONIC_FOLLOWUP,
     SILVER_IMMUNIZATION,
     SILVER_NAT_TEST,
+    SILVER_PROCEDURE,
+    SILVER_ALLERGY,
 )
 """The silver events the view summarises (their change feeds name the persons a day touches)."""
 
@@ -376,6 +482,8 @@ def _view(inputs: Inputs, persons: DataFrame, xref: DataFrame, facts: DataFrame)
         inputs.read(SILVER_CHRONIC_FOLLOWUP),
         inputs.read(SILVER_IMMUNIZATION),
         inputs.read(SILVER_NAT_TEST),
+        inputs.read(SILVER_PROCEDURE),
+        inputs.read(SILVER_ALLERGY),
         area_paths(inputs.read(SILVER_AREA)),
         F.lit(inputs.as_of),
         zone=inputs.zone,
@@ -388,15 +496,22 @@ def _build(inputs: Inputs) -> DataFrame:
     )
 
 
+ADDED_COLUMNS = ("procedure_count", "last_procedure_date", "allergy_count", "allergies")
+"""Columns the view gained after lakes had it: a stored view without them cannot be updated, only rebuilt."""
+
+
 def _update(inputs: Inputs) -> Write:
     """The view of the persons silver changed since the last run.
 
     Persons with a changed event, link or golden record, or a birthday since the last run. Stored persons
     whose events were only added to are brought up to date from the added events (``patient_360_update``,
-    equal to a recomputation because every measure is a count, minimum or maximum); the others (links
-    moved, an event revised or removed, no stored row, or a tie the stored row cannot settle) are
-    recomputed from their whole history.
+    equal to a recomputation because every measure is a count, minimum, maximum or set union); the
+    others (links moved, an event revised or removed, no stored row, or a tie the stored row cannot
+    settle) are recomputed from their whole history. A view stored before its procedure and allergy
+    columns existed is rebuilt.
     """
+    if not set(ADDED_COLUMNS) <= set(inputs.stored(GOLD_PATIENT_360).columns):
+        return rebuild()  # a view written before its procedure and allergy columns existed
     xref, now = inputs.read(SILVER_PERSON_XREF), inputs.read(SILVER_PERSON)
     day = F.lit(inputs.as_of)
     feeds = {table: inputs.changes(table) for table in EVENT_TABLES}
@@ -442,6 +557,8 @@ def _update(inputs: Inputs) -> Write:
             ),
             immunization_count(added(SILVER_IMMUNIZATION), addable_xref),
             last_test(added(SILVER_NAT_TEST), addable_xref),
+            procedure_summary(added(SILVER_PROCEDURE), addable_xref, zone=inputs.zone),
+            allergy_summary(added(SILVER_ALLERGY), addable_xref),
             area_paths(inputs.read(SILVER_AREA)),
             day,
         )
@@ -475,6 +592,8 @@ PATIENT_360 = DerivedTable(
         SILVER_CHRONIC_FOLLOWUP,
         SILVER_IMMUNIZATION,
         SILVER_NAT_TEST,
+        SILVER_PROCEDURE,
+        SILVER_ALLERGY,
         SILVER_AREA,
     ),
     build=_build,

@@ -28,6 +28,7 @@ from healthlake.catalog import (
     BRONZE_INGEST_LOG,
     BRONZE_QUARANTINE,
     GOLD_PUBLISH_LOG,
+    SILVER_ALLERGY,
     SILVER_AREA,
     SILVER_CHRONIC_FOLLOWUP,
     SILVER_DIAGNOSIS,
@@ -40,6 +41,7 @@ from healthlake.catalog import (
     SILVER_PATIENT_RECORD,
     SILVER_PERSON,
     SILVER_PERSON_XREF,
+    SILVER_PROCEDURE,
     SILVER_QUARANTINE,
 )
 from healthlake.derived import DerivedTable, Inputs, LastRun, refresh
@@ -88,6 +90,14 @@ EMPTY = {
     SILVER_NAT_TEST: (
         "institution_id string, source_record_id string, source_patient_id string, sample_time timestamp, "
         "report_time timestamp, result string"
+    ),
+    SILVER_PROCEDURE: (
+        "institution_id string, source_record_id string, source_patient_id string, performed_time timestamp, "
+        "status string, is_cancelled boolean"
+    ),
+    SILVER_ALLERGY: (
+        "institution_id string, source_record_id string, source_patient_id string, code string, "
+        "clinical_status string, verification_status string, is_cancelled boolean"
     ),
     SILVER_QUARANTINE: (
         "_source_file string, _record_offset int, silver_table string, failed_rules array<string>"

@@ -88,6 +88,58 @@ EMERGENCY_DIAGNOSES: tuple[Code, ...] = (
 )
 OUTBREAK_DIAGNOSIS = Code("U07.100", "新型冠状病毒感染", "COVID-19, virus identified")
 
+# Procedures (ICD-9-CM-3, the operation coding of Chinese hospitals' front sheets) by the stay's primary
+# diagnosis: the operation a surgical diagnosis is admitted for, the imaging a medical one gets.
+INPATIENT_PROCEDURES: dict[str, tuple[Code, ...]] = {
+    "J18.900": (Code("87.41", "胸部CT检查", "computerized axial tomography of thorax"),),
+    "I50.900": (Code("88.72", "心脏超声检查", "diagnostic ultrasound of heart"),),
+    "K80.200": (Code("51.23", "腹腔镜下胆囊切除术", "laparoscopic cholecystectomy"),),
+    "S72.000": (
+        Code("81.52", "部分髋关节置换术", "partial hip replacement"),
+        Code("79.35", "股骨骨折切开复位内固定术", "open reduction of femur fracture with internal fixation"),
+    ),
+    "K35.800": (Code("47.01", "腹腔镜下阑尾切除术", "laparoscopic appendectomy"),),
+    "I63.900": (Code("87.03", "头部CT检查", "computerized axial tomography of head"),),
+}
+SURGICAL_DIAGNOSES = frozenset({"K80.200", "S72.000", "K35.800"})
+"""Primary diagnoses whose stay has an operation (the others get imaging, not always)."""
+ECG = Code("89.52", "心电图检查", "electrocardiogram")
+OUTPATIENT_PROCEDURES: tuple[Code, ...] = (
+    ECG,
+    Code("87.44", "胸部X线检查", "routine chest x-ray"),
+    Code("88.76", "腹部超声检查", "diagnostic ultrasound of abdomen and retroperitoneum"),
+    Code("93.94", "雾化吸入治疗", "respiratory medication administered by nebulizer"),
+)
+EMERGENCY_PROCEDURES: tuple[Code, ...] = (
+    ECG,
+    Code("87.03", "头部CT检查", "computerized axial tomography of head"),
+    Code("86.59", "皮肤缝合术", "closure of skin and subcutaneous tissue"),
+    Code("88.76", "腹部超声检查", "diagnostic ultrasound of abdomen and retroperitoneum"),
+)
+FEVER_CLINIC_PROCEDURE = Code("87.41", "胸部CT检查", "computerized axial tomography of thorax")
+
+
+class Allergen(NamedTuple):
+    """A substance residents are allergic to: SNOMED CT substance code, display, FHIR category, reaction."""
+
+    code: str
+    display: str
+    label: str
+    category: str  # medication | food (FHIR AllergyIntolerance.category)
+    reaction: str  # the usual manifestation, as the clinician writes it
+    severity: str  # mild | moderate | severe (FHIR reaction.severity)
+
+
+ALLERGENS: tuple[Allergen, ...] = (
+    Allergen("764146007", "青霉素", "penicillin", "medication", "荨麻疹", "moderate"),
+    Allergen("387406002", "磺胺类药物", "sulfonamide", "medication", "皮疹", "mild"),
+    Allergen("387458008", "阿司匹林", "aspirin", "medication", "哮喘发作", "severe"),
+    Allergen("762952008", "花生", "peanut", "food", "口唇水肿", "severe"),
+    Allergen("102263004", "鸡蛋", "eggs", "food", "湿疹", "mild"),
+    Allergen("3718001", "牛奶", "cow's milk", "food", "腹泻", "mild"),
+)
+ALLERGEN_WEIGHTS = (40, 15, 10, 10, 13, 12)  # drug allergy labels (penicillin first) outnumber food ones
+
 DEPARTMENTS = {
     "AMB": ("内科", "外科", "儿科", "妇科", "全科", "中医科", "皮肤科", "耳鼻喉&头颈外科"),
     "EMER": ("急诊科",),

@@ -1,6 +1,7 @@
-"""What happens to residents over the window: visits, stays, labs, follow-ups, vaccines, tests, pings.
+"""What happens to residents over the window: visits, stays, labs, procedures, allergies, follow-ups,
+vaccines, tests, pings.
 
-The simulation is per person and draws from one seeded ``random.Random`` per shard, so a shard always
+The simulation is per person and draws from seeded ``random.Random`` streams per shard, so a shard always
 produces the same events whatever machine or partitioning runs it.
 """
 
@@ -14,14 +15,24 @@ from typing import TYPE_CHECKING
 
 from healthlake.synth.catalog import (
     ACUTE_DIAGNOSES,
+    ALLERGEN_WEIGHTS,
+    ALLERGENS,
     CONDITION_BY_NAME,
     DEPARTMENTS,
     DRUGS,
+    ECG,
     EMERGENCY_DIAGNOSES,
+    EMERGENCY_PROCEDURES,
+    FEVER_CLINIC_PROCEDURE,
     INPATIENT_DIAGNOSES,
+    INPATIENT_PROCEDURES,
     OUTBREAK_DIAGNOSIS,
+    OUTPATIENT_PROCEDURES,
+    SURGICAL_DIAGNOSES,
     VACCINES,
     WARDS,
+    Allergen,
+    Code,
 )
 from healthlake.synth.identity import stable_fraction
 from healthlake.synth.population import Person
@@ -31,6 +42,8 @@ if TYPE_CHECKING:
     from healthlake.config import SynthSettings
 
 YEAR = 365.0
+HOSPITALS = ("tertiary_hospital", "secondary_hospital")
+"""Institution kinds that perform procedures and record allergies (clinics send neither)."""
 
 
 @dataclass(slots=True)
@@ -50,6 +63,67 @@ def under_management(seed: int, p: Person) -> bool:
     """Whether a resident is registered for chronic-disease management (three in four of those eligible)."""
     eligible = any(c in MANAGED_CONDITIONS for c in p.conditions)
     return eligible and stable_fraction(seed, p.index, "registered") < 0.75
+
+
+@dataclass(slots=True)
+class Procedure:
+    """A procedure performed during an encounter (ICD-9-CM-3 code)."""
+
+    code: str
+    display: str
+    start: dt.datetime
+    end: dt.datetime | None = None  # an operation's end; None for a point-in-time procedure
+
+
+@dataclass(slots=True)
+class Allergy:
+    """An allergy a hospital recorded for its patient at an encounter."""
+
+    allergen: Allergen
+    status: str  # FHIR clinical status: active | resolved
+    recorded: dt.datetime
+
+
+def allergies_of(seed: int, p: Person, share: float) -> tuple[tuple[Allergen, str], ...]:
+    """A resident's allergies with their clinical status (``active`` or ``resolved``), fixed per person.
+
+    Drawn from ``stable_fraction``, not a shard's stream: a person has the same allergies in every window
+    and whichever hospital records them, and the simulation's other draws stay as they were.
+
+    Args:
+        seed: The region's seed.
+        p: The resident.
+        share: Share of residents with an allergy (``synth.allergy_share``).
+
+    Returns:
+        One or two (allergen, clinical status) pairs; none for most residents.
+    """
+    if stable_fraction(seed, p.index, "allergy") >= share:
+        return ()
+    picks = [_weighted_allergen(stable_fraction(seed, p.index, "allergen"))]
+    if stable_fraction(seed, p.index, "allergy-2") < 0.2:
+        second = _weighted_allergen(stable_fraction(seed, p.index, "allergen-2"))
+        if second != picks[0]:
+            picks.append(second)
+    # Food allergies of childhood are often outgrown; drug allergy labels stay on the record.
+    return tuple(
+        (
+            a,
+            "resolved"
+            if a.category == "food" and stable_fraction(seed, p.index, "resolved", a.code) < 0.3
+            else "active",
+        )
+        for a in picks
+    )
+
+
+def _weighted_allergen(u: float) -> Allergen:
+    total, acc = sum(ALLERGEN_WEIGHTS), 0.0
+    for allergen, weight in zip(ALLERGENS, ALLERGEN_WEIGHTS, strict=True):
+        acc += weight / total
+        if u < acc:
+            return allergen
+    return ALLERGENS[-1]
 
 
 @dataclass(slots=True)
@@ -75,6 +149,8 @@ class Encounter:
     update_time: dt.datetime | None = None  # a correction sent later (defect "update")
     updated_department: str | None = None
     cancel_time: dt.datetime | None = None  # sent later as entered-in-error / A11 (defect "cancel")
+    procedures: list[Procedure] = field(default_factory=list)
+    allergies: list[Allergy] = field(default_factory=list)  # recorded at this encounter
 
 
 @dataclass(slots=True)
@@ -166,6 +242,8 @@ class Simulator:
         self.t0 = dt.datetime.combine(settings.start, dt.time())
         self.t_end = self.t0 + dt.timedelta(days=settings.days)
         self.rng = random.Random(f"events:{settings.seed}:{shard_id}")
+        # Procedures draw from a stream of their own, so adding them left every other event as it was.
+        self.procedure_rng = random.Random(f"procedures:{settings.seed}:{shard_id}")
         self.shard_id = shard_id
         self.outbreak = outbreak
         self.events = ShardEvents()
@@ -273,6 +351,57 @@ class Simulator:
         if self.rng.random() < self.rates.cancel:
             enc.cancel_time = base + dt.timedelta(hours=self.rng.randint(2, 48))
 
+    def _add_procedure(self, enc: Encounter, code: Code, start: dt.datetime, minutes: int = 0) -> None:
+        """Add a procedure to ``enc`` when it is performed inside the window (``minutes``: its duration)."""
+        if start < self.t_end:
+            end = start + dt.timedelta(minutes=minutes) if minutes else None
+            enc.procedures.append(Procedure(code.code, code.display, start, end))
+
+    def _procedures(self, enc: Encounter, pool: tuple[Code, ...], share: float) -> None:
+        """A hospital visit's procedure (an ECG, an X-ray …) with probability ``share``, during the visit."""
+        if enc.institution.kind not in HOSPITALS or self.procedure_rng.random() >= share:
+            return
+        code = self.procedure_rng.choice(pool)
+        span = ((enc.end or enc.start) - enc.start).total_seconds()
+        self._add_procedure(
+            enc, code, enc.start + dt.timedelta(seconds=round(span * self.procedure_rng.random()))
+        )
+
+    def _inpatient_procedures(self, enc: Encounter) -> None:
+        """A stay's operation (surgical diagnoses) or imaging (most others), and an ECG for half of them.
+
+        Both within the first day, so they come before the earliest possible discharge (20 hours).
+        """
+        rng = self.procedure_rng
+        dx = next((code for code, _ in enc.diagnoses if code in INPATIENT_PROCEDURES), None)
+        if dx is not None and (dx in SURGICAL_DIAGNOSES or rng.random() < 0.7):
+            code = rng.choice(INPATIENT_PROCEDURES[dx])
+            if dx in SURGICAL_DIAGNOSES:
+                start = enc.start + dt.timedelta(hours=rng.randint(2, 14), minutes=rng.randrange(60))
+                self._add_procedure(enc, code, start, minutes=rng.randint(40, 180))
+            else:
+                self._add_procedure(enc, code, enc.start + dt.timedelta(hours=rng.randint(1, 6)))
+        if rng.random() < 0.5:
+            self._add_procedure(enc, ECG, enc.start + dt.timedelta(minutes=rng.randint(20, 120)))
+
+    def _record_allergies(self, p: Person, encounters: list[Encounter]) -> None:
+        """Each hospital the resident visits records their allergies at their first encounter there.
+
+        HL7 v2's AL1 segment has no clinical status, so an HL7 hospital's list holds the current
+        allergies only: a resolved one is recorded by FHIR hospitals alone.
+        """
+        allergies = allergies_of(self.s.seed, p, self.s.allergy_share)
+        if not allergies:
+            return
+        first: dict[str, Encounter] = {}
+        for enc in sorted(encounters, key=lambda e: (e.start, e.encounter_id)):
+            if enc.institution.kind in HOSPITALS:
+                first.setdefault(enc.institution.institution_id, enc)
+        for enc in first.values():
+            for allergen, status in allergies:
+                if status == "active" or enc.institution.feed == "fhir":
+                    enc.allergies.append(Allergy(allergen, status, enc.start))
+
     # -- the simulation ------------------------------------------------------------------------------
     def run(self, persons: list[Person]) -> ShardEvents:
         """Simulate every resident of the shard."""
@@ -281,6 +410,7 @@ class Simulator:
         return self.events
 
     def _person(self, p: Person) -> None:
+        first_encounter = len(self.events.encounters)
         age = p.age_on(self.start)
         n_chronic = len(p.conditions)
         frailty = (1.5 if age >= 60 else 1.0) * (2.0 if age < 5 else 1.0) * (1 + 0.5 * n_chronic)
@@ -298,6 +428,7 @@ class Simulator:
         self._vaccinations(p, age)
         self._nat_tests(p)
         self._pings(p)
+        self._record_allergies(p, self.events.encounters[first_encounter:])
 
     def _outpatient(self, p: Person, t: dt.datetime, inst: Institution, cls: str) -> Encounter:
         pool = EMERGENCY_DIAGNOSES if cls == "EMER" else ACUTE_DIAGNOSES
@@ -311,6 +442,10 @@ class Simulator:
         enc.medications = self._meds(p, dx)
         enc.disposition = "home"
         self._maybe_correct(enc)
+        if cls == "EMER":
+            self._procedures(enc, EMERGENCY_PROCEDURES, 0.7)
+        else:
+            self._procedures(enc, OUTPATIENT_PROCEDURES, 0.4)
         self.events.encounters.append(enc)
         return enc
 
@@ -350,6 +485,7 @@ class Simulator:
         )
         enc.true_risk = round(1 / (1 + math.exp(-logit)), 4) if enc.disposition != "died" else 0.0
         self._maybe_correct(enc)
+        self._inpatient_procedures(enc)
         self.events.encounters.append(enc)
         if enc.end is None or enc.disposition == "died" or enc.cancel_time is not None:
             return
@@ -438,6 +574,7 @@ class Simulator:
             )
             enc.observations = self._vitals(p, t + dt.timedelta(minutes=5), fever=True)
             enc.disposition = "home"
+            self._procedures(enc, (FEVER_CLINIC_PROCEDURE,), 0.9)
             self.events.encounters.append(enc)
 
     def _pings(self, p: Person) -> None:

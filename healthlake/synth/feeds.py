@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from healthlake.synth.catalog import CONDITION_BY_NAME, GIVEN_NAME_CHARS, LAB_TESTS
 from healthlake.synth.events import (
+    Allergy,
     Encounter,
     FollowUp,
     NatTest,
@@ -37,6 +38,12 @@ V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 RESIDENT_ID_SYSTEM = "urn:healthlake:id:cn-resident"
 INSURANCE_SYSTEM = "urn:healthlake:id:cn-medical-insurance"
 ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10"
+ICD9_SYSTEM = "http://hl7.org/fhir/sid/icd-9-cm"  # procedures: the ICD-9-CM-3 volume
+SNOMED_SYSTEM = "http://snomed.info/sct"
+ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+HL7_ALLERGEN_TYPE = {"medication": "DA", "food": "FA"}  # table 0127
+HL7_SEVERITY = {"severe": "SV", "moderate": "MO", "mild": "MI"}  # table 0128
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 DRUG_SYSTEM = "urn:healthlake:code:drug"
@@ -210,7 +217,12 @@ _FHIR_ENTITY = {
     "Observation": "observation",
     "MedicationRequest": "medication",
     "Immunization": "immunization",
+    "Procedure": "procedure",
+    "AllergyIntolerance": "allergy",
 }
+LATER_KINDS = ("Procedure_", "AllergyIntolerance_")
+"""NDJSON files of resource types the generator sent later in its life: written after the others, so the
+defects drawn for the older files are those a seed gave before (``FeedEmitter.write``)."""
 
 
 @dataclass
@@ -384,6 +396,21 @@ class FeedEmitter:
             for column, value in values.items()
             if value is not None
         )
+
+    @staticmethod
+    def procedure_record_id(enc: Encounter, n: int) -> str:
+        """The key of the encounter's ``n``-th procedure (from 1) as its feed carries it: the FHIR
+        resource id, or the visit number and PR1 set id an HL7 PR1 is keyed by."""
+        if enc.institution.feed == "hl7v2":
+            return f"{enc.encounter_id}-PR1-{n}"
+        return f"{enc.encounter_id}-pr{n}"
+
+    def allergy_record_id(self, enc: Encounter, n: int) -> str:
+        """The key of the ``n``-th allergy (from 1) recorded at ``enc`` as its feed carries it: the FHIR
+        resource id, or the patient number and AL1 set id (an HL7 allergy belongs to the patient)."""
+        if enc.institution.feed == "hl7v2":
+            return f"{self.patient(enc.institution, enc.person).patient_no}-AL1-{n}"
+        return f"{enc.encounter_id}-al{n}"
 
     # -- FHIR -----------------------------------------------------------------------------------------
     def _fhir_patient(self, sp: SourcePatient, inst: Institution, t: dt.datetime) -> dict:
@@ -603,6 +630,27 @@ class FeedEmitter:
                     "valueQuantity": {"value": value, "unit": unit, "system": UCUM_SYSTEM, "code": unit},
                 }
             )
+        for i, proc in enumerate(enc.procedures, start=1):
+            performed: dict = {"performedDateTime": fhir_time(proc.start)}
+            if proc.end is not None:
+                performed = {"performedPeriod": {"start": fhir_time(proc.start), "end": fhir_time(proc.end)}}
+            out.append(
+                {
+                    "resourceType": "Procedure",
+                    "id": self.procedure_record_id(enc, i),
+                    "meta": {"versionId": "1", "lastUpdated": fhir_time(proc.end or proc.start)},
+                    "status": "completed",
+                    "code": {
+                        "coding": [{"system": ICD9_SYSTEM, "code": proc.code, "display": proc.display}],
+                        "text": proc.display,
+                    },
+                    "subject": {"reference": patient_ref},
+                    "encounter": {"reference": enc_ref},
+                    **performed,
+                }
+            )
+        for i, allergy in enumerate(enc.allergies, start=1):
+            out.append(self._fhir_allergy(enc, i, allergy, patient_ref, enc_ref))
         for i, (code, name, dose) in enumerate(enc.medications):
             out.append(
                 {
@@ -622,6 +670,28 @@ class FeedEmitter:
                 }
             )
         return out
+
+    def _fhir_allergy(self, enc: Encounter, n: int, allergy: Allergy, patient_ref: str, enc_ref: str) -> dict:
+        a = allergy.allergen
+        return {
+            "resourceType": "AllergyIntolerance",
+            "id": self.allergy_record_id(enc, n),
+            "meta": {"versionId": "1", "lastUpdated": fhir_time(allergy.recorded)},
+            "clinicalStatus": {"coding": [{"system": ALLERGY_CLINICAL, "code": allergy.status}]},
+            "verificationStatus": {"coding": [{"system": ALLERGY_VERIFICATION, "code": "confirmed"}]},
+            "type": "allergy",
+            "category": [a.category],
+            # A drug allergy is critical whatever its last reaction: the drug must not be given again.
+            "criticality": "high" if a.category == "medication" or a.severity == "severe" else "low",
+            "code": {
+                "coding": [{"system": SNOMED_SYSTEM, "code": a.code, "display": a.display}],
+                "text": a.display,
+            },
+            "patient": {"reference": patient_ref},
+            "encounter": {"reference": enc_ref},
+            "recordedDate": fhir_time(allergy.recorded),
+            "reaction": [{"manifestation": [{"text": a.reaction}], "severity": a.severity}],
+        }
 
     def _emit_fhir(self, enc: Encounter) -> None:
         inst = enc.institution
@@ -695,7 +765,9 @@ class FeedEmitter:
                 refs = [f"Condition/{cid}" for cid in condition_ids]
                 self._ndjson(inst, day, self._fhir_encounter(enc, sp, what, version, t, patient_ref, refs))
                 for res in self._fhir_clinical(enc, inst, patient_ref, enc_ref, condition_ids):
-                    when = res.get("effectiveDateTime")
+                    # A result or a procedure goes out on its own day (none after the window).
+                    when = res.get("effectiveDateTime") or res.get("performedDateTime")
+                    when = when or res.get("performedPeriod", {}).get("start")
                     rday = (
                         day
                         if when is None
@@ -785,11 +857,23 @@ class FeedEmitter:
                 self._pv1(enc, ward, dept, discharged, prior),
             ]
             keys = [self._patient_key(sp), ("encounter", inst.institution_id, enc.encounter_id)]
+            iid = inst.institution_id
+            if event in ("A01", "A04"):  # the allergy history is taken when the patient arrives
+                for i, allergy in enumerate(enc.allergies, start=1):
+                    segs.append(self._al1(i, allergy))
+                    keys.append(("allergy", iid, self.allergy_record_id(enc, i)))
             if event in ("A01", "A03", "A04"):
                 for i, (code, display) in enumerate(enc.diagnoses, start=1):
                     kind = "A" if event == "A01" else "F" if event == "A03" else "W"
                     segs.append(f"DG1|{i}||{self._icd(code)}^{hl7_escape(display)}^I10||{hl7_time(t)}|{kind}")
-                    keys.append(("diagnosis", inst.institution_id, f"{enc.encounter_id}-DG1-{i}"))
+                    keys.append(("diagnosis", iid, f"{enc.encounter_id}-DG1-{i}"))
+            # A visit's procedures go out with its record (A04); a stay's with its discharge (A03).
+            if event == ("A03" if enc.cls == "IMP" else "A04"):
+                for i, proc in enumerate(enc.procedures, start=1):
+                    segs.append(
+                        f"PR1|{i}||{proc.code}^{hl7_escape(proc.display)}^I9CP||{hl7_time(proc.start)}"
+                    )
+                    keys.append(("procedure", iid, self.procedure_record_id(enc, i)))
             self._hl7(inst, t, segs, tuple(keys))
         if enc.observations:
             t = max(o.time for o in enc.observations)
@@ -808,6 +892,14 @@ class FeedEmitter:
                 )
                 obx_keys.append(("observation", inst.institution_id, f"{enc.encounter_id}-L-OBX-{i}"))
             self._hl7(inst, t, segs, tuple(obx_keys))
+
+    @staticmethod
+    def _al1(n: int, allergy: Allergy) -> str:
+        a = allergy.allergen
+        return (
+            f"AL1|{n}|{HL7_ALLERGEN_TYPE[a.category]}|{a.code}^{hl7_escape(a.display)}^SCT"
+            f"|{HL7_SEVERITY[a.severity]}|{hl7_escape(a.reaction)}"
+        )
 
     def _hl7(self, inst: Institution, t: dt.datetime, segments: list[str], keys: tuple[Key, ...]) -> None:
         day = self._day(t)
@@ -1120,7 +1212,8 @@ class FeedEmitter:
     def write(self, landing: str) -> list[FileCounts]:
         """Apply defects, write every file under ``landing``, and return per-file counts."""
         files: list[FileCounts] = []
-        for b in self.buckets.values():
+        # Stable sort: the files of the kinds added later go last, after every draw the others made.
+        for b in sorted(self.buckets.values(), key=lambda b: b.name.startswith(LATER_KINDS)):
             elsewhere: list[tuple[int, str, tuple[Key, ...]]] = []
             if b.whole:
                 records: list[tuple[str | bytes, tuple[Key, ...], bool]] = []

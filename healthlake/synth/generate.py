@@ -118,6 +118,31 @@ def _truth_schemas() -> dict[str, Any]:
                 ("fasting_glucose", pa.float64()),
             ]
         ),
+        "procedures": pa.schema(
+            [
+                ("institution_id", pa.string()),
+                ("source_record_id", pa.string()),
+                ("person_id", pa.string()),
+                ("source_encounter_id", pa.string()),
+                ("code", pa.string()),
+                ("display", pa.string()),
+                ("time", pa.timestamp("us")),
+                ("end_time", pa.timestamp("us")),
+            ]
+        ),
+        "allergies": pa.schema(
+            [
+                ("institution_id", pa.string()),
+                ("source_record_id", pa.string()),
+                ("person_id", pa.string()),
+                ("source_encounter_id", pa.string()),
+                ("code", pa.string()),
+                ("display", pa.string()),
+                ("category", pa.string()),
+                ("status", pa.string()),
+                ("time", pa.timestamp("us")),
+            ]
+        ),
         "deliveries": pa.schema(
             [
                 ("entity", pa.string()),
@@ -218,6 +243,36 @@ def _truth_rows(persons: list[Person], events: ShardEvents, emitter: FeedEmitter
         }
         for f in events.followups
     ]
+    # Keyed as the feeds carry them (emitter.*_record_id); times are China local time.
+    procedures = [
+        {
+            "institution_id": e.institution.institution_id,
+            "source_record_id": emitter.procedure_record_id(e, n),
+            "person_id": e.person.person_id,
+            "source_encounter_id": e.encounter_id,
+            "code": proc.code,
+            "display": proc.display,
+            "time": proc.start,
+            "end_time": proc.end,
+        }
+        for e in events.encounters
+        for n, proc in enumerate(e.procedures, start=1)
+    ]
+    allergies = [
+        {
+            "institution_id": e.institution.institution_id,
+            "source_record_id": emitter.allergy_record_id(e, n),
+            "person_id": e.person.person_id,
+            "source_encounter_id": e.encounter_id,
+            "code": a.allergen.code,
+            "display": a.allergen.display,
+            "category": a.allergen.category,
+            "status": a.status,
+            "time": a.recorded,
+        }
+        for e in events.encounters
+        for n, a in enumerate(e.allergies, start=1)
+    ]
     deliveries = [
         {
             "entity": d.key[0],
@@ -236,6 +291,8 @@ def _truth_rows(persons: list[Person], events: ShardEvents, emitter: FeedEmitter
         "encounters": encounters,
         "readmissions": readmissions,
         "followups": followups,
+        "procedures": procedures,
+        "allergies": allergies,
         "deliveries": deliveries,
     }
 

@@ -21,11 +21,13 @@ from healthlake.gold.chronic import (
 )
 from healthlake.gold.encounters import encounter_facts, with_institution_area
 from healthlake.gold.patients import (
+    allergy_summary,
     chronic_conditions,
     immunization_count,
     last_test,
     patient_360,
     patient_360_update,
+    procedure_summary,
     visit_summary,
 )
 from healthlake.gold.utilization import utilization_daily
@@ -43,6 +45,15 @@ FOLLOWUP_SCHEMA = (
     "institution_id string, source_record_id string, source_patient_id string, "
     "disease_icd10_category string, followup_time timestamp"
 )
+PROCEDURE_SCHEMA = (
+    "institution_id string, source_record_id string, source_patient_id string, performed_time timestamp, "
+    "status string, is_cancelled boolean"
+)
+ALLERGY_SCHEMA = (
+    "institution_id string, source_record_id string, source_patient_id string, code string, "
+    "clinical_status string, verification_status string, is_cancelled boolean"
+)
+PENICILLIN, SULFONAMIDE, PEANUT, EGGS, MILK = "764146007", "387406002", "762952008", "102263004", "3718001"
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +303,8 @@ def test_patient_360_by_hand(spark: SparkSession, areas: DataFrame) -> None:
         followups,
         immunizations,
         nat_tests,
+        spark.createDataFrame([], PROCEDURE_SCHEMA),
+        spark.createDataFrame([], ALLERGY_SCHEMA),
         area_paths(areas),
         F.lit(D(2026, 1, 1)),
         zone=ZONE,
@@ -310,7 +323,86 @@ def test_patient_360_by_hand(spark: SparkSession, areas: DataFrame) -> None:
     last_test = T(2025, 6, 1).astimezone(dt.UTC).replace(tzinfo=None)  # collected in the session's UTC
     assert (p.immunizations, p.last_nat_test_result, p.last_nat_test_time) == (1, "negative", last_test)
     assert (p.source_records, p.institutions) == (2, 2)
+    assert (p.procedure_count, p.last_procedure_date, p.allergy_count, p.allergies) == (0, None, 0, [])
     assert "name_token" not in out[0].asDict()
+
+
+def test_patient_360_procedures_and_allergies_by_hand(spark: SparkSession, areas: DataFrame) -> None:
+    """Procedures performed (not cancelled, not in preparation) and active allergies (not resolved,
+    refuted or cancelled) of every record linked to the person; the last procedure's Beijing date."""
+    persons = spark.createDataFrame(
+        [
+            ("P1", "active", "tok1", "F", D(1960, 6, 15), "110101001", 2, 2),
+            ("P2", "active", "tok2", "M", D(1980, 1, 1), "110101", 1, 1),
+        ],
+        "person_id string, status string, resident_id_token string, sex string, birth_date date, "
+        "area_code string, record_count bigint, institution_count bigint",
+    )
+    xref = spark.createDataFrame(
+        [("CT1", "a1", "P1"), ("HK1", "b1", "P1"), ("HK2", "c1", "P2")],
+        "institution_id string, source_patient_id string, person_id string",
+    )
+    procedures = spark.createDataFrame(
+        [
+            ("HK1", "pr1", "b1", T(2025, 5, 1, 10), "completed", False),
+            # 07:30 in Beijing is 23:30 UTC the day before: the last procedure's date is 2 September.
+            ("HK1", "pr2", "b1", T(2025, 9, 2, 7, 30), "completed", False),
+            ("HK1", "pr3", "b1", T(2025, 12, 1, 9), "entered-in-error", True),  # later, but cancelled
+            ("HK1", "pr4", "b1", None, "preparation", False),  # planned, not performed
+            ("CT1", "pr5", "a1", T(2025, 3, 1, 9), None, False),  # HL7 PR1: no status
+            ("ZZ1", "pr9", "zz", T(2025, 11, 1, 9), "completed", False),  # a patient no person has
+        ],
+        PROCEDURE_SCHEMA,
+    )
+    allergies = spark.createDataFrame(
+        [
+            ("HK1", "al1", "b1", PENICILLIN, "active", "confirmed", False),
+            ("CT1", "al2", "a1", PENICILLIN, None, None, False),  # the same substance, another hospital
+            ("HK1", "al3", "b1", MILK, "resolved", "confirmed", False),
+            ("HK1", "al4", "b1", PEANUT, None, "entered-in-error", True),
+            ("HK1", "al5", "b1", SULFONAMIDE, "active", "refuted", False),
+            ("CT1", "al6", "a1", EGGS, "active", "unconfirmed", False),
+            ("CT1", "al7", "a1", None, "active", None, False),  # named by its text only
+        ],
+        ALLERGY_SCHEMA,
+    )
+    facts = spark.createDataFrame(
+        [],
+        "institution_id string, source_record_id string, person_id string, encounter_class string, "
+        "admit_time timestamp",
+    )
+    diagnoses = spark.createDataFrame(
+        [],
+        "institution_id string, source_patient_id string, icd10_category string, diagnosis_time timestamp, "
+        "is_cancelled boolean",
+    )
+    out = patient_360(
+        persons,
+        xref,
+        facts,
+        diagnoses,
+        spark.createDataFrame([], FOLLOWUP_SCHEMA),
+        spark.createDataFrame([], "institution_id string, source_patient_id string, is_cancelled boolean"),
+        spark.createDataFrame(
+            [],
+            "institution_id string, source_record_id string, source_patient_id string, "
+            "sample_time timestamp, report_time timestamp, result string",
+        ),
+        procedures,
+        allergies,
+        area_paths(areas),
+        F.lit(D(2026, 1, 1)),
+        zone=ZONE,
+    )
+    rows = {
+        r.person_id: (r.procedure_count, r.last_procedure_date, r.allergy_count, r.allergies)
+        for r in out.collect()
+    }
+    assert rows == {
+        "P1": (3, D(2025, 9, 2), 4, [EGGS, PENICILLIN]),
+        "P2": (0, None, 0, []),
+    }
+    assert out.schema["allergies"].dataType.simpleString() == "array<string>"
 
 
 def test_patient_360_update_equals_a_recomputation(spark: SparkSession, areas: DataFrame) -> None:
@@ -365,6 +457,21 @@ def test_patient_360_update_equals_a_recomputation(spark: SparkSession, areas: D
         ("CT1", "u1", "a1", None, T(2025, 12, 2), "positive"),  # later, by its report time
         ("CT1", "u6", "a6", T(2025, 6, 1), None, "positive"),  # ties the stored latest
     ]
+    old_procedures = [
+        ("CT1", "p1", "a1", T(2025, 5, 1, 9), "completed", False),
+        ("CT1", "p2", "a2", T(2025, 8, 1, 9), "completed", False),
+    ]
+    new_procedures = [
+        ("CT1", "q1", "a1", T(2025, 12, 1, 7), "completed", False),  # a later last date
+        ("CT1", "q2", "a2", T(2025, 3, 1, 9), None, False),  # earlier: the last date stays
+        ("CT1", "q4", "a4", T(2025, 10, 1, 9), "entered-in-error", True),
+    ]
+    old_allergies = [("CT1", "g1", "a1", PENICILLIN, "active", "confirmed", False)]
+    new_allergies = [
+        ("CT1", "h1", "a1", PENICILLIN, None, None, False),  # the same substance again
+        ("CT1", "h2", "a2", MILK, "active", "confirmed", False),
+        ("CT1", "h4", "a4", PEANUT, "resolved", "confirmed", False),
+    ]
     followups = spark.createDataFrame([("CT1", "f1", "a2", "I10", T(2025, 3, 1))], FOLLOWUP_SCHEMA)
     no_followups = followups.limit(0)
     paths = area_paths(areas)
@@ -380,6 +487,8 @@ def test_patient_360_update_equals_a_recomputation(spark: SparkSession, areas: D
         followups,
         frame(old_shots, shot_schema),
         frame(old_tests, test_schema),
+        frame(old_procedures, PROCEDURE_SCHEMA),
+        frame(old_allergies, ALLERGY_SCHEMA),
         paths,
         F.lit(D(2025, 12, 1)),
         zone=ZONE,
@@ -392,6 +501,8 @@ def test_patient_360_update_equals_a_recomputation(spark: SparkSession, areas: D
         chronic_conditions(frame(new_dx, dx_schema), no_followups, xref, zone=ZONE),
         immunization_count(frame(new_shots, shot_schema), xref),
         last_test(frame(new_tests, test_schema), xref),
+        procedure_summary(frame(new_procedures, PROCEDURE_SCHEMA), xref, zone=ZONE),
+        allergy_summary(frame(new_allergies, ALLERGY_SCHEMA), xref),
         paths,
         as_of,
     )
@@ -403,6 +514,8 @@ def test_patient_360_update_equals_a_recomputation(spark: SparkSession, areas: D
         followups,
         frame(old_shots + new_shots, shot_schema),
         frame(old_tests + new_tests, test_schema),
+        frame(old_procedures + new_procedures, PROCEDURE_SCHEMA),
+        frame(old_allergies + new_allergies, ALLERGY_SCHEMA),
         paths,
         as_of,
         zone=ZONE,
@@ -420,6 +533,16 @@ def test_patient_360_update_equals_a_recomputation(spark: SparkSession, areas: D
         "positive",
     )
     assert [c.condition for c in p1.chronic_conditions] == ["diabetes", "hypertension"]
+    assert (p1.procedure_count, p1.last_procedure_date, p1.allergy_count, p1.allergies) == (
+        2,
+        D(2025, 12, 1),
+        2,
+        [PENICILLIN],
+    )
+    p2 = kept.where("person_id = 'P2'").first()
+    assert (p2.procedure_count, p2.last_procedure_date, p2.allergies) == (2, D(2025, 8, 1), [MILK])
+    p4 = kept.where("person_id = 'P4'").first()
+    assert (p4.procedure_count, p4.last_procedure_date, p4.allergy_count, p4.allergies) == (0, None, 0, [])
 
 
 def _wall(text: str | None) -> dt.datetime | None:

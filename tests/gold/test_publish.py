@@ -45,6 +45,15 @@ DIAGNOSIS_SCHEMA = (
     "institution_id string, source_record_id string, source_patient_id string, icd10_category string, "
     "diagnosis_time timestamp, is_cancelled boolean"
 )
+PROCEDURE_SCHEMA = (
+    "institution_id string, source_record_id string, source_patient_id string, performed_time timestamp, "
+    "status string, is_cancelled boolean"
+)
+ALLERGY_SCHEMA = (
+    "institution_id string, source_record_id string, source_patient_id string, code string, "
+    "clinical_status string, verification_status string, is_cancelled boolean"
+)
+PENICILLIN, MILK = "764146007", "3718001"
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -137,11 +146,32 @@ def _day1(spark: SparkSession, lake: str) -> None:
         OBSERVATION_SCHEMA,
         cdf=True,
     )
+    # P1 had two operations (one is cancelled on day 2); P4 has a penicillin allergy on record.
+    _write(
+        spark,
+        lake,
+        catalog.SILVER_PROCEDURE,
+        [
+            ("H1", "pr1", "H1-7", stay + dt.timedelta(hours=3), "completed", False),
+            ("H2", "pr2", "H2-9", T(2026, 2, 1, 12), "completed", False),
+        ],
+        PROCEDURE_SCHEMA,
+        cdf=True,
+    )
+    _write(
+        spark,
+        lake,
+        catalog.SILVER_ALLERGY,
+        [("H1", "al1", "H1-4", PENICILLIN, "active", "confirmed", False)],
+        ALLERGY_SCHEMA,
+        cdf=True,
+    )
 
 
 def _day2(spark: SparkSession, lake: str) -> None:
-    """A readmission at another hospital, a cancellation, an unlinked patient, a relink, new diagnoses, and a
-    person (P4) whose events were only added to."""
+    """A readmission at another hospital, a cancellation, an unlinked patient, a relink, new diagnoses, a
+    cancelled procedure, and a person (P4) whose events were only added to (a procedure and an allergy
+    among them)."""
     readmit = T(2026, 3, 12, 9)
     io.upsert(
         spark.createDataFrame(
@@ -201,6 +231,29 @@ def _day2(spark: SparkSession, lake: str) -> None:
         ),
         lake,
         "silver.diagnosis",
+    )
+    io.upsert(
+        spark.createDataFrame(
+            [
+                ("H1", "pr1", "H1-7", T(2026, 3, 1, 12), "entered-in-error", True),
+                ("H1", "pr4", "H1-4", T(2026, 4, 1, 11), "completed", False),
+            ],
+            PROCEDURE_SCHEMA,
+        ),
+        lake,
+        catalog.SILVER_PROCEDURE,
+        ["institution_id", "source_record_id"],
+    )
+    io.append(
+        spark.createDataFrame(
+            [
+                ("H1", "al4", "H1-4", MILK, "active", "confirmed", False),
+                ("H2", "al3", "H2-5", PENICILLIN, None, None, False),  # P3's, relinked today
+            ],
+            ALLERGY_SCHEMA,
+        ),
+        lake,
+        catalog.SILVER_ALLERGY,
     )
 
 
@@ -267,6 +320,15 @@ def test_publish_then_incremental_equals_a_full_rebuild(
         1,
         "inpatient",
         True,
+    )
+    # P4's added procedure and allergy (updated from the stored row); P1's operation of 1 March cancelled.
+    assert (people["P4"].procedure_count, people["P4"].last_procedure_date) == (1, dt.date(2026, 4, 1))
+    assert (people["P4"].allergy_count, people["P4"].allergies) == (2, [MILK, PENICILLIN])
+    assert (people["P1"].procedure_count, people["P1"].last_procedure_date) == (1, dt.date(2026, 2, 1))
+    assert (people["P3"].allergy_count, people["P3"].allergies, people["P2"].allergies) == (
+        1,
+        [PENICILLIN],
+        [],
     )
 
     registry = {(r.person_id, r.disease): r for r in incremental[catalog.GOLD_CHRONIC_REGISTRY].collect()}

@@ -47,6 +47,8 @@ ENTITY_TABLES = {
         "nat_test",
         "immunization",
         "chronic_followup",
+        "procedure",
+        "allergy",
     )
 }
 

@@ -28,7 +28,15 @@ def test_fhir_resources_validate_against_the_r4_models(region: Generated) -> Non
                     patients.setdefault(f.institution_id, set()).add(res["id"])
                 elif "subject" in res:
                     subjects.append((f.institution_id, res["subject"]["reference"]))
-    assert {"Patient", "Encounter", "Condition", "Observation", "MedicationRequest"} <= seen.keys()
+    assert {
+        "Patient",
+        "Encounter",
+        "Condition",
+        "Observation",
+        "MedicationRequest",
+        "Procedure",
+        "AllergyIntolerance",
+    } <= seen.keys()
     # Relative references resolve within the institution's export, but for Patient lines sent malformed.
     assert all(ref.startswith("Patient/") for _, ref in subjects)
     unresolved = {(inst, ref) for inst, ref in subjects if ref.split("/")[1] not in patients.get(inst, set())}
@@ -52,7 +60,7 @@ def test_fhir_bundles_are_transactions_with_resolvable_urn_references(region: Ge
 
 def test_hl7_messages_parse_with_a_standard_library(region: Generated) -> None:
     files = [f for f in region.files if f.feed == "hl7v2"]
-    types, encodings, separators, mllp = set(), set(), set(), set()
+    types, encodings, separators, mllp, segments = set(), set(), set(), set(), set()
     for f in files:
         mllp.add(f.mllp)
         separators |= f.separators
@@ -65,7 +73,14 @@ def test_hl7_messages_parse_with_a_standard_library(region: Generated) -> None:
             types.add(f"{msh[9][0][0]}^{msh[9][0][1]}")
             pid = msg.segment("PID")
             assert str(pid[3]).split("~")[0].split("^")[4] == "MR"
+            names = {str(segment[0]) for segment in msg}
+            segments |= names
+            for pr1 in msg.segments("PR1") if "PR1" in names else ():
+                assert str(pr1[3][0][2]) == "I9CP" and str(pr1[5]).endswith("+0800")
+            for al1 in msg.segments("AL1") if "AL1" in names else ():
+                assert str(al1[2]) in ("DA", "FA") and str(al1[3][0][2]) == "SCT"
     assert {"ADT^A01", "ADT^A03", "ADT^A04", "ADT^A08", "ADT^A11", "ORU^R01"} <= types
+    assert {"PID", "PV1", "DG1", "AL1", "PR1", "OBX"} <= segments
     assert {"utf-8", "gbk"} <= encodings or {"utf-8", "gb18030"} <= encodings
     assert {True, False} <= mllp
     assert "\r" in separators and ({"\n", "\r\n"} & separators)

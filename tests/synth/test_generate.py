@@ -116,7 +116,16 @@ def _truth_frames(root: Path) -> dict[str, pd.DataFrame]:
         name: pd.read_parquet(root / f"{name}.parquet")
         .sort_values(list(pd.read_parquet(root / f"{name}.parquet").columns[:2]))
         .reset_index(drop=True)
-        for name in ("persons", "patient_records", "encounters", "readmissions", "followups", "contacts")
+        for name in (
+            "persons",
+            "patient_records",
+            "encounters",
+            "readmissions",
+            "followups",
+            "procedures",
+            "allergies",
+            "contacts",
+        )
     }
 
 
@@ -214,3 +223,44 @@ def test_outbreak_contacts_were_really_together(region: Generated) -> None:
         if r is not None and r["result"] == "阳性"
     ]
     assert positives
+
+
+def test_procedures_and_allergies_are_sent_as_the_truth_says(region: Generated) -> None:
+    """Hospitals perform procedures and record allergies (clinics neither); every true record goes out
+    under its truth key, but an HL7 stay's procedures, which go with the discharge; nothing else does."""
+    procedures, allergies = region.truth_table("procedures"), region.truth_table("allergies")
+    encounters = region.truth_table("encounters").set_index(["institution_id", "source_encounter_id"])
+    register = pd.read_csv(next((region.landing / "reference").glob("*/*")) / "institutions.csv", dtype=str)
+    feed = register.set_index("institution_id").feed
+    assert len(procedures) >= 50 and len(allergies) >= 30
+    for truth in (procedures, allergies):
+        assert truth.institution_id.map(feed).isin(["fhir", "hl7v2"]).all()
+        assert truth.set_index(["institution_id", "source_record_id"]).index.is_unique
+    end = pd.Timestamp(region.settings.start) + pd.Timedelta(days=region.settings.days)
+    assert (procedures.time < end).all()
+    # A procedure happens during its encounter.
+    starts = encounters.start_time.reindex(
+        list(zip(procedures.institution_id, procedures.source_encounter_id, strict=True))
+    )
+    assert (procedures.time.to_numpy() >= starts.to_numpy()).all()
+    # Each hospital records a resident's allergies once; a resolved one (HL7 v2 cannot say so) at FHIR sites.
+    assert not allergies.duplicated(["institution_id", "person_id", "code"]).any()
+    resolved = allergies[allergies.status == "resolved"]
+    assert len(resolved) > 0 and (resolved.institution_id.map(feed) == "fhir").all()
+    assert (resolved.category == "food").all() and set(allergies.status) == {"active", "resolved"}
+    residents = region.truth_table("persons").person_id.nunique()
+    assert allergies.person_id.nunique() < region.settings.allergy_share * residents
+    delivered = region.truth_table("deliveries")
+    for entity, truth in (("procedure", procedures), ("allergy", allergies)):
+        sent = delivered[delivered.entity == entity].set_index(["institution_id", "source_record_id"]).index
+        keys = truth.set_index(["institution_id", "source_record_id"]).index
+        assert set(sent) <= set(keys), entity  # nothing invented
+        missing = truth[~keys.isin(sent)]
+        if entity == "allergy":
+            assert missing.empty
+        else:  # an HL7 stay not discharged in the window has sent no PR1 yet
+            stay = encounters.reindex(
+                list(zip(missing.institution_id, missing.source_encounter_id, strict=True))
+            )
+            assert (missing.institution_id.map(feed) == "hl7v2").all()
+            assert ((stay.encounter_class == "IMP") & stay.end_time.isna()).all()
