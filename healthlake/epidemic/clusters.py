@@ -15,7 +15,9 @@ no case among its contacts is a cluster of one). In a cluster:
 
 Components are found by label propagation (each case takes the smallest label among itself and its
 links until nothing changes), generations by relaxation along the links from earlier to later cases: both
-run one Spark join per step, a handful of steps for chains of a handful of generations.
+run one Spark join per step, a handful of steps for chains of a handful of generations. Being iterative,
+``case_clusters`` runs a small action per step to see whether anything moved (the one transformation of
+the package that does); each step's frame is cached until the next is computed.
 """
 
 from __future__ import annotations
@@ -53,19 +55,21 @@ def _components(nodes: DataFrame, links: DataFrame) -> DataFrame:
     undirected = links.select(F.col("src").alias("u"), F.col("dst").alias("v")).union(
         links.select(F.col("dst").alias("u"), F.col("src").alias("v"))
     )
-    labels = nodes.select("person_id", F.col("person_id").alias("component")).localCheckpoint()
+    labels = nodes.select("person_id", F.col("person_id").alias("component")).cache()
     for _ in range(MAX_STEPS):
         offered = undirected.join(labels.withColumnRenamed("person_id", "u"), "u").select(
             F.col("v").alias("person_id"), "component"
         )
         moved = (
             labels.unionByName(offered).groupBy("person_id").agg(F.min("component").alias("component"))
-        ).localCheckpoint()
+        ).cache()
         changed = moved.join(labels.withColumnRenamed("component", "_before"), "person_id").where(
             F.col("component") != F.col("_before")
         )
+        done = changed.isEmpty()
+        labels.unpersist()  # each step is kept only until the next one is computed
         labels = moved
-        if changed.isEmpty():
+        if done:
             break
     return labels
 
@@ -78,7 +82,7 @@ def case_clusters(cases: DataFrame, contacts: DataFrame) -> DataFrame:
         contacts: ``gold.close_contacts`` (``case_person_id``, ``contact_person_id``).
     """
     nodes = cases.select("person_id", "first_known_at")
-    links = _links(cases, contacts).localCheckpoint()
+    links = _links(cases, contacts).cache()
     components = _components(nodes, links)
     placed = nodes.join(components, "person_id")
     first = Window.partitionBy("component").orderBy("first_known_at", "person_id")
@@ -94,19 +98,21 @@ def case_clusters(cases: DataFrame, contacts: DataFrame) -> DataFrame:
         F.when(F.col("person_id") == F.col("index_person_id"), F.lit(0))
         .otherwise(F.lit(big))
         .alias("generation"),
-    ).localCheckpoint()
+    ).cache()
     for _ in range(MAX_STEPS):
         offered = links.join(generations.withColumnRenamed("person_id", "src"), "src").select(
             F.col("dst").alias("person_id"), (F.col("generation") + 1).alias("generation")
         )
         moved = (
             generations.unionByName(offered).groupBy("person_id").agg(F.min("generation").alias("generation"))
-        ).localCheckpoint()
+        ).cache()
         changed = moved.join(generations.withColumnRenamed("generation", "_before"), "person_id").where(
             F.col("generation") != F.col("_before")
         )
+        done = changed.isEmpty()
+        generations.unpersist()
         generations = moved
-        if changed.isEmpty():
+        if done:
             break
     source_order = Window.partitionBy("dst").orderBy("_src_generation", "_src_known", "src")
     infected_by = (
