@@ -235,6 +235,18 @@ def grid_points(
         ``grid_index`` is the grid time in steps since the epoch.
     """
     p = params or ContactParameters()
+    return _grid_points(location_events, owners, p, _reference(location_events, p))
+
+
+def _reference(location_events: DataFrame, p: ContactParameters) -> DataFrame | None:
+    """The pings' mean latitude as a one-row frame (``_ref_lat``), or None when the parameters pin it."""
+    return None if p.reference_lat is not None else location_events.agg(F.avg("lat").alias("_ref_lat"))
+
+
+def _grid_points(
+    location_events: DataFrame, owners: DataFrame, p: ContactParameters, reference: DataFrame | None
+) -> DataFrame:
+    """``grid_points`` projected about ``reference`` (or ``p.reference_lat`` when None)."""
     step = p.step_minutes * _MICROS_PER_MINUTE
     pings = location_events.where(
         F.col("phone_token").isNotNull()
@@ -296,12 +308,11 @@ def grid_points(
         lon.alias("lon"),
         accuracy.alias("accuracy_m"),
     )
-    if p.reference_lat is not None:
-        points = points.withColumn("_ref_lat", F.lit(float(p.reference_lat)))
+    if reference is None:
+        points = points.withColumn("_ref_lat", F.lit(float(p.reference_lat or 0.0)))
     else:
         # One row, joined without an action: the transformation stays lazy.
-        mean_lat = location_events.agg(F.avg("lat").alias("_ref_lat"))
-        points = points.crossJoin(F.broadcast(mean_lat))
+        points = points.crossJoin(F.broadcast(reference))
     x = F.lit(EARTH_RADIUS_M) * F.radians("lon") * F.cos(F.radians("_ref_lat"))
     y = F.lit(EARTH_RADIUS_M) * F.radians("lat")
     cell = p.grid_cell_m
@@ -365,7 +376,8 @@ def close_contacts(
     """
     p = params or ContactParameters()
     step = p.step_minutes * _MICROS_PER_MINUTE
-    points = grid_points(location_events, owners, p)
+    reference = _reference(location_events, p)
+    points = _grid_points(location_events, owners, p, reference)
     windows = (
         cases.groupBy("case_person_id")
         .agg(
@@ -387,20 +399,38 @@ def close_contacts(
         "_from",
         "_to",
     )
-    first = _summary(_matches(points, seeds, p, phone_seeds=False), p)
+    case_points = _grid_points(_events_of(location_events, owners, seeds), owners, p, reference)
+    first = _summary(_matches(points, case_points, seeds, p, phone_seeds=False), p)
     contacts = first.drop("_via_person_id", "_via_phone_token").withColumn("degree", F.lit(1))
     if p.depth == 2:
-        contacts = contacts.unionByName(_second_degree(points, first, windows, p))
+        contacts = contacts.unionByName(
+            _second_degree(location_events, owners, points, reference, first, windows, p)
+        )
     return _with_area(contacts, areas).select(*CLOSE_CONTACT_COLUMNS)
 
 
-def _matches(points: DataFrame, seeds: DataFrame, p: ContactParameters, *, phone_seeds: bool) -> DataFrame:
+def _events_of(location_events: DataFrame, owners: DataFrame, seeds: DataFrame) -> DataFrame:
+    """The pings of the seeds' phones only: a phone's grid points depend on its own pings alone, so the
+    seeds' side of the join is built from these few instead of being picked out of every phone's points."""
+    persons = seeds.where(F.col("_via_person_id").isNotNull()).select(
+        F.col("_via_person_id").alias("person_id")
+    )
+    phones = owners.join(F.broadcast(persons.distinct()), "person_id").select("phone_token")
+    loose = seeds.where(F.col("_via_person_id").isNull() & F.col("_via_phone_token").isNotNull())
+    phones = phones.unionByName(loose.select(F.col("_via_phone_token").alias("phone_token")))
+    return location_events.join(F.broadcast(phones.distinct()), "phone_token", "left_semi")
+
+
+def _matches(
+    points: DataFrame, seed_points: DataFrame, seeds: DataFrame, p: ContactParameters, *, phone_seeds: bool
+) -> DataFrame:
     """Every (seed point, other point) pair of one grid time that matches, with the seed's cell and place.
 
     ``seeds``: ``case_person_id, _via_person_id, _via_phone_token, _from, _to``; the via holder's points in
-    ``[_from, _to]`` are compared (the case itself at degree 1, a degree-1 contact at degree 2).
+    ``[_from, _to]`` (from ``seed_points``, the grid points of the seeds' phones) are compared with every
+    point (the case itself at degree 1, a degree-1 contact at degree 2).
     """
-    own = points.select(
+    own = seed_points.select(
         F.col("person_id").alias("_c_person"),
         F.col("phone_token").alias("_c_phone"),
         "grid_index",
@@ -538,7 +568,13 @@ def _summary(matches: DataFrame, p: ContactParameters) -> DataFrame:
 
 
 def _second_degree(
-    points: DataFrame, first: DataFrame, windows: DataFrame, p: ContactParameters
+    location_events: DataFrame,
+    owners: DataFrame,
+    points: DataFrame,
+    reference: DataFrame | None,
+    first: DataFrame,
+    windows: DataFrame,
+    p: ContactParameters,
 ) -> DataFrame:
     """Degree-2 rows: contacts of each degree-1 contact from its first contact with the case onwards."""
     step = p.step_minutes * _MICROS_PER_MINUTE
@@ -549,7 +585,8 @@ def _second_degree(
         (F.unix_micros("first_contact_at") / step).cast("long").alias("_from"),
         "_to",
     )
-    via = _summary(_matches(points, seeds, p, phone_seeds=True), p)
+    seed_points = _grid_points(_events_of(location_events, owners, seeds), owners, p, reference)
+    via = _summary(_matches(points, seed_points, seeds, p, phone_seeds=True), p)
     known = first.select(
         "case_person_id",
         F.col("contact_person_id").alias("_k_person"),
