@@ -368,8 +368,11 @@ def _scores(
     return n_found, n_true, hit / max(n_true, 1), hit / max(n_found, 1)
 
 
-def _evaluate(found: DataFrame, truth: DataFrame, p: ContactParameters) -> dict[str, float | int]:
+def _evaluate(found: DataFrame, truth: DataFrame | None, p: ContactParameters) -> dict[str, float | int]:
     """Scores of one method's contacts at ``p``'s D and T, and its recall of what the phones could see."""
+    if truth is None:
+        nan = float("nan")
+        return {"found": found.count(), "true": 0, "recall": nan, "recall_seen": nan, "precision": nan}
     found = found.cache()
     got, true, recall, precision = _scores(found, truth, p.distance_m, p.min_minutes)
     _, _, recall_seen, _ = _scores(found, truth, p.distance_m, p.min_minutes, column="seen_30")
@@ -391,6 +394,9 @@ def main() -> int:
     )
     parser.add_argument("--no-baseline", action="store_true", help="time the detector only")
     parser.add_argument("--sweep", action="store_true", help="also recall/precision as D and T vary")
+    parser.add_argument(
+        "--no-truth", action="store_true", help="skip the truth (minute paths of everyone: heavy at 50 M)"
+    )
     parser.add_argument("--work", help="work folder (default: a temporary one, removed afterwards)")
     args = parser.parse_args()
     work_root = Path(args.work or tempfile.mkdtemp(prefix="healthlake-epidemic-bench-"))
@@ -422,12 +428,13 @@ def main() -> int:
         traceable = cases.join(
             owners.select(F.col("person_id").alias("case_person_id")), "case_person_id", "semi"
         )
-        truth = truth_minutes(spark, city, traceable, work).cache()
-        print(
-            f"truth: {truth.count():,} (case, person) pairs within {max(SWEEP_D):g} m at some minute; "
-            f"{city.cases - traceable.count()} case(s) without a known phone",
-            flush=True,
-        )
+        truth = None if args.no_truth else truth_minutes(spark, city, traceable, work).cache()
+        if truth is not None:
+            print(
+                f"truth: {truth.count():,} (case, person) pairs within {max(SWEEP_D):g} m at some minute; "
+                f"{city.cases - traceable.count()} case(s) without a known phone",
+                flush=True,
+            )
         # Warm-up (JIT, planning paths): the detector on a tenth of the phones, not timed.
         sample = pings.where(F.substring("phone_token", -1, 1) == "7")
         close_contacts(sample, cases, owners, params).write.format("noop").mode("overwrite").save()
@@ -457,7 +464,7 @@ def main() -> int:
                     print(f"{name}: {took:.1f} s", flush=True)
                     row.update(_evaluate(_found_pairs(spark, path, phones), truth, params))
                 rows.append(row)
-        if args.sweep:
+        if args.sweep and truth is not None:
             for d in SWEEP_D:
                 for t in SWEEP_T:
                     swept = ContactParameters.preset("close", reference_lat=LAT0, distance_m=d, min_minutes=t)
@@ -465,7 +472,8 @@ def main() -> int:
                     took = _timed_write(spark, close_contacts(pings, cases, owners, swept), path)
                     got, true, recall, precision = _scores(_found_pairs(spark, path, phones), truth, d, t)
                     sweeps.append((records, d, t, got, true, recall, precision, took))
-        truth.unpersist()
+        if truth is not None:
+            truth.unpersist()
 
     print(
         f"\nclose contacts benchmark (D = {params.distance_m:g} m, T = {params.min_minutes} min, "

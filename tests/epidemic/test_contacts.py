@@ -359,3 +359,15 @@ def test_depth_2_adds_the_contacts_of_contacts_after_their_first_contact(
         ),
     )
     assert close_contacts(events, cases, owners, CLOSE).count() == 1  # depth 1: B only
+
+
+def test_defaults_project_about_the_pings_latitude_and_an_open_window_has_no_end(
+    spark: SparkSession, frames: Frames
+) -> None:
+    events, cases, owners = frames(
+        stay("a", X0, Y0, T(12, 0), T(12, 30)) + stay("b", X0 + 5, Y0, T(12, 10), T(12, 30)),
+        [("a", "A"), ("b", "B")],
+        [("A", T(11, 0), None)],
+    )
+    got = close_contacts(events, cases, owners)  # the close preset, reference_lat from the pings
+    assertDataFrameEqual(shown(got), expect(spark, [("A", "B", None, T(12, 10), T(12, 30), 25, 5, 1)]))
