@@ -366,7 +366,8 @@ def close_contacts(
     Args:
         location_events: ``silver.location_event`` (see ``grid_points``).
         cases: ``case_person_id, window_start, window_end`` (instants); several rows of one person are
-            taken as one window from the earliest start to the latest end.
+            taken as one window from the earliest start to the latest end; a case without a start is
+            skipped.
         owners: ``phone_token, person_id`` (``phone_owners``).
         params: Parameters; None for the ``close`` defaults.
         areas: Optional ``area_code, lat, lon`` (e.g. the townships of ``silver.area``).
