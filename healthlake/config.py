@@ -343,6 +343,7 @@ class EpidemicSettings(_Settings):
         vaccine_codes: The outbreak vaccine's codes in ``silver.immunization`` (any of them counts).
         full_series_doses: Doses that complete the primary series.
         booster_dose: The dose number from which a dose is a booster.
+        quarantine_days: Days after the last contact a close contact's health code stays yellow.
         health_code_rules: Each health-code rule and the code it gives, in the order they are tried
             (``docs/epidemic.md``); a rule left out is not applied.
         contacts: Close-contact detection.
@@ -354,6 +355,7 @@ class EpidemicSettings(_Settings):
     vaccine_codes: tuple[str, ...] = ("COVID19",)
     full_series_doses: int = Field(default=2, ge=1, le=10)
     booster_dose: int = Field(default=3, ge=2, le=10)
+    quarantine_days: int = Field(default=14, ge=1, le=60)
     health_code_rules: dict[HealthCodeRule, Literal["red", "yellow"]] = Field(
         default_factory=lambda: dict(DEFAULT_HEALTH_CODE_RULES)
     )

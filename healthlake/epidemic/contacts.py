@@ -25,6 +25,17 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from healthlake.catalog import (
+    GOLD_CLOSE_CONTACTS,
+    GOLD_EPIDEMIC_CASES,
+    GOLD_ISOLATION,
+    SILVER_AREA,
+    SILVER_LOCATION_EVENT,
+    SILVER_PATIENT_RECORD,
+    SILVER_PERSON_XREF,
+)
+from healthlake.derived import DerivedTable, Inputs, Write, merge
+from healthlake.epidemic.cases import case_windows
 from healthlake.errors import ConfigError
 
 __all__ = [
@@ -644,3 +655,59 @@ def _with_area(contacts: DataFrame, areas: DataFrame | None) -> DataFrame:
         .agg(F.min_by("area_code", F.struct(dx * dx + dy * dy, F.col("area_code"))).alias("place_area_code"))
     )
     return contacts.join(nearest, ["_place_lat", "_place_lon"], "left")
+
+
+CONTACT_PARAMETERS = "epidemic.contacts"
+"""The run setting (``Inputs.settings``): the ``ContactParameters`` of the run (reference latitude pinned)."""
+
+
+def _townships(areas: DataFrame) -> DataFrame | None:
+    """The township centroids of ``silver.area`` (``area_code, lat, lon``), None when it has no positions."""
+    if not {"lat", "lon", "level"} <= set(areas.columns):
+        return None
+    return areas.where(F.col("level") == "township").select("area_code", "lat", "lon")
+
+
+def _build(inputs: Inputs) -> DataFrame:
+    params = inputs.settings.get(CONTACT_PARAMETERS) or ContactParameters.preset("close")
+    windows = case_windows(
+        inputs.read(GOLD_EPIDEMIC_CASES), inputs.read(GOLD_ISOLATION), days_before=params.window_days_before
+    )
+    owners = phone_owners(inputs.read(SILVER_PATIENT_RECORD), inputs.read(SILVER_PERSON_XREF))
+    contacts = close_contacts(
+        inputs.read(SILVER_LOCATION_EVENT),
+        windows,
+        owners,
+        params,
+        areas=_townships(inputs.read(SILVER_AREA)),
+    )
+    # The table's key: the contact person, or the phone no person holds.
+    key = F.coalesce(F.col("contact_person_id"), F.concat(F.lit("phone:"), F.col("contact_phone_token")))
+    return contacts.withColumn("contact_key", key)
+
+
+def _update(inputs: Inputs) -> Write:
+    """Every case's contacts recomputed, the rows that differ written.
+
+    A case's window moves with its isolation, a late ping can fall in any open window, and a relink moves
+    a phone to another person: v1 recomputes all windows (cases are few; the pings read are those of the
+    lake) and MERGE writes only what changed. Bounding the pings read to the windows a day's changes touch
+    is the next step (issue 33).
+    """
+    return merge(_build(inputs), inputs.stored(GOLD_CLOSE_CONTACTS))
+
+
+CLOSE_CONTACTS = DerivedTable(
+    name=GOLD_CLOSE_CONTACTS,
+    key=("case_person_id", "contact_key"),
+    reads=(
+        SILVER_LOCATION_EVENT,
+        GOLD_EPIDEMIC_CASES,
+        GOLD_ISOLATION,
+        SILVER_PATIENT_RECORD,
+        SILVER_PERSON_XREF,
+        SILVER_AREA,
+    ),
+    build=_build,
+    update=_update,
+)

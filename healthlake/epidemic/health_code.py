@@ -16,8 +16,9 @@ gives are configurable, ``epidemic.health_code_rules``):
   start day until the day before its release (or through its planned end when not released).
 * ``retest_due`` (yellow): member of a positive pool (``gold.nat_pool_followup``) from the day the pool
   was reported until the day before their individual re-test was sampled.
-* ``close_contact`` (yellow): a close contact of a case (``gold.close_contacts``) from the case's report
-  day for ``epidemic.quarantine_days`` days after the last contact (when the table is kept).
+* ``close_contact`` (yellow): a close contact of a case (``gold.close_contacts``) from the day the case
+  was reported (or the contact took place, if later) until ``epidemic.quarantine_days`` days after the
+  last contact.
 
 ``reason`` says why in words a person can be told (which rule, since when, which order or pool); it names
 no other person.
@@ -31,6 +32,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from healthlake.catalog import (
+    GOLD_CLOSE_CONTACTS,
     GOLD_EPIDEMIC_CASES,
     GOLD_HEALTH_CODE,
     GOLD_ISOLATION,
@@ -42,6 +44,7 @@ from healthlake.derived import DerivedTable, Inputs, Write, merge
 from healthlake.epidemic.daily import CASE_ACTIVE_DAYS
 from healthlake.localtime import local_date
 
+QUARANTINE_DAYS = "epidemic.quarantine_days"
 HEALTH_CODE_RULES = "epidemic.health_code_rules"
 """The run setting (``Inputs.settings``): rule → code, in the order the rules are tried."""
 DEFAULT_RULES: dict[str, str] = {str(rule): str(code) for rule, code in DEFAULT_HEALTH_CODE_RULES.items()}
@@ -57,6 +60,8 @@ def rule_days(
     zone: str,
     as_of: dt.date,
     case_active_days: int,
+    contacts: DataFrame | None = None,
+    quarantine_days: int = 14,
 ) -> DataFrame:
     """One row per (person, day, rule that applies): ``person_id``, ``date``, ``rule``, ``reason``,
     ``since`` (the first day of that rule's spell)."""
@@ -120,6 +125,32 @@ def rule_days(
         ).alias("reason"),
     )
     hits = case_rows.unionByName(order_rows).unionByName(retest_rows)
+    if contacts is not None:
+        # A contact is known once its case is reported; quarantine runs quarantine_days past the last contact.
+        case_reports = cases.select(
+            F.col("person_id").alias("case_person_id"), F.col("report_date").alias("_reported")
+        )
+        last_contact = local_date(F.col("last_contact_at"), zone)
+        contact_rows = (
+            contacts.where(F.col("contact_person_id").isNotNull())
+            .join(case_reports, "case_person_id")
+            .groupBy(F.col("contact_person_id").alias("person_id"))
+            .agg(
+                F.min(F.greatest(F.col("_reported"), last_contact)).alias("since"),
+                F.max(F.date_add(last_contact, quarantine_days)).alias("_until"),
+            )
+            .select(
+                "person_id",
+                "since",
+                F.least(F.col("_until"), through).alias("_last"),
+                F.lit("close_contact").alias("rule"),
+                F.concat(
+                    F.lit("close contact of a case, last contact on "),
+                    F.date_sub(F.col("_until"), quarantine_days).cast("string"),
+                ).alias("reason"),
+            )
+        )
+        hits = hits.unionByName(contact_rows)
     return hits.where(F.col("since") <= F.col("_last")).select(
         "person_id",
         F.explode(F.sequence(F.col("since"), F.col("_last"))).alias("date"),
@@ -203,6 +234,8 @@ def _build(inputs: Inputs) -> DataFrame:
         zone=inputs.zone,
         as_of=inputs.as_of,
         case_active_days=int(inputs.settings.get(CASE_ACTIVE_DAYS, 14)),
+        contacts=inputs.read(GOLD_CLOSE_CONTACTS),
+        quarantine_days=int(inputs.settings.get(QUARANTINE_DAYS, 14)),
     )
     rules = dict(inputs.settings.get(HEALTH_CODE_RULES, DEFAULT_RULES))
     return health_code(inputs.read(GOLD_PATIENT_360), hits, as_of=inputs.as_of, rules=rules)
@@ -221,7 +254,13 @@ def _update(inputs: Inputs) -> Write:
 HEALTH_CODE = DerivedTable(
     name=GOLD_HEALTH_CODE,
     key=("person_id", "valid_from"),
-    reads=(GOLD_EPIDEMIC_CASES, GOLD_ISOLATION, GOLD_NAT_POOL_FOLLOWUP, GOLD_PATIENT_360),
+    reads=(
+        GOLD_EPIDEMIC_CASES,
+        GOLD_ISOLATION,
+        GOLD_NAT_POOL_FOLLOWUP,
+        GOLD_CLOSE_CONTACTS,
+        GOLD_PATIENT_360,
+    ),
     build=_build,
     update=_update,
 )

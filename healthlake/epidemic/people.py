@@ -37,7 +37,7 @@ def person_places(patients: DataFrame) -> DataFrame:
 def residents(patient_records: DataFrame, person_xref: DataFrame) -> DataFrame:
     """The persons the population registry holds (one row each: ``person_id``)."""
     registry = patient_records.where(F.col("record_source") == REGISTRY_SOURCE).select(
-        "institution_id", F.col("source_record_id").alias("source_patient_id")
+        "institution_id", "source_patient_id"
     )
     return (
         with_person(registry, person_xref)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from healthlake.derived import DerivedTable
 from healthlake.epidemic.cases import EPIDEMIC_CASES
+from healthlake.epidemic.clusters import CASE_CLUSTERS
+from healthlake.epidemic.contacts import CLOSE_CONTACTS
 from healthlake.epidemic.daily import EPIDEMIC_DAILY
 from healthlake.epidemic.health_code import HEALTH_CODE
 from healthlake.epidemic.isolation import ISOLATION
@@ -20,5 +22,7 @@ EPIDEMIC: tuple[DerivedTable, ...] = (
     NAT_POOL_FOLLOWUP,
     NAT_SCREENING_DAILY,
     ISOLATION,
+    CLOSE_CONTACTS,
+    CASE_CLUSTERS,
     HEALTH_CODE,
 )

@@ -27,13 +27,15 @@ from healthlake.catalog import (
     SILVER_DIAGNOSIS,
     SILVER_IMMUNIZATION,
     SILVER_ISOLATION_ORDER,
+    SILVER_LOCATION_EVENT,
     SILVER_NAT_POOL,
     SILVER_NAT_TEST,
     SILVER_PATIENT_RECORD,
     SILVER_PERSON_XREF,
 )
 from healthlake.derived import Inputs, LastRun, refresh
-from healthlake.epidemic import cases, daily, health_code, vaccination
+from healthlake.epidemic import cases, contacts, daily, health_code, vaccination
+from healthlake.epidemic.contacts import ContactParameters
 from healthlake.epidemic.registry import EPIDEMIC
 from healthlake.errors import HealthlakeError
 from healthlake.localtime import local_date
@@ -68,6 +70,10 @@ EMPTY = {
     SILVER_DIAGNOSIS: (
         "institution_id string, source_patient_id string, icd10_code string, diagnosis_time timestamp, "
         "is_cancelled boolean"
+    ),
+    SILVER_LOCATION_EVENT: (
+        "institution_id string, source_record_id string, phone_token string, event_time timestamp, "
+        "lat double, lon double, accuracy_m double"
     ),
     SILVER_IMMUNIZATION: (
         "institution_id string, source_patient_id string, vaccine_code string, vaccinated_at timestamp, "
@@ -116,7 +122,26 @@ def settings_of(cfg: Config) -> dict[str, object]:
         vaccination.FULL_SERIES_DOSES: e.full_series_doses,
         vaccination.BOOSTER_DOSE: e.booster_dose,
         health_code.HEALTH_CODE_RULES: dict(e.health_code_rules),
+        health_code.QUARANTINE_DAYS: e.quarantine_days,
     }
+
+
+def contact_parameters(cfg: Config, reference_lat: float | None) -> ContactParameters:
+    """``epidemic.contacts`` as ``ContactParameters``: the preset with the keys set in the configuration,
+    and the projection's reference latitude pinned (so a cell names the same square on every run)."""
+    settings = cfg.epidemic.contacts.model_dump(exclude={"preset"}, exclude_none=True)
+    return ContactParameters.preset(cfg.epidemic.contacts.preset, **settings, reference_lat=reference_lat)
+
+
+def _region_latitude(spark: SparkSession, lake: str) -> float | None:
+    """The mean latitude of the region's areas (``silver.area``), None without positions."""
+    if not io.is_table(spark, lake, SILVER_AREA):
+        return None
+    areas = io.read_table(spark, lake, SILVER_AREA)
+    if "lat" not in areas.columns:
+        return None
+    mean = io.one_row(areas.agg(F.avg("lat")))[0]  # one aggregate row
+    return round(float(mean), 4) if mean is not None else None
 
 
 def last_activity(inputs: Inputs) -> dt.date | None:
@@ -168,7 +193,10 @@ def run(
         versions,
         cfg.region.timezone,
         last=logged[0] if logged is not None else None,
-        settings=settings_of(cfg),
+        settings={
+            **settings_of(cfg),
+            contacts.CONTACT_PARAMETERS: contact_parameters(cfg, _region_latitude(spark, lake)),
+        },
         empty=EMPTY,
         derived=TABLES,
         cached=(SILVER_AREA,),

@@ -112,6 +112,11 @@ def test_health_codes_are_intervals_with_the_rule_that_set_them(spark: SparkSess
         zone=ZONE,
         as_of=as_of,
         case_active_days=14,
+        contacts=spark.createDataFrame(
+            [("P1", "P4", bj(2026, 3, 1, 18)), ("P1", None, bj(2026, 3, 1, 18))],
+            "case_person_id string, contact_person_id string, last_contact_at timestamp",
+        ),
+        quarantine_days=14,
     )
     codes = health_code(places.select("person_id"), hits, as_of=as_of)
     got = {
@@ -133,8 +138,10 @@ def test_health_codes_are_intervals_with_the_rule_that_set_them(spark: SparkSess
         ("P2", 3, None, "green", "no_rule"),
         ("P3", 1, 2, "green", "no_rule"),
         ("P3", 3, None, "yellow", "in_isolation"),  # from 00:30 on 3 March, still isolated
-        ("P4", 1, None, "green", "no_rule"),
+        ("P4", 1, 1, "green", "no_rule"),
+        ("P4", 2, None, "yellow", "close_contact"),  # from P1's report, 14 days past the contact on 1 March
     }
     reasons = {r["rule"]: r["reason"] for r in codes.collect()}
     assert reasons["in_isolation"] == "isolation order o2 (close_contact, home) since 2026-03-03"
+    assert reasons["close_contact"] == "close contact of a case, last contact on 2026-03-01"
     assert reasons["retest_due"] == "pooled sample PL1 positive: individual re-test due since 2026-03-01"

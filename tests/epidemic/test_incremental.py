@@ -23,7 +23,11 @@ IMMUNIZATIONS = (
     "institution_id string, source_patient_id string, vaccine_code string, vaccinated_at timestamp, "
     "is_cancelled boolean"
 )
-RECORDS = "institution_id string, source_record_id string, record_source string"
+RECORDS = "institution_id string, source_patient_id string, record_source string, phone_token string"
+PINGS = (
+    "institution_id string, source_record_id string, phone_token string, event_time timestamp, lat double, "
+    "lon double, accuracy_m double"
+)
 AREAS = "area_code string, name string, level string, parent_code string"
 
 
@@ -90,9 +94,20 @@ def _day1(spark: SparkSession, lake: str) -> None:
         spark,
         lake,
         catalog.SILVER_PATIENT_RECORD,
-        [("R", "r1", "csv_registry"), ("R", "r2", "csv_registry"), ("R", "r3", "csv_registry")],
+        [
+            ("R", "r1", "csv_registry", "ph1"),
+            ("R", "r2", "csv_registry", "ph2"),
+            ("R", "r3", "csv_registry", "ph3"),
+        ],
         RECORDS,
     )
+    # P1 (the case) and P3 at lunch together on 1 March, their phones pinging 3 minutes apart; P2 far away.
+    pings = []
+    for minute in range(0, 45, 6):
+        pings.append(("T1", f"p1-{minute}", "ph1", bj(2026, 3, 1, 12, minute), 27.38, 114.61, 10.0))
+        pings.append(("T1", f"p3-{minute}", "ph3", bj(2026, 3, 1, 12, minute + 3), 27.38005, 114.61, 10.0))
+        pings.append(("T1", f"p2-{minute}", "ph2", bj(2026, 3, 1, 12, minute + 1), 27.48, 114.71, 10.0))
+    _append(spark, lake, catalog.SILVER_LOCATION_EVENT, pings, PINGS)
     _append(
         spark,
         lake,
@@ -202,6 +217,10 @@ def test_every_epidemic_table_updated_after_a_day_equals_a_full_build(
         empty=epidemic.EMPTY,
     )
     assert done == dict.fromkeys((t.name for t in EPIDEMIC), "incremental")
+    contacts = io.read_table(spark, str(lake), catalog.GOLD_CLOSE_CONTACTS).collect()
+    assert [(r.case_person_id, r.contact_person_id, r.exposure_minutes) for r in contacts] == [
+        ("P1", "P3", 45)
+    ]
 
 
 def test_the_stage_runs_once_per_input_state_and_says_what_is_missing(
@@ -211,7 +230,7 @@ def test_the_stage_runs_once_per_input_state_and_says_what_is_missing(
 
     lake = tmp_path / "lake"
     cfg = load_config(overrides={"lake_root": str(lake)})
-    _append(spark, str(lake), catalog.SILVER_PATIENT_RECORD, [("R", "r1", "csv_registry")], RECORDS)
+    _append(spark, str(lake), catalog.SILVER_PATIENT_RECORD, [("R", "r1", "csv_registry", None)], RECORDS)
     with pytest.raises(
         epidemic.EpidemicError,
         match=r"^silver.person_xref is not in the lake .*: run `healthlake link` first$",

@@ -69,7 +69,7 @@ def test_every_member_of_a_positive_pool_is_followed_to_their_own_result(spark: 
 def test_screening_rounds_report_coverage_of_residents_and_time_to_report(spark: SparkSession) -> None:
     records = spark.createDataFrame(
         [("R", "r1", "csv_registry"), ("R", "r2", "csv_registry"), ("R", "r3", "csv_registry")],
-        "institution_id string, source_record_id string, record_source string",
+        "institution_id string, source_patient_id string, record_source string",
     )
     xref = _xref(spark).unionByName(
         spark.createDataFrame([("R", "r1", "P1"), ("R", "r2", "P2"), ("R", "r3", "P3")], XREF)

@@ -203,7 +203,7 @@ def test_vaccination_coverage_counts_each_residents_nth_dose(spark: SparkSession
             ("R", "r3", "csv_registry"),
             ("L1", "d", "csv_visit"),
         ],
-        "institution_id string, source_record_id string, record_source string",
+        "institution_id string, source_patient_id string, record_source string",
     )
     xref = _xref(spark).unionByName(
         spark.createDataFrame([("R", "r1", "P1"), ("R", "r2", "P2"), ("R", "r3", "P3")], XREF)
