@@ -219,7 +219,7 @@ def test_every_epidemic_table_updated_after_a_day_equals_a_full_build(
     assert done == dict.fromkeys((t.name for t in EPIDEMIC), "incremental")
     contacts = io.read_table(spark, str(lake), catalog.GOLD_CLOSE_CONTACTS).collect()
     assert [(r.case_person_id, r.contact_person_id, r.exposure_minutes) for r in contacts] == [
-        ("P1", "P3", 45)
+        ("P1", "P3", 40)
     ]
 
 
