@@ -15,6 +15,8 @@ BRONZE_HL7V2_MESSAGES = "bronze.hl7v2_messages"
 BRONZE_LOCATION_PINGS = "bronze.location_pings"
 BRONZE_QUARANTINE = "bronze.quarantine"
 BRONZE_INGEST_LOG = "bronze.ingest_log"
+BRONZE_RECORDS = (BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES, BRONZE_CSV_RECORDS, BRONZE_LOCATION_PINGS)
+"""The bronze tables of received records, one per feed format (what conform reads, what exchange counts)."""
 BRONZE_RECORD_CONTENTS = "bronze.record_contents"
 """Publish's index of the distinct record contents bronze holds (what a day's records are compared with)."""
 

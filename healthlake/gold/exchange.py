@@ -30,13 +30,10 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from healthlake.catalog import (
-    BRONZE_CSV_RECORDS,
-    BRONZE_FHIR_RESOURCES,
-    BRONZE_HL7V2_MESSAGES,
     BRONZE_INGEST_LOG,
-    BRONZE_LOCATION_PINGS,
     BRONZE_QUARANTINE,
     BRONZE_RECORD_CONTENTS,
+    BRONZE_RECORDS,
     GOLD_EXCHANGE_VOLUME,
     SILVER_AREA,
     SILVER_CHRONIC_FOLLOWUP,
@@ -193,7 +190,7 @@ def exchange_volume_daily(
     )
 
 
-BRONZE_DATA = (BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES, BRONZE_CSV_RECORDS, BRONZE_LOCATION_PINGS)
+BRONZE_DATA = BRONZE_RECORDS
 """Bronze's record tables (every record received, with its raw text)."""
 SILVER_EVENTS = (
     SILVER_PATIENT_RECORD,

@@ -50,6 +50,7 @@ from healthlake.catalog import (
     BRONZE_FHIR_RESOURCES,
     BRONZE_HL7V2_MESSAGES,
     BRONZE_LOCATION_PINGS,
+    BRONZE_RECORDS,
     SILVER_ALLERGY,
     SILVER_AREA,
     SILVER_CHRONIC_FOLLOWUP,
@@ -123,12 +124,7 @@ CDF = io.CHANGE_DATA_FEED
 PLANNED, FINISHED = "planned", "finished"
 """``silver.conform_log`` statuses: a range recorded before its work starts, and once it is done."""
 
-BRONZE_INPUTS = (
-    BRONZE_FHIR_RESOURCES,
-    BRONZE_HL7V2_MESSAGES,
-    BRONZE_CSV_RECORDS,
-    BRONZE_LOCATION_PINGS,
-)
+BRONZE_INPUTS = BRONZE_RECORDS
 
 # Which bronze rows each input offers to silver (the rest are counted as not in the model).
 _TYPE_COLUMN = {
