@@ -1001,6 +1001,8 @@ class FeedEmitter:
     def emit_nat_test(self, n: NatTest) -> None:
         """One nucleic-acid test row: on its report day, or on its sampling day for a pooled member."""
         sp = self.patient(n.institution, n.person)
+        if self._day(n.report_time or n.sample_time) is None:
+            return  # reported after the window: not sent yet
         iid = n.institution.institution_id
         keys: tuple[Key, ...] = (self._patient_key(sp), ("nat_test", iid, n.test_id))
         person_no: str | None = sp.patient_no
@@ -1034,6 +1036,8 @@ class FeedEmitter:
 
     def emit_pool(self, lab: Institution, pool: Pool) -> None:
         """One pooled tube's result (``nat_pools``), on its report day."""
+        if self._day(pool.report_time) is None:
+            return  # reported after the window
         size = len(pool.members)
         self.eligible["pool_size_zero"] += 1
         if self.rng.random() < self.rates.pool_size_zero:

@@ -1,8 +1,9 @@
 """A small infectious outbreak and the response to it, planned on the driver as a timeline of events.
 
 The outbreak stays inside the largest shard, so the plan is small (tens of cases, a few hundred contacts)
-and each task only looks up the people it generates. The index case was infected two and a half days
-before the window, so that even a two-day window sees its onset, its report and the isolation that follows.
+and each task only looks up the people it generates. The index case was infected two days before the
+window and falls ill in the small hours of its second day, so that even a two-day window sees its onset,
+its report and the isolation that follows.
 
 Events run in time order: an infection schedules the case's venue visits (30 minutes at one of 8 venues
 with 3-8 others, some coming with a household member or meeting a friend on the way) and its symptom
@@ -141,9 +142,9 @@ class _Outbreak:
 
     def run(self) -> None:
         index = self.index = self.rng.choice(self.candidates).index
-        self._push(
-            self.t0 - dt.timedelta(hours=60) + dt.timedelta(hours=self.rng.randint(0, 12)), "infect", index
-        )
+        # Infected two days before the window: the index case falls ill in the small hours of the second day
+        # (fever clinics are open all night), so even a two-day window sees its report and the isolation.
+        self._push(self.t0 - 2 * DAY + dt.timedelta(minutes=self.rng.randint(30, 360)), "infect", index)
         for day in range(0, self.s.days, 3):
             self._push(self.t0 + dt.timedelta(days=day, hours=7), "screen", day, False)
         handlers: dict[str, Callable[..., None]] = {
