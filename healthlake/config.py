@@ -141,6 +141,9 @@ class DefectRates(_Settings):
     gbk_share: Rate = 0.3
     mllp_share: Rate = 0.2
     lf_separator_share: Rate = 0.2
+    ping_no_phone: Rate = 0.0005
+    test_no_person: Rate = 0.002
+    pool_size_zero: Rate = 0.02
 
 
 class SynthSettings(_Settings):
@@ -152,10 +155,12 @@ class SynthSettings(_Settings):
         start: First day generated.
         seed: Random seed; the same settings and seed give the same files.
         persons_per_shard: Residents generated per Spark task.
-        ping_share: Share of residents who carry a phone that sends location pings.
+        ping_share: Share of phone owners whose phones send location pings (the tracked residents).
+        ping_interval_minutes: Range (min, max) of a phone's usual time between pings; each phone draws its
+            own interval and phase, pings less often at night and now and then not at all for a while.
+        second_phone_share: Share of phone owners who carry a second phone (it pings too).
         allergy_share: Share of residents with a drug or food allergy, which each hospital they visit
             records (hospital patients report drug allergies at 10-20 %).
-        pings_per_day: Location pings per such resident per day.
         rates: Defect rates.
         followup_history_days: Days of chronic-disease follow-up history before ``start``, sent with the
             first day's follow-up extract as a go-live backfill (0: none). A year or more gives the
@@ -169,7 +174,8 @@ class SynthSettings(_Settings):
     persons_per_shard: int = Field(default=2000, ge=100)
     ping_share: Rate = 0.3
     allergy_share: Rate = 0.15
-    pings_per_day: int = Field(default=6, ge=0)
+    ping_interval_minutes: tuple[float, float] = (2.0, 10.0)
+    second_phone_share: Rate = 0.05
     rates: DefectRates = DefectRates()
     followup_history_days: int = Field(default=0, ge=0, le=1100)
 
@@ -178,6 +184,13 @@ class SynthSettings(_Settings):
     def _date_not_number(cls, value: Any) -> Any:
         if isinstance(value, bool | int | float):
             raise ValueError("expected a date")
+        return value
+
+    @field_validator("ping_interval_minutes")
+    @classmethod
+    def _interval_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.5 <= value[0] <= value[1]:
+            raise ValueError("expected [min, max] minutes with 0.5 <= min <= max")
         return value
 
 

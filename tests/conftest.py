@@ -115,7 +115,16 @@ def conformed_region(spark: SparkSession, tmp_path_factory: pytest.TempPathFacto
 
     root = tmp_path_factory.mktemp("conform_region")
     # Default rates (every defect on) with more malformed records, duplicates, updates and cancellations.
-    rates = {"malformed": 0.02, "duplicate": 0.03, "update": 0.05, "cancel": 0.03}
+    rates = {
+        "malformed": 0.02,
+        "duplicate": 0.03,
+        "update": 0.05,
+        "cancel": 0.03,
+        # The epidemic feeds' defects, often enough to show up in a small region.
+        "ping_no_phone": 0.001,
+        "test_no_person": 0.05,
+        "pool_size_zero": 0.5,
+    }
     # A year of follow-up history gives the 12-month chronic-disease indicators something to grade, and
     # allergies more common than residents have them give the region's few hospital patients some.
     gen = generate(

@@ -248,9 +248,10 @@ def test_generate_writes_landing_truth_and_prints_the_manifest(
     total = out.strip().splitlines()[-1].split()
     assert total[0] == "total" and int(total[2]) > 0
     assert sorted(p.name for p in truth.glob("*.parquet")) == [
-        "allergies.parquet", "contacts.parquet", "deliveries.parquet", "encounters.parquet",
-        "followups.parquet", "patient_records.parquet", "persons.parquet", "procedures.parquet",
-        "readmissions.parquet",
+        "allergies.parquet", "cases.parquet", "contacts.parquet", "deliveries.parquet", "encounters.parquet",
+        "followups.parquet", "isolation.parquet", "nat_pools.parquet", "patient_records.parquet",
+        "persons.parquet", "phones.parquet", "procedures.parquet", "readmissions.parquet",
+        "trajectories.parquet",
     ]  # fmt: skip
 
 

@@ -60,8 +60,10 @@ from healthlake.catalog import (
     SILVER_ENCOUNTER,
     SILVER_IMMUNIZATION,
     SILVER_INSTITUTION,
+    SILVER_ISOLATION_ORDER,
     SILVER_LOCATION_EVENT,
     SILVER_MEDICATION,
+    SILVER_NAT_POOL,
     SILVER_NAT_TEST,
     SILVER_OBSERVATION,
     SILVER_ORGANIZATION,
@@ -99,8 +101,10 @@ from healthlake.silver.rules import (
     encounter_rules,
     immunization_rules,
     institution_rules,
+    isolation_order_rules,
     location_event_rules,
     medication_rules,
+    nat_pool_rules,
     nat_test_rules,
     observation_rules,
     organization_rules,
@@ -226,6 +230,10 @@ ENTITIES = (
         diagnosis_rules,
     ),
     Entity(SILVER_NAT_TEST, {BRONZE_CSV_RECORDS: events.nat_tests_from_csv}, nat_test_rules),
+    Entity(SILVER_NAT_POOL, {BRONZE_CSV_RECORDS: events.nat_pools_from_csv}, nat_pool_rules),
+    Entity(
+        SILVER_ISOLATION_ORDER, {BRONZE_CSV_RECORDS: events.isolation_orders_from_csv}, isolation_order_rules
+    ),
     Entity(
         SILVER_IMMUNIZATION,
         {

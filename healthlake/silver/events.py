@@ -1,9 +1,10 @@
-"""Silver tables of public-health and follow-up events: ``nat_test``, ``immunization``, ``medication``,
-``chronic_followup`` and ``location_event``.
+"""Silver tables of public-health and follow-up events: ``nat_test``, ``nat_pool``, ``isolation_order``,
+``immunization``, ``medication``, ``chronic_followup`` and ``location_event``.
 
-Sources: CSV ``nat_tests`` (CDC labs), CSV ``vaccinations`` and FHIR ``Immunization``, FHIR
-``MedicationRequest``, CSV ``followups`` (grassroots chronic-disease follow-ups; their measurements go to
-``silver.observation``), and ``bronze.location_pings`` (telecom operator; the phone is tokenised).
+Sources: CSV ``nat_tests`` and ``nat_pools`` (CDC labs), CSV ``isolation_orders`` (CDC), CSV
+``vaccinations`` and FHIR ``Immunization``, FHIR ``MedicationRequest``, CSV ``followups`` (grassroots
+chronic-disease follow-ups; their measurements go to ``silver.observation``), and
+``bronze.location_pings`` (telecom operator; the phone is tokenised).
 """
 
 from __future__ import annotations
@@ -27,20 +28,110 @@ def _nat_result(value: Column) -> Column:
     )
 
 
+# How senders write a sample's mode: 混管 (a pooled tube, 10 in 1 or 20 in 1) or 单管 (a single tube).
+SAMPLE_MODES = {
+    "混管": "pooled",
+    "混采": "pooled",
+    "pooled": "pooled",
+    "pool": "pooled",
+    "单管": "single",
+    "单采": "single",
+    "single": "single",
+}
+# Isolation order categories as the CDC writes them (Chinese or the English codes) → silver's codes.
+ISOLATION_CATEGORIES = {
+    "确诊": "case",
+    "确诊病例": "case",
+    "case": "case",
+    "密接": "close_contact",
+    "密切接触者": "close_contact",
+    "close_contact": "close_contact",
+    "次密接": "secondary_contact",
+    "次密切接触者": "secondary_contact",
+    "secondary_contact": "secondary_contact",
+    "风险区域": "risk_area",
+    "风险区": "risk_area",
+    "risk_area": "risk_area",
+}
+PLACE_TYPES = {
+    "集中隔离": "centralized",
+    "集中": "centralized",
+    "centralized": "centralized",
+    "居家隔离": "home",
+    "居家": "home",
+    "home": "home",
+}
+
+
+def _mapped(value: Column, mapping: dict[str, str]) -> Column:
+    """``value`` (trimmed, lower-cased) looked up in ``mapping``; NULL when it is not there."""
+    return F.create_map(*[F.lit(x) for kv in mapping.items() for x in kv])[F.lower(F.trim(value))]
+
+
+def sample_mode(value: Column) -> Column:
+    """``single`` or ``pooled`` from the sender's sample mode; none stated is a single tube, an unknown
+    value NULL (quarantined by ``sample_mode_known``)."""
+    return F.when(value.isNull() | (F.trim(value) == ""), F.lit("single")).otherwise(
+        _mapped(value, SAMPLE_MODES)
+    )
+
+
 def nat_tests_from_csv(records: DataFrame) -> DataFrame:
-    """Nucleic-acid tests from CSV ``nat_tests`` rows."""
+    """Nucleic-acid tests from CSV ``nat_tests`` rows; a pooled member's row has no result of its own."""
     report = local_time(csv_value("report_time"))
+    sample = local_time(csv_value("sample_time"))
     return records.where(F.col("extract") == "nat_tests").select(
         F.col("_institution_id").alias("institution_id"),
         csv_value("test_id").alias("source_record_id"),
         csv_value("person_no").alias("source_patient_id"),
         csv_value("sample_type").alias("sample_type"),
-        local_time(csv_value("sample_time")).alias("sample_time"),
+        sample_mode(csv_value("sample_mode")).alias("sample_mode"),
+        csv_value("pool_id").alias("pool_id"),
+        sample.alias("sample_time"),
         report.alias("report_time"),
         csv_value("result").alias("result_original"),
         _nat_result(csv_value("result")).alias("result"),
         csv_value("ct_value").try_cast("double").alias("ct_value"),
-        F.coalesce(report, F.col("_ingested_at")).alias("_event_time"),
+        F.coalesce(report, sample, F.col("_ingested_at")).alias("_event_time"),
+        *bronze_provenance(BRONZE_CSV_RECORDS),
+    )
+
+
+def nat_pools_from_csv(records: DataFrame) -> DataFrame:
+    """Pooled tubes' results from CSV ``nat_pools`` rows (the lab reports each tube once)."""
+    report = local_time(csv_value("report_time"))
+    sample = local_time(csv_value("sample_time"))
+    return records.where(F.col("extract") == "nat_pools").select(
+        F.col("_institution_id").alias("institution_id"),
+        csv_value("pool_id").alias("source_record_id"),
+        csv_value("pool_id").alias("pool_id"),
+        sample.alias("sample_time"),
+        report.alias("report_time"),
+        csv_value("pool_size").try_cast("int").alias("pool_size"),
+        csv_value("result").alias("result_original"),
+        _nat_result(csv_value("result")).alias("result"),
+        csv_value("ct_value").try_cast("double").alias("ct_value"),
+        F.coalesce(report, sample, F.col("_ingested_at")).alias("_event_time"),
+        *bronze_provenance(BRONZE_CSV_RECORDS),
+    )
+
+
+def isolation_orders_from_csv(records: DataFrame) -> DataFrame:
+    """Isolation orders from CSV ``isolation_orders`` rows (CDC); a release is a later version of one."""
+    start = local_time(csv_value("start_time"))
+    released = local_time(csv_value("released_at"))
+    return records.where(F.col("extract") == "isolation_orders").select(
+        F.col("_institution_id").alias("institution_id"),
+        csv_value("order_id").alias("source_record_id"),
+        csv_value("person_no").alias("source_patient_id"),
+        csv_value("category").alias("category_original"),
+        _mapped(csv_value("category"), ISOLATION_CATEGORIES).alias("category"),
+        csv_value("place_type").alias("place_type_original"),
+        _mapped(csv_value("place_type"), PLACE_TYPES).alias("place_type"),
+        start.alias("start_time"),
+        local_time(csv_value("planned_end_time")).alias("planned_end_time"),
+        released.alias("released_at"),
+        F.coalesce(released, start, F.col("_ingested_at")).alias("_event_time"),
         *bronze_provenance(BRONZE_CSV_RECORDS),
     )
 

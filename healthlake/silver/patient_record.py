@@ -1,12 +1,12 @@
 """``silver.patient_record``: one row per source patient record (an institution's own patient number).
 
 Sources: FHIR ``Patient`` resources; the ``PID`` segment of HL7 v2 ADT messages; CSV health records, the
-population registry, nucleic-acid tests and vaccinations (public-health bodies have no separate patient
-file: each row names its person); and the clinic visits and chronic-disease follow-ups, whose rows name
-their patient (number, name, ID number) too. Those two are *partial* records (no sex, birth date or
-address): they make a patient known to the EMPI when nothing fuller came, and never replace a fuller
-record of the same patient number (``PRECEDENCE``). Identifiers are validated here and then replaced by tokens
-(``healthlake.privacy``); the clear values go to ``vault.identity`` only.
+population registry, nucleic-acid tests, isolation orders and vaccinations (public-health bodies have no
+separate patient file: each row names its person); and the clinic visits and chronic-disease follow-ups,
+whose rows name their patient (number, name, ID number) too. Those two are *partial* records (no sex,
+birth date or address): they make a patient known to the EMPI when nothing fuller came, and never replace
+a fuller record of the same patient number (``PRECEDENCE``). Identifiers are validated here and then
+replaced by tokens (``healthlake.privacy``); the clear values go to ``vault.identity`` only.
 """
 
 from __future__ import annotations
@@ -161,12 +161,14 @@ def from_hl7v2(messages: DataFrame) -> DataFrame:
     )
 
 
-_CSV_SOURCES = {
-    # extract: (record id column, record_source, event time column)
+_CSV_SOURCES: dict[str, tuple[str, str, str | tuple[str, ...] | None]] = {
+    # extract: (record id column, record_source, event time column(s), the first stated)
     "health_records": ("patient_no", "csv_health_record", "updated_at"),
     "population_registry": ("registry_no", "csv_registry", None),
-    "nat_tests": ("person_no", "csv_nat_test", "report_time"),
+    # A pooled member's row has no report time of its own: its sampling time is the record's time.
+    "nat_tests": ("person_no", "csv_nat_test", ("report_time", "sample_time")),
     "vaccinations": ("person_no", "csv_vaccination", "vaccinated_at"),
+    "isolation_orders": ("person_no", "csv_isolation_order", "start_time"),
     "visits": ("patient_no", "csv_visit", "updated_at"),
     "followups": ("patient_no", "csv_followup", "followup_date"),
 }
@@ -179,8 +181,9 @@ PRECEDENCE = f"CASE WHEN {{r}}record_source IN {PARTIAL_SOURCES} THEN 0 ELSE 1 E
 def from_csv(records: DataFrame) -> DataFrame:
     """Patient records from ``bronze.csv_records`` change rows of the extracts that name persons."""
     parts = []
-    for extract, (id_col, source, time_col) in _CSV_SOURCES.items():
-        event = local_time(csv_value(time_col)) if time_col else F.lit(None).cast("timestamp")
+    for extract, (id_col, source, time_cols) in _CSV_SOURCES.items():
+        names = (time_cols,) if isinstance(time_cols, str) else time_cols or ()
+        event = F.coalesce(*(local_time(csv_value(c)) for c in names), F.lit(None).cast("timestamp"))
         name = csv_value("name")
         parts.append(
             records.where(F.col("extract") == extract).select(

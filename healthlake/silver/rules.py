@@ -172,12 +172,35 @@ def observation_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
 
 def nat_test_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     """Rules for ``silver.nat_test``."""
+    pooled = F.col("sample_mode") == "pooled"
     return [
         _present("institution_id", "nat_test"),
         _present("source_record_id", "nat_test"),
-        _present("source_patient_id", "nat_test"),
+        Rule(
+            "nat_test_has_person",
+            "completeness",
+            F.col("source_patient_id").isNotNull(),
+            "a test names its person (person_no)",
+        ),
         _present("sample_time", "nat_test"),
-        Rule("result_known", "validity", F.col("result").isNotNull(), "positive, negative or inconclusive"),
+        Rule(
+            "sample_mode_known",
+            "validity",
+            F.col("sample_mode").isNotNull(),
+            "the sample mode is 单管/single, 混管/pooled or not stated (single)",
+        ),
+        Rule(
+            "pooled_test_has_pool",
+            "completeness",
+            F.coalesce(~pooled, F.lit(True)) | F.col("pool_id").isNotNull(),
+            "a pooled (混管) sample names its pool tube",
+        ),
+        Rule(
+            "single_test_has_result",
+            "validity",
+            F.coalesce(pooled, F.lit(False)) | F.col("result").isNotNull(),
+            "a single-tube test has a result (positive, negative, inconclusive); a pooled one, its pool's",
+        ),
         Rule(
             "report_after_sample",
             "consistency",
@@ -185,6 +208,65 @@ def nat_test_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
             "a result is reported after its sample was taken",
         ),
         _not_after_arrival("nat_test", ("sample_time", "report_time"), limits),
+    ]
+
+
+def nat_pool_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
+    """Rules for ``silver.nat_pool``."""
+    return [
+        _present("institution_id", "nat_pool"),
+        _present("source_record_id", "nat_pool"),
+        _present("sample_time", "nat_pool"),
+        Rule("pool_has_members", "validity", F.col("pool_size") > 0, "a pooled tube holds at least one swab"),
+        Rule(
+            "pool_result_known", "validity", F.col("result").isNotNull(), "positive, negative or inconclusive"
+        ),
+        Rule(
+            "report_after_sample",
+            "consistency",
+            F.col("report_time").isNull() | (F.col("report_time") >= F.col("sample_time")),
+            "a result is reported after the tube was sealed",
+        ),
+        _not_after_arrival("nat_pool", ("sample_time", "report_time"), limits),
+    ]
+
+
+def isolation_order_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
+    """Rules for ``silver.isolation_order`` (its planned end lies ahead by nature: not a timeliness check)."""
+    start = F.col("start_time")
+    return [
+        _present("institution_id", "isolation_order"),
+        _present("source_record_id", "isolation_order"),
+        Rule(
+            "isolation_order_has_person",
+            "completeness",
+            F.col("source_patient_id").isNotNull(),
+            "an order names its person (person_no)",
+        ),
+        Rule("isolation_order_has_start", "completeness", start.isNotNull(), "when the isolation starts"),
+        Rule(
+            "isolation_category_known",
+            "validity",
+            F.col("category").isNotNull(),
+            "a case, a close or secondary contact, or a risk area (确诊, 密接, 次密接, 风险区域)",
+        ),
+        Rule(
+            "place_type_known",
+            "validity",
+            F.col("place_type_original").isNull() | F.col("place_type").isNotNull(),
+            "the place, when stated, is centralized (集中隔离) or home (居家隔离)",
+        ),
+        Rule(
+            "isolation_ends_after_start",
+            "consistency",
+            start.isNull()  # isolation_order_has_start says so
+            | (
+                (F.col("planned_end_time").isNull() | (F.col("planned_end_time") >= start))
+                & (F.col("released_at").isNull() | (F.col("released_at") >= start))
+            ),
+            "the planned end and the release are not before the start",
+        ),
+        _not_after_arrival("isolation_order", ("start_time", "released_at"), limits),
     ]
 
 
@@ -240,7 +322,10 @@ def location_event_rules(limits: Limits = DEFAULT_LIMITS) -> list[Rule]:
     return [
         _present("institution_id", "location_event"),
         Rule(
-            "phone_present", "completeness", F.col("phone_token").isNotNull(), "the phone the ping came from"
+            "location_event_has_phone",
+            "completeness",
+            F.col("phone_token").isNotNull(),
+            "the phone the ping came from",
         ),
         _present("event_time", "location_event"),
         Rule(

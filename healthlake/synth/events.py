@@ -13,6 +13,8 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from healthlake.synth.catalog import (
     ACUTE_DIAGNOSES,
     ALLERGEN_WEIGHTS,
@@ -35,6 +37,7 @@ from healthlake.synth.catalog import (
     Code,
 )
 from healthlake.synth.identity import stable_fraction
+from healthlake.synth.mobility import Confinement, Excursion, Pings, Place, Segment, path, sample_pings
 from healthlake.synth.population import Person
 from healthlake.synth.region import Institution, Region
 
@@ -169,15 +172,17 @@ class FollowUp:
 
 @dataclass(slots=True)
 class NatTest:
-    """A nucleic-acid test reported by a CDC lab."""
+    """A nucleic-acid test reported by a CDC lab: single (单管), or one member of a pooled tube (混管)."""
 
     test_id: str
     institution: Institution
     person: Person
     sample_time: dt.datetime
-    report_time: dt.datetime
-    positive: bool
+    report_time: dt.datetime | None  # a pooled member's row has none: the lab reports the tube
+    positive: bool | None  # None: pooled, the result is the pool's
     ct_value: float | None
+    pool_id: str | None = None
+    mode: str = ""  # 单管 | 混管 | "" (background screening rows say nothing)
 
 
 @dataclass(slots=True)
@@ -194,16 +199,6 @@ class Vaccination:
     lot: str
 
 
-@dataclass(slots=True)
-class Ping:
-    """A phone location ping."""
-
-    phone: str
-    time: dt.datetime
-    lat: float
-    lon: float
-
-
 @dataclass
 class ShardEvents:
     """Everything one shard's residents did."""
@@ -212,16 +207,59 @@ class ShardEvents:
     followups: list[FollowUp] = field(default_factory=list)
     nat_tests: list[NatTest] = field(default_factory=list)
     vaccinations: list[Vaccination] = field(default_factory=list)
-    pings: list[Ping] = field(default_factory=list)
+    pings: list[Pings] = field(default_factory=list)
+    paths: dict[int, list[Segment]] = field(default_factory=dict)  # tracked person index → true path
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTest:
+    """A test the outbreak plan makes someone take (as a contact, in screening, as a re-test)."""
+
+    sample_time: dt.datetime
+    report_time: dt.datetime | None
+    positive: bool | None  # None: a pooled member (the pool has the result)
+    mode: str  # single | pooled
+    pool_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """A pooled tube (混管, up to 10 swabs) the lab reports once."""
+
+    pool_id: str
+    lab_id: str
+    sample_time: dt.datetime  # when the tube was sealed (its last swab)
+    report_time: dt.datetime
+    members: tuple[int, ...]  # person indexes
+    positive: bool
+    ct_value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class IsolationOrder:
+    """An isolation order of the CDC: for a case, a close or secondary contact, or a risk area."""
+
+    order_id: str
+    cdc_id: str
+    person: int
+    category: str  # case | close_contact | secondary_contact | risk_area
+    place_type: str  # centralized | home
+    place: Place
+    start: dt.datetime
+    planned_end: dt.datetime
+    released_at: dt.datetime | None  # None: not released within the window
 
 
 @dataclass(frozen=True)
 class OutbreakPlan:
-    """The outbreak, planned on the driver: per person, venue visits and test results to emit."""
+    """The outbreak, planned on the driver: per person, venue visits, tests and isolation to emit."""
 
-    venue_visits: dict[int, tuple[tuple[dt.datetime, float, float], ...]]  # person index → (start, lat, lon)
-    tests: dict[int, tuple[tuple[dt.datetime, bool], ...]]  # person index → (sample time, positive)
-    fever_visits: dict[int, dt.datetime]  # cases seen at a fever clinic
+    excursions: dict[int, tuple[Excursion, ...]]  # person index → venue visits
+    tests: dict[int, tuple[PlannedTest, ...]]  # person index → tests
+    fever_visits: dict[int, dt.datetime]  # cases seen at a fever clinic (their symptom onset)
+    pools: tuple[Pool, ...] = ()
+    isolation: dict[int, tuple[IsolationOrder, ...]] = field(default_factory=dict)
+    shard_id: int | None = None  # the shard whose residents the outbreak is among
 
 
 class Simulator:
@@ -554,12 +592,25 @@ class Simulator:
 
     def _nat_tests(self, p: Person) -> None:
         lab = self.lab[self.city_of[p.county_code]]
-        planned = self.outbreak.tests.get(p.index, ())
-        times = [(t, False) for t in self._poisson_times(1.5, hours=(7, 20))] + list(planned)
-        for t, positive in times:
+        for t in self._poisson_times(1.5, hours=(7, 20)):
             report = t + dt.timedelta(hours=self.rng.randint(4, 24))
-            ct = round(self.rng.uniform(18, 34), 1) if positive else None
-            self.events.nat_tests.append(NatTest(self._id("NAT"), lab, p, t, report, positive, ct))
+            self.events.nat_tests.append(NatTest(self._id("NAT"), lab, p, t, report, False, None))
+        for test in self.outbreak.tests.get(p.index, ()):
+            ct = round(self.rng.uniform(18, 34), 1) if test.positive else None
+            mode = "混管" if test.mode == "pooled" else "单管"
+            self.events.nat_tests.append(
+                NatTest(
+                    self._id("NAT"),
+                    lab,
+                    p,
+                    test.sample_time,
+                    test.report_time,
+                    test.positive,
+                    ct,
+                    test.pool_id,
+                    mode,
+                )
+            )
         if p.index in self.outbreak.fever_visits:
             t = self.outbreak.fever_visits[p.index]
             enc = Encounter(
@@ -578,34 +629,23 @@ class Simulator:
             self.events.encounters.append(enc)
 
     def _pings(self, p: Person) -> None:
-        if p.phone is None:
+        """The true path of a tracked resident and what each of their phones reports of it."""
+        excursions = self.outbreak.excursions.get(p.index, ())
+        tracked = excursions or stable_fraction(self.s.seed, p.index, "ping") < self.s.ping_share
+        if p.phone is None or not tracked:
             return
-        venues = self.outbreak.venue_visits.get(p.index, ())
-        tracked = venues or stable_fraction(self.s.seed, p.index, "ping") < self.s.ping_share
-        if not tracked:
+        confinements = tuple(
+            Confinement(o.place, o.start, o.released_at) for o in self.outbreak.isolation.get(p.index, ())
+        )
+        township = self.region.area(p.township_code)
+        segs = path(self.s.seed, p, township, self.t0, self.days, excursions, confinements)
+        if not segs:
             return
-        for day in range(self.days):
-            base = self.t0 + dt.timedelta(days=day)
-            for _ in range(self.s.pings_per_day):
-                t = base + dt.timedelta(seconds=self.rng.randrange(86400))
-                lat, lon = p.work if 9 <= t.hour < 18 and self.rng.random() < 0.7 else p.home
-                # GPS jitter of ~20 m: co-location at home is visible, but strangers never coincide.
-                self.events.pings.append(
-                    Ping(
-                        p.phone,
-                        t,
-                        round(lat + self.rng.gauss(0, 0.0002), 6),
-                        round(lon + self.rng.gauss(0, 0.0002), 6),
-                    )
+        self.events.paths[p.index] = segs
+        for k, phone in enumerate(x for x in (p.phone, p.phone2) if x is not None):
+            rng = np.random.default_rng([self.s.seed, p.index, k])
+            self.events.pings.append(
+                sample_pings(
+                    phone, segs, self.t0, rng, self.s.ping_interval_minutes, self.rates.ping_no_phone
                 )
-        for start, lat, lon in venues:
-            for minutes in (0, 10, 20, 30):
-                t = start + dt.timedelta(minutes=minutes, seconds=self.rng.randrange(60))
-                self.events.pings.append(
-                    Ping(
-                        p.phone,
-                        t,
-                        round(lat + self.rng.gauss(0, 0.0001), 6),
-                        round(lon + self.rng.gauss(0, 0.0001), 6),
-                    )
-                )
+            )

@@ -16,18 +16,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypedDict
 
+import numpy as np
+
 from healthlake.synth.catalog import CONDITION_BY_NAME, GIVEN_NAME_CHARS, LAB_TESTS
 from healthlake.synth.events import (
     Allergy,
     Encounter,
     FollowUp,
+    IsolationOrder,
     NatTest,
     Observation,
-    Ping,
+    Pool,
     Vaccination,
     under_management,
 )
 from healthlake.synth.identity import homophone_variant, stable_fraction, transpose_digits, typo_variant
+from healthlake.synth.mobility import Pings
 from healthlake.synth.population import Person
 from healthlake.synth.region import PROVINCE_NAME, Institution, Region
 
@@ -143,6 +147,21 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
         "report_time",
         "result",
         "ct_value",
+        "sample_mode",
+        "pool_id",
+    ),
+    "nat_pools": ("pool_id", "sample_time", "report_time", "pool_size", "result", "ct_value"),
+    "isolation_orders": (
+        "order_id",
+        "person_no",
+        "name",
+        "id_number",
+        "phone",
+        "category",
+        "place_type",
+        "start_time",
+        "planned_end_time",
+        "released_at",
     ),
     "vaccinations": (
         "vaccination_id",
@@ -159,7 +178,17 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "pings": ("phone", "ts", "lat", "lon", "accuracy_m"),
 }
-DRIFT_COLUMN = "remark"  # the column that schema-drifting sites add half-way through the window
+DRIFT_COLUMN = "remark"
+ISOLATION_CATEGORY_CN = {
+    "case": "确诊",
+    "close_contact": "密接",
+    "secondary_contact": "次密接",
+    "risk_area": "风险区域",
+}
+PLACE_TYPE_CN = {
+    "centralized": "集中隔离",
+    "home": "居家隔离",
+}  # the column that schema-drifting sites add half-way through the window
 
 
 def fhir_time(t: dt.datetime) -> str:
@@ -329,6 +358,9 @@ class FeedEmitter:
                 self.defects["id_transposed"] += 1
                 defects.append("id_transposed")
                 national_id = transpose_digits(person.national_id, rng)
+        # A resident with two phones gave the second number to their township health centre: the EMPI
+        # links both phone tokens to one person.
+        phone = person.phone2 if person.phone2 and inst.kind == "township_health_centre" else person.phone
         sp = SourcePatient(
             inst.institution_id,
             prefix + number,
@@ -336,7 +368,7 @@ class FeedEmitter:
             family,
             given,
             national_id,
-            person.phone,
+            phone,
             tuple(defects),
         )
         self.patients[key] = sp
@@ -1059,27 +1091,83 @@ class FeedEmitter:
         )
 
     def emit_nat_test(self, n: NatTest) -> None:
-        """One nucleic-acid test row (reported on the report day)."""
+        """One nucleic-acid test row: on its report day, or on its sampling day for a pooled member."""
         sp = self.patient(n.institution, n.person)
+        if self._day(n.report_time or n.sample_time) is None:
+            return  # reported after the window: not sent yet
+        iid = n.institution.institution_id
+        keys: tuple[Key, ...] = (self._patient_key(sp), ("nat_test", iid, n.test_id))
+        person_no: str | None = sp.patient_no
+        self.eligible["test_no_person"] += 1
+        if self.rng.random() < self.rates.test_no_person:
+            # The sampling point lost the person number: the row names no patient record.
+            self.defects["test_no_person"] += 1
+            person_no, keys = None, keys[1:]
+        result = None if n.positive is None else "阳性" if n.positive else "阴性"
         self._csv(
             n.institution,
-            n.report_time,
+            n.report_time or n.sample_time,
             "nat_tests",
             [
                 n.test_id,
-                n.institution.institution_id,
-                sp.patient_no,
+                iid,
+                person_no,
                 sp.name,
                 sp.national_id,
                 sp.phone,
                 "咽拭子",
                 csv_time(n.sample_time),
-                csv_time(n.report_time),
-                "阳性" if n.positive else "阴性",
+                None if n.report_time is None else csv_time(n.report_time),
+                result,
                 n.ct_value,
+                n.mode,
+                n.pool_id,
             ],
-            (self._patient_key(sp), ("nat_test", n.institution.institution_id, n.test_id)),
+            keys,
         )
+
+    def emit_pool(self, lab: Institution, pool: Pool) -> None:
+        """One pooled tube's result (``nat_pools``), on its report day."""
+        if self._day(pool.report_time) is None:
+            return  # reported after the window
+        size = len(pool.members)
+        self.eligible["pool_size_zero"] += 1
+        if self.rng.random() < self.rates.pool_size_zero:
+            self.defects["pool_size_zero"] += 1
+            size = 0  # the lab system lost the count
+        self._csv(
+            lab,
+            pool.report_time,
+            "nat_pools",
+            [
+                pool.pool_id,
+                csv_time(pool.sample_time),
+                csv_time(pool.report_time),
+                size,
+                "阳性" if pool.positive else "阴性",
+                pool.ct_value,
+            ],
+            (("nat_pool", lab.institution_id, pool.pool_id),),
+        )
+
+    def emit_isolation_order(self, cdc: Institution, person: Person, order: IsolationOrder) -> None:
+        """An isolation order on its first day, and again with ``released_at`` on the day it is released."""
+        sp = self.patient(cdc, person)
+        row = [
+            order.order_id,
+            sp.patient_no,
+            sp.name,
+            sp.national_id,
+            sp.phone,
+            ISOLATION_CATEGORY_CN[order.category],
+            PLACE_TYPE_CN[order.place_type],
+            csv_time(order.start),
+            csv_time(order.planned_end),
+        ]
+        keys = (self._patient_key(sp), ("isolation_order", cdc.institution_id, order.order_id))
+        self._csv(cdc, order.start, "isolation_orders", [*row, None], keys)
+        if order.released_at is not None:
+            self._csv(cdc, order.released_at, "isolation_orders", [*row, csv_time(order.released_at)], keys)
 
     def emit_vaccination(self, v: Vaccination) -> None:
         """One vaccination row."""
@@ -1104,9 +1192,34 @@ class FeedEmitter:
             (self._patient_key(sp), ("immunization", v.institution.institution_id, v.vaccination_id)),
         )
 
-    def emit_ping(self, telecom: Institution, p: Ping) -> None:
-        """One location ping row."""
-        self._csv(telecom, p.time, "pings", [p.phone, csv_time(p.time), p.lat, p.lon, 20])
+    def emit_pings(self, telecom: Institution, pings: Pings) -> None:
+        """One phone's location pings as rows of the operator's daily files (formatted in bulk: many)."""
+        import pandas as pd
+
+        n = len(pings.seconds)
+        self.eligible["ping_no_phone"] += n
+        self.defects["ping_no_phone"] += int(pings.no_phone.sum())
+        t0 = np.datetime64(dt.datetime.combine(self.start, dt.time()), "s")
+        stamps = np.datetime_as_string(t0 + pings.seconds.astype("timedelta64[s]"), unit="s")
+        rows = pd.DataFrame(
+            {
+                "phone": np.where(pings.no_phone, "", pings.phone),
+                "ts": np.char.replace(stamps, "T", " "),
+                "lat": pings.lat,
+                "lon": pings.lon,
+                "accuracy_m": pings.accuracy_m,
+            }
+        )
+        lines = rows.to_csv(header=False, index=False, lineterminator="\n").split("\n")
+        day_of = (pings.seconds // 86400).tolist()
+        for day in sorted(set(day_of)):
+            if day >= self.s.days:
+                continue
+            b = self._bucket(telecom.feed, telecom, day, "pings", "csv")
+            tail = "," if b.header is not None and b.header.endswith("," + DRIFT_COLUMN) else ""
+            picked = [line + tail for line, d in zip(lines, day_of, strict=False) if d == day]
+            b.records.extend(picked)
+            b.keys.extend([()] * len(picked))
 
     def emit_encounter(self, enc: Encounter) -> None:
         """An encounter in its institution's feed format."""

@@ -46,6 +46,9 @@ DEFECTS = (
     "icd_lower",
     "late_file",
     "malformed",
+    "ping_no_phone",
+    "test_no_person",
+    "pool_size_zero",
 )
 # Residents are generated relative to a fixed day, so that later windows (another --start) meet the
 # same people: the region is one population observed over successive windows.
@@ -160,6 +163,51 @@ def _truth_schemas() -> dict[str, Any]:
                 ("contact_person_id", pa.string()),
                 ("via", pa.string()),
                 ("exposure_time", pa.timestamp("us")),
+            ]
+        ),
+        "trajectories": pa.schema(
+            [
+                ("person_id", pa.string()),
+                ("start", pa.timestamp("us")),
+                ("end", pa.timestamp("us")),
+                ("lat_start", pa.float64()),
+                ("lon_start", pa.float64()),
+                ("lat_end", pa.float64()),
+                ("lon_end", pa.float64()),
+                ("place_kind", pa.string()),
+                ("place_id", pa.string()),
+            ]
+        ),
+        "phones": pa.schema([("person_id", pa.string()), ("phone", pa.string()), ("pings", pa.bool_())]),
+        "cases": pa.schema(
+            [
+                ("person_id", pa.string()),
+                ("infected_at", pa.timestamp("us")),
+                ("onset_time", pa.timestamp("us")),
+                ("first_positive_sample_time", pa.timestamp("us")),
+                ("reported_at", pa.timestamp("us")),
+                ("isolation_start", pa.timestamp("us")),
+            ]
+        ),
+        "nat_pools": pa.schema(
+            [
+                ("institution_id", pa.string()),
+                ("pool_id", pa.string()),
+                ("person_id", pa.string()),
+                ("pool_positive", pa.bool_()),
+                ("retest_sample_time", pa.timestamp("us")),
+            ]
+        ),
+        "isolation": pa.schema(
+            [
+                ("institution_id", pa.string()),
+                ("order_id", pa.string()),
+                ("person_id", pa.string()),
+                ("category", pa.string()),
+                ("place_type", pa.string()),
+                ("start_time", pa.timestamp("us")),
+                ("planned_end_time", pa.timestamp("us")),
+                ("released_at", pa.timestamp("us")),
             ]
         ),
     }
@@ -285,8 +333,32 @@ def _truth_rows(persons: list[Person], events: ShardEvents, emitter: FeedEmitter
         }
         for d in emitter.deliveries
     ]
+    by_index = {p.index: p for p in persons}
+    trajectories = [
+        {
+            "person_id": by_index[idx].person_id,
+            "start": start,
+            "end": end,
+            "lat_start": lat0,
+            "lon_start": lon0,
+            "lat_end": lat1,
+            "lon_end": lon1,
+            "place_kind": kind,
+            "place_id": place_id,
+        }
+        for idx, segs in events.paths.items()
+        for start, end, lat0, lon0, lat1, lon1, kind, place_id in segs
+    ]
+    phones = [
+        {"person_id": p.person_id, "phone": phone, "pings": p.index in events.paths}
+        for p in persons
+        for phone in (p.phone, p.phone2)
+        if phone is not None
+    ]
     return {
         "persons": persons_rows,
+        "trajectories": trajectories,
+        "phones": phones,
         "patient_records": records,
         "encounters": encounters,
         "readmissions": readmissions,
@@ -301,7 +373,9 @@ def run_shard(
     region: Region, settings: SynthSettings, shard: Shard, outbreak: OutbreakPlan, landing: str, truth: str
 ) -> dict[str, Any]:
     """Simulate one shard, write its landing files and truth parts, and return its counts."""
-    persons = generate_persons(region, shard, settings.seed, POPULATION_REFERENCE_DAY)
+    persons = generate_persons(
+        region, shard, settings.seed, POPULATION_REFERENCE_DAY, settings.second_phone_share
+    )
     events = Simulator(region, settings, shard.shard_id, outbreak).run(persons)
     emitter = FeedEmitter(region, settings, shard.shard_id)
     emitter.emit_registry(persons)
@@ -314,9 +388,17 @@ def run_shard(
         emitter.emit_nat_test(n)
     for v in events.vaccinations:
         emitter.emit_vaccination(v)
+    if shard.shard_id == outbreak.shard_id:
+        by_index = {p.index: p for p in persons}
+        labs = {i.institution_id: i for i in region.institutions if i.kind == "cdc_lab"}
+        for pool in outbreak.pools:
+            emitter.emit_pool(labs[pool.lab_id], pool)
+        for idx, orders in sorted(outbreak.isolation.items()):
+            for order in orders:
+                emitter.emit_isolation_order(labs[order.cdc_id], by_index[idx], order)
     telecom = next(i for i in region.institutions if i.kind == "telecom")
-    for p in events.pings:
-        emitter.emit_ping(telecom, p)
+    for pings in events.pings:
+        emitter.emit_pings(telecom, pings)
     files = emitter.write(landing)
     # Encounter-level defects are drawn by the simulator; count those whose message went out.
     for e in events.encounters:
@@ -409,17 +491,20 @@ def generate_region(spark: SparkSession, settings: SynthSettings, landing: str, 
     os.makedirs(truth, exist_ok=True)
     landing, truth = os.path.abspath(landing), os.path.abspath(truth)
     region = build_region(settings.people, settings.seed, settings.persons_per_shard, settings.rates)
-    outbreak, contacts = plan_outbreak(region, settings, POPULATION_REFERENCE_DAY)
+    outbreak, outbreak_truth = plan_outbreak(region, settings, POPULATION_REFERENCE_DAY)
+    contacts = outbreak_truth.contacts
     log.info(
-        "generate: %d people, %d days from %s, %d institutions, %d shards, %d outbreak contacts",
+        "generate: %d people, %d days from %s, %d institutions, %d shards, %d outbreak cases, %d contacts",
         settings.people,
         settings.days,
         settings.start,
         len(region.institutions),
         len(region.shards),
+        len(outbreak_truth.cases),
         len(contacts),
     )
-    _write_part(truth, "contacts", f"part-{settings.start:%Y%m%d}.parquet", contacts)
+    for table in ("contacts", "cases", "nat_pools", "isolation"):
+        _write_part(truth, table, f"part-{settings.start:%Y%m%d}.parquet", getattr(outbreak_truth, table))
     reference = _write_reference(region, landing, settings.start)
 
     # Largest shards first, so that the last tasks to run are short ones (less idle time at the end).

@@ -16,7 +16,7 @@ from healthlake.synth.catalog import (
     GIVEN_NAME_CHARS,
     HOUSEHOLD_SIZE_WEIGHTS,
 )
-from healthlake.synth.identity import make_phone, make_resident_id
+from healthlake.synth.identity import make_phone, make_resident_id, stable_fraction
 from healthlake.synth.region import Region, Shard
 
 _SURNAMES = list(_PersonProvider.last_names.keys())
@@ -50,6 +50,8 @@ class Person:
     work: tuple[float, float]
     conditions: tuple[str, ...]
     insurance_no: str | None
+    workplace_id: str = ""  # colleagues (and schoolmates) share a workplace id and its position ``work``
+    phone2: str | None = None  # a second phone carried (both send pings; a health record holds this one)
 
     @property
     def name(self) -> str:
@@ -99,8 +101,36 @@ def _offset(lat: float, lon: float, rng: random.Random, km: float) -> tuple[floa
     )
 
 
-def generate_persons(region: Region, shard: Shard, seed: int, start: dt.date) -> list[Person]:
-    """Generate the residents of one shard, grouped in households living in the county's townships."""
+WORKPLACE_DEG = 0.006
+"""Side of a workplace block in degrees (about 600 m): everyone working in one block works at one address."""
+
+
+def _workplace(
+    county_code: str, lat0: float, lon0: float, drawn: tuple[float, float]
+) -> tuple[str, tuple[float, float]]:
+    """The workplace block a drawn point falls in: its id and centre (colleagues share a position)."""
+    row = math.floor((drawn[0] - lat0) / WORKPLACE_DEG)
+    col = math.floor((drawn[1] - lon0) / WORKPLACE_DEG)
+    centre = (round(lat0 + (row + 0.5) * WORKPLACE_DEG, 6), round(lon0 + (col + 0.5) * WORKPLACE_DEG, 6))
+    return f"W{county_code}{row + 500:03d}{col + 500:03d}", centre
+
+
+def has_second_phone(seed: int, index: int, share: float) -> bool:
+    """Whether a phone owner carries a second phone (only residents the health-record extract always holds,
+    so that the second number reaches a patient record; see ``feeds.FeedEmitter.emit_health_records``)."""
+    return (
+        stable_fraction(seed, index, "health-record") < 0.9 and stable_fraction(seed, index, "phone2") < share
+    )
+
+
+def generate_persons(
+    region: Region, shard: Shard, seed: int, start: dt.date, second_phone_share: float = 0.0
+) -> list[Person]:
+    """Generate the residents of one shard, grouped in households living in the county's townships.
+
+    A phone owner carries a second phone with probability ``second_phone_share`` (drawn apart from the
+    other draws, so the share changes no one else).
+    """
     rng = random.Random(f"persons:{seed}:{shard.shard_id}")
     county = region.area(shard.county_code)
     townships = region.children(county.code)
@@ -151,13 +181,20 @@ def generate_persons(region: Region, shard: Shard, seed: int, start: dt.date) ->
                 if member == 0 or member >= 2
                 else rng.choices(_SURNAMES, cum_weights=_SURNAME_WEIGHTS)[0]
             )
+            given = _given_name(rng, sex)  # drawn in this order (given, work, …): same seed, same people
+            workplace_id, work = _workplace(
+                county.code, county.lat, county.lon, _offset(county.lat, county.lon, rng, 8.0)
+            )
+            phone2 = None
+            if phone is not None and has_second_phone(seed, index, second_phone_share):
+                phone2 = make_phone(random.Random(f"phone2:{seed}:{index}"))
             persons.append(
                 Person(
                     index=index,
                     person_id=f"P{index:09d}",
                     household_id=household_id,
                     surname=person_surname,
-                    given=_given_name(rng, sex),
+                    given=given,
                     sex=sex,
                     birth_date=birth,
                     national_id=national_id,
@@ -166,9 +203,11 @@ def generate_persons(region: Region, shard: Shard, seed: int, start: dt.date) ->
                     township_code=town.code,
                     county_code=county.code,
                     home=home,
-                    work=_offset(county.lat, county.lon, rng, 8.0),
+                    work=work,
                     conditions=_conditions(rng, age),
                     insurance_no=f"{county.code}{rng.randrange(10**10):010d}" if rng.random() < 0.7 else None,
+                    workplace_id=workplace_id,
+                    phone2=phone2,
                 )
             )
     return persons

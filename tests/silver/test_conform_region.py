@@ -45,6 +45,8 @@ ENTITY_TABLES = {
         "observation",
         "medication",
         "nat_test",
+        "nat_pool",
+        "isolation_order",
         "immunization",
         "chronic_followup",
         "procedure",
@@ -109,7 +111,7 @@ def test_no_direct_identifier_of_the_truth_reaches_silver(spark: SparkSession, r
         for column in ("national_id", "name", "phone", "address")
         for v in persons[column].dropna()
         if str(v)
-    }
+    } | set(pd.read_parquet(region.truth / "phones.parquet")["phone"])  # second phones too
     truth = spark.createDataFrame([(v,) for v in sorted(clear)], "value string")
     for name in SILVER_TABLES:
         if not io.is_table(spark, region.cfg.lake_root, name):
@@ -127,6 +129,36 @@ def test_no_direct_identifier_of_the_truth_reaches_silver(spark: SparkSession, r
         )
         leaks = values.join(truth, "value", "left_semi")
         assert leaks.isEmpty(), f"{name}: {leaks.limit(3).collect()}"
+
+
+def test_epidemic_defects_are_quarantined_with_their_reason(spark: SparkSession, region: Conformed) -> None:
+    """A ping without a phone, a test without a person, a pool of no swabs: quarantined, each for its rule."""
+    manifest = json.loads((region.truth / "manifest.json").read_text(encoding="utf-8"))
+    failed = (
+        io.read_table(spark, region.cfg.lake_root, "silver.quarantine")
+        .select("silver_table", F.explode("failed_rules").alias("rule"))
+        .groupBy("silver_table", "rule")
+        .count()
+        .collect()
+    )
+    counts = {(r.silver_table, r.rule): r["count"] for r in failed}
+    for table, rule, defect in (
+        ("silver.location_event", "location_event_has_phone", "ping_no_phone"),
+        ("silver.nat_test", "nat_test_has_person", "test_no_person"),
+        ("silver.nat_pool", "pool_has_members", "pool_size_zero"),
+    ):
+        # Every such row that reached bronze intact (a re-send is one more bronze row of the same record).
+        sent = manifest["defects"][defect]["count"]
+        assert 0 < counts.get((table, rule), 0) <= 2 * sent, (table, rule, counts.get((table, rule)), sent)
+    # The tests and the isolation orders name their persons in silver.patient_record (for the EMPI).
+    sources = {
+        r.record_source
+        for r in io.read_table(spark, region.cfg.lake_root, "silver.patient_record")
+        .select("record_source")
+        .distinct()
+        .collect()
+    }
+    assert {"csv_nat_test", "csv_isolation_order"} <= sources
 
 
 def test_encounters_match_the_truth(spark: SparkSession, region: Conformed) -> None:

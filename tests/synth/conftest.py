@@ -30,6 +30,9 @@ ELEVATED_RATES = {
     "gbk_share": 0.5,
     "mllp_share": 0.5,
     "lf_separator_share": 0.5,
+    "ping_no_phone": 0.001,
+    "test_no_person": 0.01,
+    "pool_size_zero": 0.1,
 }
 
 

@@ -125,6 +125,11 @@ def _truth_frames(root: Path) -> dict[str, pd.DataFrame]:
             "procedures",
             "allergies",
             "contacts",
+            "trajectories",
+            "phones",
+            "cases",
+            "nat_pools",
+            "isolation",
         )
     }
 
@@ -191,30 +196,44 @@ def test_areas_and_institutions_are_published_as_reference_data(region: Generate
 
 
 def test_outbreak_contacts_were_really_together(region: Generated) -> None:
+    """Venue co-attendees were at the venue together in their true paths, and their phones say so."""
     contacts = region.truth_table("contacts")
-    assert len(contacts) >= 5
-    persons = region.truth_table("persons").set_index("person_id")
+    venue = contacts[contacts["via"] == "venue"]
+    assert len(venue) >= 5 and (contacts["via"] == "household").any()
+    paths = region.truth_table("trajectories")
+    stays = paths[paths["place_kind"] == "venue"]
+    phones = region.truth_table("phones")
     pings = pd.concat(
         pd.DataFrame([r for r in f.parsed if r is not None]) for f in region.files if f.feed == "location"
     )
     pings["ts"] = pd.to_datetime(pings["ts"])
-    pings[["lat", "lon"]] = pings[["lat", "lon"]].astype(float)
-    venue = contacts[contacts["via"] == "venue"].head(20)
-    assert len(venue) > 0
+    pings = pings.merge(phones, on="phone")
     for _, c in venue.iterrows():
-        near = []
+        at = []
         for pid in (c["case_person_id"], c["contact_person_id"]):
-            phone = persons.loc[pid, "phone"]
-            since = pings["ts"] - c["exposure_time"]
-            p = pings[
-                (pings["phone"] == phone) & (since >= pd.Timedelta(0)) & (since <= pd.Timedelta("31min"))
+            s = stays[
+                (stays["person_id"] == pid)
+                & (stays["start"] <= c["exposure_time"])
+                & (stays["end"] >= c["exposure_time"] + pd.Timedelta("30min"))
             ]
-            near.append(p)
-        assert all(len(p) > 0 for p in near)
-        # Most of their pings in those 30 minutes are within ~100 m of each other (the venue).
-        assert (near[0]["lat"].median() - near[1]["lat"].median()) ** 2 + (
-            near[0]["lon"].median() - near[1]["lon"].median()
-        ) ** 2 < 0.001**2
+            assert len(s) == 1, (pid, c)
+            at.append(s.iloc[0]["place_id"])
+        assert at[0] == at[1]
+    # The phones of a sample of them pinged from the venue (within a poor fix's reach).
+    for _, c in venue.head(10).iterrows():
+        seen = pings[
+            (pings["person_id"] == c["contact_person_id"])
+            & (pings["ts"] >= c["exposure_time"])
+            & (pings["ts"] <= c["exposure_time"] + pd.Timedelta("30min"))
+        ]
+        s = stays[
+            (stays["person_id"] == c["contact_person_id"]) & (stays["start"] <= c["exposure_time"])
+        ].iloc[-1]
+        far = (
+            (seen["lat"].astype(float) - s["lat_start"]) ** 2
+            + (seen["lon"].astype(float) - s["lon_start"]) ** 2
+        ) > 0.006**2
+        assert not far.any()
     positives = [
         r
         for f in region.files
