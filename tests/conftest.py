@@ -21,6 +21,7 @@ from healthlake.spark import get_test_spark
 REGION_MODULES = (
     "tests/silver/test_conform_region.py",
     "tests/gold/test_gold_region.py",
+    "tests/epidemic/test_epidemic_region.py",
     "tests/test_notebooks.py",
 )
 # The slowest groups first, so that under ``pytest -n 2`` neither worker is left with a long one at the end.

@@ -23,7 +23,8 @@ DAY = "2026-01-05 "
 def _at(x: float, y: float) -> tuple[float, float]:
     """The position x metres east and y metres north of the origin (the grid's own projection)."""
     lat0, lon0 = ORIGIN
-    return lat0 + y / METRES_PER_DEGREE, lon0 + x / (METRES_PER_DEGREE * math.cos(math.radians(REFERENCE_LAT)))
+    east = METRES_PER_DEGREE * math.cos(math.radians(REFERENCE_LAT))
+    return lat0 + y / METRES_PER_DEGREE, lon0 + x / east
 
 
 def _segment(person: str, start: str, end: str, a: tuple[float, float], b: tuple[float, float]) -> dict:
@@ -91,7 +92,13 @@ def test_short_encounters_count_when_the_threshold_is_low() -> None:
 
 def test_same_cell() -> None:
     result = true_companions(
-        TRAJECTORIES, WINDOW, distance_m=0, min_minutes=11, match="cell", cell_m=800, reference_lat=REFERENCE_LAT
+        TRAJECTORIES,
+        WINDOW,
+        distance_m=0,
+        min_minutes=11,
+        match="cell",
+        cell_m=800,
+        reference_lat=REFERENCE_LAT,
     )
     # A enters cell (0, 1) at y = 800 m, 11 min 40 s into its walk: from minute 10:12 on. B shares A's cells
     # from minute 09:59 (y = 47.5 m: cell (0, 0), where A is) to 10:30 (x = 345 m; at 10:31:30 x = 835 m).

@@ -1,0 +1,196 @@
+"""The epidemic stage on the shared generated region, checked against the generator's truth.
+
+The region (300 residents, 2 days, seed 5) sees its outbreak's index case fall ill, get reported and
+isolated with its contacts, and a pooled screening round; the truth files say what really happened. Each
+expectation is worked out here, in pandas with ``zoneinfo``, from the truth and from which of the true
+records reached silver (a record lost to an injected defect is the defect's doing, not the stage's).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+
+from healthlake import catalog, io
+from healthlake.pipelines import epidemic
+from healthlake.synth.companions import true_companions
+from tests.conftest import Published
+from tests.gold.test_gold_region import _one_to_one
+
+ZONE = "Asia/Shanghai"
+
+
+def _local(times: pd.Series) -> pd.Series:
+    """Spark's naive UTC instants (the tests' session is UTC) as naive local wall-clock times."""
+    return pd.to_datetime(times).dt.tz_localize("UTC").dt.tz_convert(ZONE).dt.tz_localize(None)
+
+
+@pytest.fixture(scope="module")
+def region(
+    spark: SparkSession, published_region: Published, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Published, epidemic.EpidemicResult]:
+    """The published region, on a copy of its lake, after `healthlake epidemic`."""
+    lake = tmp_path_factory.mktemp("epidemic_region") / "lake"
+    shutil.copytree(published_region.cfg.lake_root, lake)
+    cfg = published_region.cfg.model_copy(update={"lake_root": str(lake)})
+    p = Published(cfg, published_region.truth, published_region.reference, published_region.result)
+    return p, epidemic.run(spark, cfg)
+
+
+def _silver(spark: SparkSession, p: Published, table: str, *columns: str) -> pd.DataFrame:
+    return io.read_table(spark, p.cfg.lake_root, table).select(*columns).toPandas()
+
+
+def _truth_person(spark: SparkSession, p: Published, rows: pd.DataFrame) -> pd.Series:
+    """The true person of silver rows keyed by (institution_id, source_patient_id)."""
+    records = p.truth_table("patient_records")[["institution_id", "source_patient_id", "person_id"]]
+    keyed = rows.merge(records, on=["institution_id", "source_patient_id"], how="left")
+    return keyed["person_id"]
+
+
+def test_the_stage_runs_as_of_the_last_local_day_of_testing_or_vaccination(
+    spark: SparkSession, region: tuple[Published, epidemic.EpidemicResult]
+) -> None:
+    p, result = region
+    tests = _silver(spark, p, catalog.SILVER_NAT_TEST, "sample_time", "report_time")
+    doses = _silver(spark, p, catalog.SILVER_IMMUNIZATION, "vaccinated_at")
+    times = pd.concat([tests.sample_time, tests.report_time, doses.vaccinated_at]).dropna()
+    assert result.mode == "full"
+    assert result.as_of == _local(times).max().date()
+
+
+def test_every_true_case_with_a_positive_in_silver_is_one_case_reported_that_day(
+    spark: SparkSession, region: tuple[Published, epidemic.EpidemicResult]
+) -> None:
+    p, result = region
+    truth = p.truth_table("cases")
+    assert len(truth[truth.reported_at.notna()]) >= 1, "the region's outbreak reported no case"
+    tests = _silver(
+        spark,
+        p,
+        catalog.SILVER_NAT_TEST,
+        "institution_id",
+        "source_patient_id",
+        "sample_time",
+        "report_time",
+        "result",
+    )
+    tests["truth_person"] = _truth_person(spark, p, tests)
+    positives = tests[tests.result == "positive"].sort_values("sample_time")
+    first = positives.groupby("truth_person", as_index=False).first()
+    first["report_date"] = _local(first.report_time.fillna(first.sample_time)).dt.date
+    expected = first[first.truth_person.isin(truth.person_id)]
+    # Only true cases test positive in the region: no positive of a person who was never infected.
+    assert set(first.truth_person) <= set(truth.person_id)
+    assert not expected.empty
+    pairs = _one_to_one(spark, p)
+    gold = p.gold(spark, catalog.GOLD_EPIDEMIC_CASES).merge(pairs, on="person_id", how="left")
+    assert gold.person_id_truth.notna().all(), "a case whose person the EMPI merged with another"
+    got = dict(zip(gold.person_id_truth, gold.report_date, strict=True))
+    assert got == dict(zip(expected.truth_person, expected.report_date, strict=True))
+    # And the truth agrees: a case's report is never before its first true positive result.
+    reported = truth.set_index("person_id").reported_at
+    assert all(day >= reported[person].date() for person, day in got.items() if pd.notna(reported[person]))
+    assert result.tables[catalog.GOLD_EPIDEMIC_CASES] == len(got)
+
+
+def test_every_isolation_order_that_reached_silver_is_in_gold_with_its_true_course(
+    spark: SparkSession, region: tuple[Published, epidemic.EpidemicResult]
+) -> None:
+    p, result = region
+    truth = p.truth_table("isolation").rename(columns={"order_id": "source_record_id"})
+    kept = _silver(spark, p, catalog.SILVER_ISOLATION_ORDER, "institution_id", "source_record_id")
+    expected = truth.merge(kept, on=["institution_id", "source_record_id"])
+    assert len(expected) >= 0.9 * len(truth) and len(expected) > 0
+    assert set(expected.category) >= {"case", "close_contact"}
+    gold = p.gold(spark, catalog.GOLD_ISOLATION)
+    both = expected.merge(gold, on=["institution_id", "source_record_id"], suffixes=("_truth", ""))
+    assert len(both) == len(expected) == len(gold)
+    assert (both.category_truth == both.category).all()
+    assert (both.place_type_truth == both.place_type).all()
+    assert (both.start_time_truth.dt.date == both.start_date).all()
+    assert (both.planned_end_time_truth.dt.date == both.planned_end_date).all()
+    released = both.released_at_truth.notna() & (both.released_at_truth.dt.date <= result.as_of)
+    assert (both.released_date[released] == both.released_at_truth[released].dt.date).all()
+    status = released.map({True: "released", False: "in_isolation"}).where(
+        released | (both.planned_end_time_truth.dt.date >= result.as_of), "overdue"
+    )
+    assert (both.status == status).all()
+    # The order's person is its true person wherever the EMPI matched that person one to one.
+    pairs = _one_to_one(spark, p).set_index("person_id").person_id_truth
+    matched = both[both.person_id.isin(pairs.index)]
+    assert len(matched) >= 0.9 * len(both)
+    assert (matched.person_id.map(pairs) == matched.person_id_truth).all()
+
+
+def test_members_of_positive_pools_are_followed_to_their_true_retest(
+    spark: SparkSession, region: tuple[Published, epidemic.EpidemicResult]
+) -> None:
+    p, _ = region
+    truth = p.truth_table("nat_pools")
+    pools = _silver(spark, p, catalog.SILVER_NAT_POOL, "institution_id", "pool_id", "result")
+    assert len(pools) > 0 and set(truth.pool_id) >= set(pools.pool_id)
+    # A pool's result is its truth (a sent result is never altered; malformed ones are quarantined).
+    positive = set(truth.pool_id[truth.pool_positive])
+    assert set(pools.pool_id[pools.result == "positive"]) == positive & set(pools.pool_id)
+    gold = p.gold(spark, catalog.GOLD_NAT_POOL_FOLLOWUP)
+    gold["truth_person"] = _truth_person(spark, p, gold)
+    expected = truth[truth.pool_positive & truth.pool_id.isin(pools.pool_id)]
+    # Every member followed is a true member of a positive pool; a member missing is one whose pooled
+    # test row a defect kept out of silver.
+    got = gold.merge(expected, left_on=["pool_id", "truth_person"], right_on=["pool_id", "person_id"])
+    assert len(got) == len(gold) and len(gold) >= 0.8 * len(expected)
+    retested = got.retest_sample_time_y.notna()
+    assert (got.status[~retested] == "awaiting_retest").all()
+    assert (_local(got.retest_sample_time_x[retested]) == got.retest_sample_time_y[retested]).all()
+
+
+def test_daily_tests_per_local_day_match_silver_recounted_in_local_time(
+    spark: SparkSession, region: tuple[Published, epidemic.EpidemicResult]
+) -> None:
+    p, result = region
+    tests = _silver(spark, p, catalog.SILVER_NAT_TEST, "sample_time", "result", "sample_mode")
+    tests["date"] = _local(tests.sample_time).dt.date
+    expected = tests.groupby("date").size()
+    expected = expected[expected.index <= result.as_of]
+    gold = p.gold(spark, catalog.GOLD_EPIDEMIC_DAILY)
+    province = gold[gold.level == "province"].groupby("date").tests.sum()
+    assert province[province > 0].to_dict() == expected.to_dict()
+    cases = p.gold(spark, catalog.GOLD_EPIDEMIC_CASES).groupby("report_date").size()
+    new_cases = gold[gold.level == "province"].groupby("date").new_cases.sum()
+    assert new_cases[new_cases > 0].to_dict() == cases.to_dict()
+
+
+def test_close_contacts_are_the_true_companions_of_the_cases(
+    spark: SparkSession, region: tuple[Published, epidemic.EpidemicResult]
+) -> None:
+    p, _ = region
+    pairs = _one_to_one(spark, p).set_index("person_id").person_id_truth
+    cases = p.gold(spark, catalog.GOLD_EPIDEMIC_CASES)
+    isolated = p.gold(spark, catalog.GOLD_ISOLATION).groupby("person_id").start_time.min()
+    # The stage's case windows, in the truth's local time: 4 days before the case was known until it
+    # was isolated (else reported).
+    windows = pd.DataFrame(
+        {
+            "person_id": cases.person_id.map(pairs),
+            "start": _local(cases.first_known_at) - pd.Timedelta(days=4),
+            "end": _local(cases.person_id.map(isolated).fillna(cases.first_positive_report_time)),
+        }
+    ).dropna()
+    assert not windows.empty
+    truth = true_companions(p.truth_table("trajectories"), windows, distance_m=30, min_minutes=15)
+    true_pairs = set(zip(truth.case_person_id, truth.contact_person_id, strict=True))
+    contacts = p.gold(spark, catalog.GOLD_CLOSE_CONTACTS)
+    contacts = contacts[contacts.contact_person_id.notna() & (contacts.degree == 1)]
+    found = set(zip(contacts.case_person_id.map(pairs), contacts.contact_person_id.map(pairs), strict=True))
+    # Companions whose phones send no pings cannot be found from pings: the truth says whose do.
+    phones = p.truth_table("phones")
+    tracked = set(phones.person_id[phones.pings])
+    findable = {(c, k) for c, k in true_pairs if c in tracked and k in tracked}
+    assert findable, "the region's cases met no tracked companion"
+    recall = len(findable & found) / len(findable)
+    precision = len(found & true_pairs) / max(len(found), 1)
+    assert recall >= 0.9 and precision >= 0.9, (recall, precision, len(findable), len(found))
