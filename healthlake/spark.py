@@ -272,17 +272,17 @@ is worth keeping everywhere else (a publish test ran ~7 % faster with it)."""
 @contextmanager
 def sql_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
     """Run the block with the session's runtime SQL ``settings`` set, then put back what was there."""
-    before = {key: spark.conf.get(key, None) for key in settings}
+    before: dict[str, str | None] = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
     try:
         yield
     finally:
-        for key, value in before.items():
-            if value is None:
+        for key, old in before.items():
+            if old is None:
                 spark.conf.unset(key)
             else:
-                spark.conf.set(key, value)
+                spark.conf.set(key, old)
 
 
 def local_checkpoint(df: DataFrame) -> DataFrame:
