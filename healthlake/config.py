@@ -318,7 +318,9 @@ class ContactSettings(_Settings):
         min_minutes: Shortest exposure that makes a contact.
         window_days_before: Days before the first positive sample (or onset) the infectious window opens.
         step_minutes: Time grid phones' pings are put on.
-        max_gap_minutes: Longest gap between two pings a position is interpolated across.
+        max_gap_minutes: Longest gap between two pings across which the phone is still placed.
+        interpolate_minutes: Longest gap between two pings a position is interpolated across in a
+            straight line; across a longer one each time takes the nearer ping's position.
         max_accuracy_m: Pings reporting a worse accuracy are not used.
         depth: 1 (contacts of cases) or 2 (also contacts of contacts).
     """
@@ -330,6 +332,7 @@ class ContactSettings(_Settings):
     window_days_before: int | None = Field(default=None, ge=0, le=60)
     step_minutes: int | None = Field(default=None, ge=1, le=60)
     max_gap_minutes: int | None = Field(default=None, ge=1)
+    interpolate_minutes: int | None = Field(default=None, ge=0)
     max_accuracy_m: float | None = Field(default=None, gt=0)
     depth: int | None = Field(default=None, ge=1, le=2)
 

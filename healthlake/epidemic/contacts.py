@@ -91,7 +91,11 @@ class ContactParameters:
         window_days_before: Days before the earlier of first positive sample and symptom onset that a
             case's infectious window opens (used by the stage that builds ``cases``; not read here).
         step_minutes: Grid step: phones are compared at these instants.
-        max_gap_minutes: Pings at most this far apart are interpolated between; farther ones are not.
+        max_gap_minutes: Pings at most this far apart belong to one track (the phone is placed at every grid
+            time between them); farther ones do not.
+        interpolate_minutes: Between two pings of a track at most this far apart the position moves in a
+            straight line; farther apart, each grid time takes the nearer ping's position (people mostly
+            stay put: a line from a ping on the way to one at a venue minutes later puts them nowhere).
         max_accuracy_m: Distance match: the accuracy allowance is at most this. Cell match: a ping whose
             stated accuracy is worse than this cannot be placed in a cell and is not used.
         depth: 1, or 2 to add the contacts of contacts (``degree`` 2).
@@ -106,6 +110,7 @@ class ContactParameters:
     window_days_before: int = 4
     step_minutes: int = 5
     max_gap_minutes: int = 30
+    interpolate_minutes: int = 10
     max_accuracy_m: float = 100.0
     depth: int = 1
     reference_lat: float | None = None
@@ -113,7 +118,14 @@ class ContactParameters:
     def __post_init__(self) -> None:
         if self.match not in MATCHES:
             raise ConfigError(f"contacts: match must be one of {', '.join(MATCHES)}, not {self.match!r}")
-        for name in ("min_minutes", "window_days_before", "step_minutes", "max_gap_minutes", "depth"):
+        for name in (
+            "min_minutes",
+            "window_days_before",
+            "step_minutes",
+            "max_gap_minutes",
+            "interpolate_minutes",
+            "depth",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"contacts: {name} must be a whole number, not {value!r}")
@@ -127,8 +139,10 @@ class ContactParameters:
             raise ConfigError(
                 "contacts: max_accuracy_m, min_minutes and window_days_before must be 0 or more"
             )
-        if self.step_minutes < 1 or self.max_gap_minutes < 0:
-            raise ConfigError("contacts: step_minutes must be 1 or more and max_gap_minutes 0 or more")
+        if self.step_minutes < 1 or self.max_gap_minutes < 0 or self.interpolate_minutes < 0:
+            raise ConfigError(
+                "contacts: step_minutes must be 1 or more, max_gap_minutes and interpolate_minutes 0 or more"
+            )
         if self.depth not in (1, 2):
             raise ConfigError(f"contacts: depth must be 1 or 2, not {self.depth}")
         ref = self.reference_lat
@@ -171,6 +185,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "window_days_before": 4,
         "step_minutes": 5,
         "max_gap_minutes": 30,
+        "interpolate_minutes": 10,
         "max_accuracy_m": 100.0,
         "depth": 1,
     },
@@ -182,6 +197,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "window_days_before": 14,
         "step_minutes": 5,
         "max_gap_minutes": 30,
+        "interpolate_minutes": 10,
         "max_accuracy_m": 1000.0,
         "depth": 1,
     },
@@ -227,9 +243,11 @@ def grid_points(
     * Pings of a phone at most ``max_gap_minutes`` apart form a track; a track covers the grid times from
       the one nearest its first ping to the one nearest its last (a lone ping: its nearest grid time), so
       phones pinging at 12:00 and 12:02 both have a point at 12:00.
-    * Between two pings of a track the position is interpolated linearly in time; before the first and
-      after the last it is that ping's (at most half a step away). The point's accuracy is the worse of
-      the two pings' (a NULL accuracy counts as 0).
+    * Between two pings of a track at most ``interpolate_minutes`` apart the position is interpolated
+      linearly in time and the point's accuracy is the worse of the two pings' (a NULL accuracy counts
+      as 0); between pings farther apart a grid time takes the nearer ping's position and accuracy (the
+      earlier on a tie). Before the first ping of a track and after the last it is that ping's (at most
+      half a step away).
     * A phone belongs to its owner (``phone_owners``); a phone without one keeps only its token.
     * ``x_m``/``y_m``: equirectangular projection about ``reference_lat`` (or the pings' mean latitude);
       ``cell_x``/``cell_y``: the square cell of ``params.grid_cell_m`` the point lies in.
@@ -301,14 +319,21 @@ def _grid_points(
     exploded = spans.select("*", F.explode(F.sequence("_lo", F.col("_hi") - 1)).alias("grid_index"))
 
     span = next_t - t
+    linear = span <= p.interpolate_minutes * _MICROS_PER_MINUTE
+    at = F.col("grid_index") * step
+    # Past interpolate_minutes a grid time holds the nearer ping: 0 (this one) or 1 (the next).
+    held = F.when(at - t <= next_t - at, F.lit(0.0)).otherwise(F.lit(1.0))
     frac = F.when(
         F.col("_has_next") & (span > 0),
-        F.least(F.greatest((F.col("grid_index") * step - t) / span, F.lit(0.0)), F.lit(1.0)),
+        F.when(linear, F.least(F.greatest((at - t) / span, F.lit(0.0)), F.lit(1.0))).otherwise(held),
     ).otherwise(F.lit(0.0))
     lat = F.col("lat") + frac * F.coalesce(F.col("_next_lat") - F.col("lat"), F.lit(0.0))
     lon = F.col("lon") + frac * F.coalesce(F.col("_next_lon") - F.col("lon"), F.lit(0.0))
-    accuracy = F.when(F.col("_has_next"), F.greatest("accuracy_m", "_next_acc")).otherwise(
-        F.col("accuracy_m")
+    accuracy = (
+        F.when(~F.col("_has_next"), F.col("accuracy_m"))
+        .when(linear, F.greatest("accuracy_m", "_next_acc"))
+        .when(frac == 1.0, F.col("_next_acc"))
+        .otherwise(F.col("accuracy_m"))
     )
     points = exploded.select(
         "phone_token",

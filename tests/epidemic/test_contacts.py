@@ -106,12 +106,13 @@ def test_presets_and_overrides() -> None:
         11,
         14,
     )
-    assert (companion.step_minutes, companion.max_gap_minutes, companion.max_accuracy_m, companion.depth) == (
-        5,
-        30,
-        1000.0,
-        1,
-    )
+    assert (
+        companion.step_minutes,
+        companion.max_gap_minutes,
+        companion.interpolate_minutes,
+        companion.max_accuracy_m,
+        companion.depth,
+    ) == (5, 30, 10, 1000.0, 1)
     assert companion.grid_cell_m == 800.0
     assert CLOSE.grid_cell_m == pytest.approx(CELL)
     assert ContactParameters.preset("close", depth=2, distance_m=10).distance_m == 10
@@ -196,6 +197,35 @@ def test_grid_points_interpolate_within_a_track_and_round_lone_pings(frames: Fra
         math.floor((X0 + 180) / CELL),
         math.floor((X0 + 480) / CELL),
     }
+
+
+def test_between_pings_more_than_interpolate_minutes_apart_the_nearer_ping_holds(frames: Frames) -> None:
+    # On the way in at 12:00, at the venue 600 m east at 12:20 (20 minutes: beyond interpolate_minutes, 10,
+    # within max_gap_minutes, 30): no straight line between them, each grid time takes the nearer ping.
+    events, _, owners = frames(
+        [ping("q", T(12, 0), X0, Y0, 5), ping("q", T(12, 20), X0 + 600, Y0, 8)], [("q", "Q")]
+    )
+    got = [
+        (r.grid_time.replace(tzinfo=UTC), round(r.x_m - X0, 3), r.accuracy_m)
+        for r in grid_points(events, owners, CLOSE).orderBy("grid_time").collect()
+    ]
+    assert got == [
+        (T(12, 0), 0.0, 5.0),
+        (T(12, 5), 0.0, 5.0),  # 5 minutes from the first ping, 15 from the second
+        (T(12, 10), 0.0, 5.0),  # a tie: the earlier ping
+        (T(12, 15), 600.0, 8.0),
+        (T(12, 20), 600.0, 8.0),
+    ]
+    linear = ContactParameters(reference_lat=REF, interpolate_minutes=20)
+    assert [
+        round(r.x_m - X0) for r in grid_points(events, owners, linear).orderBy("grid_time").collect()
+    ] == [
+        0,
+        150,
+        300,
+        450,
+        600,
+    ]
 
 
 # -- close contacts -----------------------------------------------------------------------------------------
