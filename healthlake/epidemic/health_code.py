@@ -169,6 +169,9 @@ def health_code(
 ) -> DataFrame:
     """Each person's code intervals (see the module).
 
+    Run its actions under ``healthlake.spark.sql_conf(spark, UNION_WITHOUT_PARTITIONING)``, as the
+    epidemic stage does: Spark 4.1.1 otherwise fails on the union of the rule days ("Can't zip RDDs").
+
     Args:
         persons: ``person_id`` of every person (``gold.patient_360``).
         hits: ``rule_days``.

@@ -40,6 +40,7 @@ from healthlake.epidemic.registry import EPIDEMIC
 from healthlake.errors import HealthlakeError
 from healthlake.localtime import local_date
 from healthlake.logs import progress
+from healthlake.spark import UNION_WITHOUT_PARTITIONING, sql_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -215,7 +216,8 @@ def run(
     def step(name: str) -> _Step:
         return _Step(name)
 
-    result.built = refresh(inputs, EPIDEMIC, full=logged is None, step=step)
+    with sql_conf(spark, UNION_WITHOUT_PARTITIONING):
+        result.built = refresh(inputs, EPIDEMIC, full=logged is None, step=step)
     result.mode = (
         "incremental" if any(h in ("incremental", "unchanged") for h in result.built.values()) else "full"
     )
