@@ -68,6 +68,8 @@ GOLD_CLOSE_CONTACTS = "gold.close_contacts"
 GOLD_ISOLATION = "gold.isolation"
 GOLD_CASE_CLUSTERS = "gold.case_clusters"
 GOLD_HEALTH_CODE = "gold.health_code"
+GOLD_RISK_AREA_DAILY = "gold.risk_area_daily"
+GOLD_RISK_PERSONS = "gold.risk_persons"
 GOLD_EPIDEMIC_LOG = "gold.epidemic_log"
 
 # Research zone: a release's de-identified extracts (``docs/research.md``).

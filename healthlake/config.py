@@ -337,12 +337,13 @@ class ContactSettings(_Settings):
     depth: int | None = Field(default=None, ge=1, le=2)
 
 
-HealthCodeRule = Literal["active_case", "in_isolation", "retest_due", "close_contact"]
+HealthCodeRule = Literal["active_case", "in_isolation", "retest_due", "close_contact", "risk_area"]
 DEFAULT_HEALTH_CODE_RULES: dict[HealthCodeRule, Literal["red", "yellow"]] = {
     "active_case": "red",
     "in_isolation": "yellow",
     "retest_due": "yellow",
     "close_contact": "yellow",
+    "risk_area": "yellow",
 }
 """The health-code rules and the codes they give, in the order tried (``healthlake.epidemic.health_code``)."""
 
@@ -360,6 +361,8 @@ class EpidemicSettings(_Settings):
         full_series_doses: Doses that complete the primary series.
         booster_dose: The dose number from which a dose is a booster.
         quarantine_days: Days after the last contact a close contact's health code stays yellow.
+        risk_area_days: Days a reported case keeps its home township a risk area (``gold.risk_area_daily``).
+        high_risk_cases: Cases in those days from which a township is a high-risk area (one: medium).
         health_code_rules: Each health-code rule and the code it gives, in the order they are tried
             (``docs/epidemic.md``); a rule left out is not applied.
         contacts: Close-contact detection.
@@ -372,6 +375,8 @@ class EpidemicSettings(_Settings):
     full_series_doses: int = Field(default=2, ge=1, le=10)
     booster_dose: int = Field(default=3, ge=2, le=10)
     quarantine_days: int = Field(default=14, ge=1, le=60)
+    risk_area_days: int = Field(default=14, ge=1, le=60)
+    high_risk_cases: int = Field(default=3, ge=2, le=100_000)
     health_code_rules: dict[HealthCodeRule, Literal["red", "yellow"]] = Field(
         default_factory=lambda: dict(DEFAULT_HEALTH_CODE_RULES)
     )

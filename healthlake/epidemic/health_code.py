@@ -19,6 +19,9 @@ gives are configurable, ``epidemic.health_code_rules``):
 * ``close_contact`` (yellow): a close contact of a case (``gold.close_contacts``) from the day the case
   was reported (or the contact took place, if later) until ``epidemic.quarantine_days`` days after the
   last contact.
+* ``risk_area`` (yellow): listed in ``gold.risk_persons`` for having pinged in a risk area, from that day
+  until the day before the first negative single-tube test sampled since, for at most
+  ``epidemic.risk_area_days`` days.
 
 ``reason`` says why in words a person can be told (which rule, since when, which order or pool); it names
 no other person.
@@ -38,10 +41,12 @@ from healthlake.catalog import (
     GOLD_ISOLATION,
     GOLD_NAT_POOL_FOLLOWUP,
     GOLD_PATIENT_360,
+    GOLD_RISK_PERSONS,
 )
 from healthlake.config import DEFAULT_HEALTH_CODE_RULES
 from healthlake.derived import DerivedTable, Inputs, Write, merge
 from healthlake.epidemic.daily import CASE_ACTIVE_DAYS
+from healthlake.epidemic.risk import RISK_AREA_DAYS
 from healthlake.localtime import local_date
 
 QUARANTINE_DAYS = "epidemic.quarantine_days"
@@ -62,6 +67,8 @@ def rule_days(
     case_active_days: int,
     contacts: DataFrame | None = None,
     quarantine_days: int = 14,
+    risk_persons: DataFrame | None = None,
+    risk_area_days: int = 14,
 ) -> DataFrame:
     """One row per (person, day, rule that applies): ``person_id``, ``date``, ``rule``, ``reason``,
     ``since`` (the first day of that rule's spell)."""
@@ -151,6 +158,24 @@ def rule_days(
             )
         )
         hits = hits.unionByName(contact_rows)
+    if risk_persons is not None:
+        negative = F.date_sub(local_date(F.col("first_negative_at"), zone), 1)
+        visit_rows = risk_persons.where(F.col("category") == "risk_area").select(
+            "person_id",
+            F.col("identified_date").alias("since"),
+            F.least(
+                F.coalesce(negative, through),
+                F.date_add(F.col("identified_date"), risk_area_days - 1),
+                through,
+            ).alias("_last"),
+            F.lit("risk_area").alias("rule"),
+            F.concat(
+                F.lit("in a risk area on "),
+                F.col("identified_date").cast("string"),
+                F.lit(": a negative nucleic-acid test is due"),
+            ).alias("reason"),
+        )
+        hits = hits.unionByName(visit_rows)
     return hits.where(F.col("since") <= F.col("_last")).select(
         "person_id",
         F.explode(F.sequence(F.col("since"), F.col("_last"))).alias("date"),
@@ -239,6 +264,8 @@ def _build(inputs: Inputs) -> DataFrame:
         case_active_days=int(inputs.settings.get(CASE_ACTIVE_DAYS, 14)),
         contacts=inputs.read(GOLD_CLOSE_CONTACTS),
         quarantine_days=int(inputs.settings.get(QUARANTINE_DAYS, 14)),
+        risk_persons=inputs.read(GOLD_RISK_PERSONS),
+        risk_area_days=int(inputs.settings.get(RISK_AREA_DAYS, 14)),
     )
     rules = dict(inputs.settings.get(HEALTH_CODE_RULES, DEFAULT_RULES))
     return health_code(inputs.read(GOLD_PATIENT_360), hits, as_of=inputs.as_of, rules=rules)
@@ -262,6 +289,7 @@ HEALTH_CODE = DerivedTable(
         GOLD_ISOLATION,
         GOLD_NAT_POOL_FOLLOWUP,
         GOLD_CLOSE_CONTACTS,
+        GOLD_RISK_PERSONS,
         GOLD_PATIENT_360,
     ),
     build=_build,

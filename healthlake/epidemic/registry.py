@@ -12,6 +12,7 @@ from healthlake.epidemic.contacts import CLOSE_CONTACTS
 from healthlake.epidemic.daily import EPIDEMIC_DAILY
 from healthlake.epidemic.health_code import HEALTH_CODE
 from healthlake.epidemic.isolation import ISOLATION
+from healthlake.epidemic.risk import RISK_AREA_DAILY, RISK_PERSONS
 from healthlake.epidemic.screening import NAT_POOL_FOLLOWUP, NAT_SCREENING_DAILY
 from healthlake.epidemic.vaccination import VACCINATION_COVERAGE
 
@@ -24,5 +25,7 @@ EPIDEMIC: tuple[DerivedTable, ...] = (
     ISOLATION,
     CLOSE_CONTACTS,
     CASE_CLUSTERS,
+    RISK_AREA_DAILY,
+    RISK_PERSONS,
     HEALTH_CODE,
 )

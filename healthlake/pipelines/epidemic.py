@@ -34,7 +34,7 @@ from healthlake.catalog import (
     SILVER_PERSON_XREF,
 )
 from healthlake.derived import Inputs, LastRun, refresh
-from healthlake.epidemic import cases, contacts, daily, health_code, vaccination
+from healthlake.epidemic import cases, contacts, daily, health_code, risk, vaccination
 from healthlake.epidemic.contacts import ContactParameters
 from healthlake.epidemic.registry import EPIDEMIC
 from healthlake.errors import HealthlakeError
@@ -124,6 +124,8 @@ def settings_of(cfg: Config) -> dict[str, object]:
         vaccination.BOOSTER_DOSE: e.booster_dose,
         health_code.HEALTH_CODE_RULES: dict(e.health_code_rules),
         health_code.QUARANTINE_DAYS: e.quarantine_days,
+        risk.RISK_AREA_DAYS: e.risk_area_days,
+        risk.HIGH_RISK_CASES: e.high_risk_cases,
     }
 
 

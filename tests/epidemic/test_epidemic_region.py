@@ -216,3 +216,28 @@ def test_close_contacts_find_the_true_companions_with_tracked_phones(
 ) -> None:
     found, _, findable = _contacts_against_the_truth(spark, region[0])
     assert len(findable & found) >= 0.9 * len(findable), (len(findable & found), len(findable))
+
+
+def test_risk_persons_list_every_case_and_contact_and_the_cases_true_townships_are_risk_areas(
+    spark: SparkSession, region: tuple[Published, epidemic.EpidemicResult]
+) -> None:
+    p, result = region
+    cases = p.gold(spark, catalog.GOLD_EPIDEMIC_CASES)
+    contacts = p.gold(spark, catalog.GOLD_CLOSE_CONTACTS)
+    risk = p.gold(spark, catalog.GOLD_RISK_PERSONS)
+    listed = {(r.person_id, r.category): r for r in risk.itertuples()}
+    assert len(listed) == len(risk)
+    for case in cases.itertuples():
+        assert listed[case.person_id, "case"].identified_date == case.report_date
+    for contact in contacts[contacts.degree == 1].contact_person_id.dropna():
+        assert (contact, "close_contact") in listed
+    assert set(risk.state) <= {"in_isolation", "released", "tested", "to_test"}
+    # Every case's true home township is a risk area on the day the case was reported, since that day.
+    home = p.truth_table("persons").set_index("person_id").township_code
+    truth_person = _one_to_one(spark, p).set_index("person_id").person_id_truth
+    days = p.gold(spark, catalog.GOLD_RISK_AREA_DAILY).set_index(["area_code", "date"])
+    assert len(days) == days.index.nunique() > 0
+    for case in cases.itertuples():
+        level = days.loc[(home[truth_person[case.person_id]], case.report_date)]
+        assert level.risk_level in ("medium", "high") and level.level_since <= case.report_date
+    assert days.index.get_level_values("date").max() == result.as_of

@@ -28,7 +28,7 @@ PINGS = (
     "institution_id string, source_record_id string, phone_token string, event_time timestamp, lat double, "
     "lon double, accuracy_m double"
 )
-AREAS = "area_code string, name string, level string, parent_code string"
+AREAS = "area_code string, name string, level string, parent_code string, lat double, lon double"
 
 
 def _append(spark: SparkSession, lake: str, name: str, rows: list[tuple], schema: str) -> None:
@@ -113,11 +113,11 @@ def _day1(spark: SparkSession, lake: str) -> None:
         lake,
         catalog.SILVER_AREA,
         [
-            ("360102001", "甲街道", "township", "360102"),
-            ("360102002", "乙镇", "township", "360102"),
-            ("360102", "长寿区", "county", "360100"),
-            ("360100", "南市", "city", "360000"),
-            ("360000", "江南省", "province", None),
+            ("360102001", "甲街道", "township", "360102", 27.38, 114.61),
+            ("360102002", "乙镇", "township", "360102", 27.48, 114.71),
+            ("360102", "长寿区", "county", "360100", None, None),
+            ("360100", "南市", "city", "360000", None, None),
+            ("360000", "江南省", "province", None, None, None),
         ],
         AREAS,
     )
@@ -184,6 +184,14 @@ def _day2(spark: SparkSession, lake: str) -> None:
         [("L1", "a", "COVID19", bj(2026, 3, 3, 9), False)],
         IMMUNIZATIONS,
     )
+    # P2 passes through 甲街道, a risk area since P1's report on 2 March.
+    _append(
+        spark,
+        lake,
+        catalog.SILVER_LOCATION_EVENT,
+        [("T1", "p2-d2", "ph2", bj(2026, 3, 3, 12), 27.381, 114.611, 10.0)],
+        PINGS,
+    )
     # P3 moved to the other township (publish's new patient_360), P5 is gone (merged into P3).
     places = [
         ("P1", "360102001", "360102001", "360102", "360100", "360000", "30-34"),
@@ -221,6 +229,12 @@ def test_every_epidemic_table_updated_after_a_day_equals_a_full_build(
     assert [(r.case_person_id, r.contact_person_id, r.exposure_minutes) for r in contacts] == [
         ("P1", "P3", 40)
     ]
+    risk = io.read_table(spark, str(lake), catalog.GOLD_RISK_PERSONS).collect()
+    assert {(r.person_id, r.category) for r in risk} >= {
+        ("P1", "case"),
+        ("P3", "close_contact"),
+        ("P2", "risk_area"),
+    }
 
 
 def test_the_stage_says_what_is_missing(spark: SparkSession, tmp_path: Path) -> None:
