@@ -341,19 +341,15 @@ def risk_persons(
 def _earliest(found: DataFrame, source: str) -> DataFrame:
     """One row per (person, category): the earliest identification (then exposure, then ``source``), and
     ``sources``: how many rows it stands for."""
-    first = F.struct("identified_date", "exposure_at", source, "exposure_area_code", "reason")
+    fields = list(dict.fromkeys(("identified_date", "exposure_at", source, "exposure_area_code", "reason")))
     return (
         found.groupBy("person_id", "category")
-        .agg(F.min(first).alias("_f"), F.count(F.lit(1)).alias("sources"))
+        .agg(F.min(F.struct(*fields)).alias("_f"), F.count(F.lit(1)).alias("sources"))
         .select(
             "person_id",
             "category",
-            F.col("_f.identified_date").alias("identified_date"),
-            F.col("_f.exposure_at").alias("exposure_at"),
-            F.col(f"_f.{source}").alias(source),
-            F.col("_f.exposure_area_code").alias("exposure_area_code"),
+            *[F.col(f"_f.{name}").alias(name) for name in fields],
             F.col("sources").cast("long").alias("sources"),
-            F.col("_f.reason").alias("reason"),
         )
     )
 

@@ -170,11 +170,13 @@ def test_risk_persons_with_category_why_state_and_where_now(spark: SparkSession)
     assert got == {
         ("P1", "case"): (c2, None, T1, 1, "released", None),
         ("P9", "case"): (c3, None, T1, 1, "to_test", None),
+        ("P7", "case"): (D(2026, 3, 4), None, None, 1, "to_test", None),  # a case, though of no township
         # A contact of two cases: the first identification (P1's report) gives the row.
         ("P3", "close_contact"): (c2, "P1", T1, 2, "in_isolation", None),
         ("P4", "secondary_contact"): (c2, "P1", T2, 1, "tested", None),
-        # Two risk-area days (3 and 5 March); its test of 2 March came before; last seen in 乙 on 4 March.
-        ("P5", "risk_area"): (c3, None, T1, 2, "to_test", T2),
+        # Two risk-area days (3 and 5 March, not 乙 on 4 March); its test of 2 March came before; last seen
+        # on 5 March (its ping of 7 March is after as_of).
+        ("P5", "risk_area"): (c3, None, T1, 2, "to_test", T1),
         ("P6", "risk_area"): (c3, None, T1, 1, "tested", T1),
     }
     rows = {(r.person_id, r.category): r for r in listed}
