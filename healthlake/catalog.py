@@ -70,6 +70,7 @@ GOLD_CASE_CLUSTERS = "gold.case_clusters"
 GOLD_HEALTH_CODE = "gold.health_code"
 GOLD_RISK_AREA_DAILY = "gold.risk_area_daily"
 GOLD_RISK_PERSONS = "gold.risk_persons"
+GOLD_CONTACT_TRACING_DAILY = "gold.contact_tracing_daily"
 GOLD_EPIDEMIC_LOG = "gold.epidemic_log"
 
 # Research zone: a release's de-identified extracts (``docs/research.md``).

@@ -14,6 +14,7 @@ from healthlake.epidemic.health_code import HEALTH_CODE
 from healthlake.epidemic.isolation import ISOLATION
 from healthlake.epidemic.risk import RISK_AREA_DAILY, RISK_PERSONS
 from healthlake.epidemic.screening import NAT_POOL_FOLLOWUP, NAT_SCREENING_DAILY
+from healthlake.epidemic.tracing import CONTACT_TRACING_DAILY
 from healthlake.epidemic.vaccination import VACCINATION_COVERAGE
 
 EPIDEMIC: tuple[DerivedTable, ...] = (
@@ -27,5 +28,6 @@ EPIDEMIC: tuple[DerivedTable, ...] = (
     CASE_CLUSTERS,
     RISK_AREA_DAILY,
     RISK_PERSONS,
+    CONTACT_TRACING_DAILY,
     HEALTH_CODE,
 )

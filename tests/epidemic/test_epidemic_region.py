@@ -241,3 +241,9 @@ def test_risk_persons_list_every_case_and_contact_and_the_cases_true_townships_a
         level = days.loc[(home[truth_person[case.person_id]], case.report_date)]
         assert level.risk_level in ("medium", "high") and level.level_since <= case.report_date
     assert days.index.get_level_values("date").max() == result.as_of
+    # The tracing indicators count every case and each of its contacts once, at every level.
+    tracing = p.gold(spark, catalog.GOLD_CONTACT_TRACING_DAILY)
+    first = contacts[contacts.degree == 1]
+    for _, level in tracing.groupby("level"):
+        assert level.new_cases.sum() == len(cases)
+        assert level.contacts.sum() == first.contact_person_id.notna().sum()

@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from healthlake.epidemic.health_code import rule_days
 from healthlake.epidemic.risk import nearest_township, risk_area_daily, risk_persons
+from healthlake.epidemic.tracing import contact_tracing_daily
 from tests.epidemic.test_tables import PLACES, XREF, bj
 
 ZONE = "Asia/Shanghai"
@@ -209,3 +210,81 @@ def test_risk_persons_with_category_why_state_and_where_now(spark: SparkSession)
     )
     yellow = sorted((r.person_id, r.date) for r in hits.where("rule = 'risk_area'").collect())
     assert yellow == [("P5", D(2026, 3, d)) for d in range(3, 7)] + [("P6", c3), ("P6", D(2026, 3, 4))]
+
+
+def test_contact_tracing_indicators_per_report_day_and_area(spark: SparkSession) -> None:
+    path = ("360102", "360100", "360000")
+    cases = spark.createDataFrame(
+        [
+            (
+                "P1",
+                D(2026, 3, 2),
+                bj(2026, 3, 1, 23, 30),
+                bj(2026, 3, 2, 0, 30),
+                bj(2026, 3, 1, 23, 30),
+                T1,
+                *path,
+            ),
+            # P3, quarantined as P1's contact since 2 March, tests positive there on 4 March.
+            ("P3", D(2026, 3, 4), bj(2026, 3, 4, 9), bj(2026, 3, 4, 15), bj(2026, 3, 4, 9), T2, *path),
+        ],
+        "person_id string, report_date date, first_positive_sample_time timestamp, "
+        "first_positive_report_time timestamp, first_known_at timestamp, township_code string, "
+        "county_code string, city_code string, province_code string",
+    )
+    contacts = spark.createDataFrame(
+        [
+            ("P1", "P3", None, bj(2026, 3, 1, 12), bj(2026, 3, 1, 12, 40), 40, T1, 1),
+            ("P1", "P4", None, bj(2026, 3, 1, 13), bj(2026, 3, 1, 13, 30), 30, T1, 1),
+            ("P1", None, "phX", bj(2026, 3, 1, 12), bj(2026, 3, 1, 12, 30), 30, T1, 1),
+            (
+                "P1",
+                "P6",
+                None,
+                bj(2026, 3, 1, 18),
+                bj(2026, 3, 1, 18, 30),
+                30,
+                T1,
+                2,
+            ),  # degree 2: not counted
+            ("P3", "P5", None, bj(2026, 3, 3, 12), bj(2026, 3, 3, 12, 30), 30, T2, 1),
+        ],
+        CONTACTS,
+    )
+    isolation = spark.createDataFrame(
+        [
+            (
+                "P3",
+                "close_contact",
+                bj(2026, 3, 2, 14),
+                bj(2026, 3, 16, 14),
+                None,
+            ),  # 13.5 h after P1's report
+            ("P4", "close_contact", bj(2026, 3, 3, 9), bj(2026, 3, 17, 9), None),  # 32.5 h after: too late
+            ("P3", "case", bj(2026, 3, 4, 18), bj(2026, 3, 18, 18), None),
+        ],
+        "person_id string, category string, start_time timestamp, planned_end_time timestamp, "
+        "released_at timestamp",
+    )
+    areas = spark.createDataFrame(AREA_ROWS, AREAS)
+    rows = contact_tracing_daily(cases, contacts, isolation, areas, as_of=AS_OF).collect()
+    got = {
+        (r.date, r.level, r.unit_code): (
+            r.new_cases,
+            r.cases_in_quarantine,
+            r.contacts,
+            r.unresolved_contacts,
+            r.contacts_quarantined_24h,
+            r.contacts_later_positive,
+            r.share_cases_in_quarantine,
+            r.share_contacts_quarantined_24h,
+            r.share_contacts_later_positive,
+        )
+        for r in rows
+    }
+    day2 = (1, 0, 2, 1, 1, 1, 0.0, 0.5, 0.5)
+    day4 = (1, 1, 1, 0, 0, 0, 1.0, 0.0, 0.0)
+    assert got[D(2026, 3, 2), "township", T1] == day2
+    assert got[D(2026, 3, 4), "township", T2] == day4
+    assert got[D(2026, 3, 2), "province", "360000"] == day2
+    assert len(got) == 2 * 4
