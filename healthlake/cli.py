@@ -157,9 +157,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     epidemic = commands.add_parser(
         "epidemic",
-        help="silver + gold → epidemic control: cases, daily curve, vaccination coverage (docs/epidemic.md)",
+        help="silver + gold → epidemic control: cases, contacts, risk persons, codes (docs/epidemic.md)",
     )
     _conf_argument(epidemic)
+    epidemic.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "export", "import"),
+        default="run",
+        help=(
+            "run (default): update the tables; export: write the risk persons last seen in --to-region to "
+            "--out; import FILE: land a list received from --from-region and ingest it"
+        ),
+    )
+    epidemic.add_argument("file", nargs="?", metavar="FILE", help="import: the list another region sent")
+    epidemic.add_argument("--to-region", metavar="CODE", help="export: the receiving region's GB/T 2260 code")
+    epidemic.add_argument("--from-region", metavar="CODE", help="import: the sending region's GB/T 2260 code")
+    epidemic.add_argument("--out", metavar="FILE", help="export: the list file to write (must not exist)")
+    epidemic.add_argument("--format", choices=("csv", "parquet"), default="csv", help="export: file format")
+    epidemic.add_argument("--landing", metavar="DIR", help="import: landing root (landing_root)")
     epidemic.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
     epidemic.add_argument(
         "--as-of",
@@ -321,6 +337,8 @@ def cmd_epidemic(args: argparse.Namespace) -> int:
     cfg = load_config(args.conf, {"lake_root": args.lake}, overrides_source=COMMAND_LINE)
     if not is_uri(cfg.lake_root) and not Path(cfg.lake_root).is_dir():
         raise UsageError(f"lake root {cfg.lake_root} does not exist (run publish first or pass --lake)")
+    if args.action != "run":
+        return _cmd_exchange(args, cfg)
     from healthlake import io
     from healthlake.pipelines import epidemic
     from healthlake.spark import get_spark
@@ -330,6 +348,30 @@ def cmd_epidemic(args: argparse.Namespace) -> int:
     io.register_tables(spark, cfg.lake_root)
     output(f"epidemic {result.mode} run as of {result.as_of}")
     output(format_table(("table", "rows"), sorted(result.tables.items())))
+    return EXIT_OK
+
+
+def _cmd_exchange(args: argparse.Namespace, cfg: Config) -> int:
+    """``healthlake epidemic export|import``: risk-person lists to and from neighbouring regions."""
+    from healthlake.pipelines import exchange
+    from healthlake.spark import get_spark
+
+    if args.action == "export":
+        if not args.to_region or not args.out:
+            raise UsageError("epidemic export needs --to-region CODE and --out FILE")
+        result = exchange.export_list(
+            get_spark("epidemic-export", cfg), cfg, to_region=args.to_region, out=args.out, fmt=args.format
+        )
+        output(f"exported {result.persons:,} risk persons last seen in {args.to_region} to {result.path}")
+        return EXIT_OK
+    if not args.file or not args.from_region:
+        raise UsageError("epidemic import needs the list FILE and --from-region CODE")
+    if args.landing:
+        cfg = cfg.model_copy(update={"landing_root": args.landing})
+    landed = exchange.import_list(
+        get_spark("epidemic-import", cfg), cfg, args.file, from_region=args.from_region
+    )
+    output(f"imported the list from {args.from_region}: landed as {landed}, ingested into bronze.csv_records")
     return EXIT_OK
 
 

@@ -419,10 +419,15 @@ class RegionSettings(_Settings):
             quantity publish derives (a date, a month, an age, a 30-day or 12-month window, a census at
             midnight, a day partition, ``as_of``) is taken in this zone (``healthlake.localtime``).
             Conform reads a time without offset, or a date alone, as ``DEFAULT_ZONE`` wall clock.
+        code: The region's GB/T 2260 area code (the generated region's ``360000`` by default), written
+            on the risk-person lists it hands to neighbouring regions (``healthlake epidemic export``).
     """
 
     # The description is what a config error says the key expects.
     timezone: str = Field(default=DEFAULT_ZONE, description="an IANA time zone name such as 'Asia/Shanghai'")
+    code: str | None = Field(
+        default="360000", pattern=r"^\d{6}$", description="a 6-digit GB/T 2260 area code such as '360000'"
+    )
 
     @field_validator("timezone")
     @classmethod

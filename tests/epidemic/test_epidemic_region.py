@@ -8,14 +8,20 @@ records reached silver (a record lost to an injected defect is the defect's doin
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from healthlake import catalog, io
-from healthlake.pipelines import epidemic
+from healthlake.config import load_config
+from healthlake.epidemic.exchange import LIST_COLUMNS, LIST_EXTRACT
+from healthlake.errors import ConfigError, UsageError
+from healthlake.pipelines import epidemic, exchange
 from healthlake.synth.companions import true_companions
 from tests.conftest import Published
 from tests.gold.test_gold_region import _one_to_one
@@ -247,3 +253,57 @@ def test_risk_persons_list_every_case_and_contact_and_the_cases_true_townships_a
     for _, level in tracing.groupby("level"):
         assert level.new_cases.sum() == len(cases)
         assert level.contacts.sum() == first.contact_person_id.notna().sum()
+
+
+def test_a_list_for_a_neighbouring_region_holds_whom_it_needs_and_lands_once_in_its_bronze(
+    spark: SparkSession, region: tuple[Published, epidemic.EpidemicResult], tmp_path: Path
+) -> None:
+    p, _ = region
+    risk = p.gold(spark, catalog.GOLD_RISK_PERSONS)
+    seen = risk[risk.last_seen_area_code.notna() & (risk.state != "released")]
+    assert not seen.empty, "no risk person was last seen anywhere"
+    # The "neighbour" is the city the first of them was last seen in (the region has no real neighbour).
+    city = seen.last_seen_area_code.iloc[0][:4] + "00"
+    wanted = set(seen[seen.last_seen_area_code.str.startswith(city[:4])].person_id)
+    out = tmp_path / "to-neighbour.csv"
+    result = exchange.export_list(spark, p.cfg, to_region=city, out=str(out))
+    listed = pd.read_csv(out, dtype=str)
+    assert tuple(listed.columns) == LIST_COLUMNS
+    assert result.persons == len(listed) == len(wanted)
+    # Each row is one wanted person (by its list key) with the name and ID number one of their own
+    # records carried: no other person's identity, no internal id.
+    key = {hashlib.sha256(f"360000|{person}".encode()).hexdigest()[:16]: person for person in wanted}
+    assert set(listed.list_row) == set(key)
+    truth_person = _one_to_one(spark, p).set_index("person_id").person_id_truth
+    records = p.truth_table("patient_records")
+    for row in listed.itertuples():
+        person = key[row.list_row]
+        if person in truth_person.index:
+            own = records[records.person_id == truth_person[person]]
+            assert (row.full_name, row.id_number) in set(
+                zip(own.keyed_name, own.keyed_national_id, strict=True)
+            )
+    assert not set(listed.columns) & {"person_id", "source_case_person_id", "reason"}
+    log = io.read_table(spark, p.cfg.lake_root, catalog.VAULT_DISCLOSURE_LOG).toPandas()
+    assert list(log.to_region) == [city] and list(log.persons) == [len(listed)]
+    with pytest.raises(UsageError, match=r"exists: name a new file"):
+        exchange.export_list(spark, p.cfg, to_region=city, out=str(out))
+    with pytest.raises(ConfigError, match=r"^region code '36': give a GB/T 2260 area code"):
+        exchange.export_list(spark, p.cfg, to_region="36", out=str(tmp_path / "x.csv"))
+
+    # The neighbour imports it: into its landing zone's public_health feed, then its bronze, once.
+    theirs = load_config(
+        overrides={"landing_root": str(tmp_path / "their_landing"), "lake_root": str(tmp_path / "their_lake")}
+    )
+    landed = exchange.import_list(spark, theirs, str(out), from_region="360000")
+    again = exchange.import_list(spark, theirs, str(out), from_region="360000")
+    assert again == landed and landed.parts[-3:-1] == ("region-360000", landed.parent.name)
+    bronze = io.read_table(spark, theirs.lake_root, catalog.BRONZE_CSV_RECORDS)
+    rows = bronze.where(F.col("extract") == LIST_EXTRACT).toPandas()
+    assert len(rows) == len(listed)
+    assert set(rows._institution_id) == {"region-360000"} and rows._source_file.notna().all()
+    assert {r["list_row"] for r in rows.record} == set(listed.list_row)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,phone\nx,y\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=r"is not a risk-person list: its header lacks list_row"):
+        exchange.import_list(spark, theirs, str(bad), from_region="360000")
