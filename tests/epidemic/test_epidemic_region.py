@@ -312,16 +312,10 @@ def test_a_list_for_a_neighbouring_region_holds_whom_it_needs_and_lands_once_in_
 def test_the_epidemic_notebook_draws_the_outbreak_day_without_spark(
     region: tuple[Published, epidemic.EpidemicResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nbformat
-    from nbclient import NotebookClient
+    from tests.test_notebooks import execute
 
     monkeypatch.setenv("HEALTHLAKE_LAKE_ROOT", region[0].cfg.lake_root)
-    nb = nbformat.read(Path(__file__).resolve().parents[2] / "notebooks" / "epidemic.ipynb", as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
+    outputs = execute("epidemic.ipynb", tmp_path)
     assert any("no Spark: True" in o.get("text", "") for o in outputs)
     # The curve, the clusters, the risk persons and the code mix.
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4
