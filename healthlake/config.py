@@ -321,6 +321,8 @@ class ContactSettings(_Settings):
         max_gap_minutes: Longest gap between two pings across which the phone is still placed.
         interpolate_minutes: Longest gap between two pings a position is interpolated across in a
             straight line; across a longer one each time takes the nearer ping's position.
+        still_speed_m_s: Travel, then stay: across a gap the phone travels at the faster of its paces just
+            before and after the gap, when above this, and waits the rest of it at the slower side. 0: off.
         max_accuracy_m: Pings reporting a worse accuracy are not used.
         depth: 1 (contacts of cases) or 2 (also contacts of contacts).
     """
@@ -333,6 +335,7 @@ class ContactSettings(_Settings):
     step_minutes: int | None = Field(default=None, ge=1, le=60)
     max_gap_minutes: int | None = Field(default=None, ge=1)
     interpolate_minutes: int | None = Field(default=None, ge=0)
+    still_speed_m_s: float | None = Field(default=None, ge=0)
     max_accuracy_m: float | None = Field(default=None, gt=0)
     depth: int | None = Field(default=None, ge=1, le=2)
 

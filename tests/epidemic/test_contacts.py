@@ -27,6 +27,7 @@ from healthlake.errors import ConfigError
 R = 6_371_008.8
 REF = 30.0
 CLOSE = ContactParameters(reference_lat=REF)
+GAP_30 = ContactParameters(reference_lat=REF, max_gap_minutes=30)
 CELL = 143.0  # (30 + 100) * 1.1
 X0 = 11_561_000.0  # about 120.0°E at 30°N
 Y0 = 3_336_000.0  # about 30.0°N
@@ -112,7 +113,7 @@ def test_presets_and_overrides() -> None:
         companion.interpolate_minutes,
         companion.max_accuracy_m,
         companion.depth,
-    ) == (5, 30, 10, 1000.0, 1)
+    ) == (5, 60, 10, 1000.0, 1)
     assert companion.grid_cell_m == 800.0
     assert CLOSE.grid_cell_m == pytest.approx(CELL)
     assert ContactParameters.preset("close", depth=2, distance_m=10).distance_m == 10
@@ -164,6 +165,7 @@ def test_phone_owners_a_shared_phone_belongs_to_no_one(spark: SparkSession) -> N
 
 
 def test_grid_points_interpolate_within_a_track_and_round_lone_pings(frames: Frames) -> None:
+    # Tracks of at most 30 minutes between pings (the preset's 60 would join all five pings).
     events, _, owners = frames(
         [
             ping("q", T(12, 2), X0, Y0, 5),
@@ -182,17 +184,17 @@ def test_grid_points_interpolate_within_a_track_and_round_lone_pings(frames: Fra
             round(r.y_m - Y0, 3),
             r.accuracy_m,
         )
-        for r in grid_points(events, owners, CLOSE).orderBy("grid_time").collect()
+        for r in grid_points(events, owners, GAP_30).orderBy("grid_time").collect()
     ]
     assert got == [
-        (T(12, 0), "Q", 0.0, 0.0, 8.0),  # nearest grid time of the first ping, at its place
+        (T(12, 0), "Q", 0.0, 0.0, 5.0),  # nearest grid time of the first ping, at its place: its accuracy
         (T(12, 5), "Q", 180.0, 0.0, 8.0),  # 3 of the 10 minutes: 180 m
         (T(12, 10), "Q", 480.0, 0.0, 8.0),  # 8 of 10: 480 m (12:12 rounds to 12:10, already there)
         (T(13, 5), "Q", 0.0, 0.0, 5.0),  # 13:03 → 13:05
         (T(14, 0), "Q", 0.0, 0.0, 5.0),
         (T(14, 40), "Q", 0.0, 400.0, 5.0),
     ]
-    assert {r.cell_x for r in grid_points(events, owners, CLOSE).collect()} == {
+    assert {r.cell_x for r in grid_points(events, owners, GAP_30).collect()} == {
         math.floor(X0 / CELL),
         math.floor((X0 + 180) / CELL),
         math.floor((X0 + 480) / CELL),
@@ -201,7 +203,7 @@ def test_grid_points_interpolate_within_a_track_and_round_lone_pings(frames: Fra
 
 def test_between_pings_more_than_interpolate_minutes_apart_the_nearer_ping_holds(frames: Frames) -> None:
     # On the way in at 12:00, at the venue 600 m east at 12:20 (20 minutes: beyond interpolate_minutes, 10,
-    # within max_gap_minutes, 30): no straight line between them, each grid time takes the nearer ping.
+    # within max_gap_minutes, 60): no straight line between them, each grid time takes the nearer ping.
     events, _, owners = frames(
         [ping("q", T(12, 0), X0, Y0, 5), ping("q", T(12, 20), X0 + 600, Y0, 8)], [("q", "Q")]
     )
@@ -226,6 +228,66 @@ def test_between_pings_more_than_interpolate_minutes_apart_the_nearer_ping_holds
         450,
         600,
     ]
+
+
+def test_travel_then_stay_arrives_early_and_leaves_late(frames: Frames) -> None:
+    # Walking east at 60 m a minute (11:50, 12:00), at a venue 120 m on at 12:08, 12:20 and 12:30, then off
+    # east again (12:38, 12:48). From the moving ping at 12:00 the phone goes on at its pace (580 m in
+    # 10 minutes, less both accuracies) and waits at the venue from about 12:02; from the venue it leaves
+    # at the next ping's pace just in time to reach it at 12:38.
+    venue = X0 + 120
+    events, _, owners = frames(
+        [
+            ping("q", T(11, 50), X0 - 600, Y0),
+            ping("q", T(12, 0), X0, Y0),
+            ping("q", T(12, 8), venue, Y0, 8),
+            ping("q", T(12, 20), venue, Y0, 8),
+            ping("q", T(12, 30), venue, Y0, 8),
+            ping("q", T(12, 38), venue + 120, Y0),
+            ping("q", T(12, 48), venue + 720, Y0),
+        ],
+        [("q", "Q")],
+    )
+
+    def track(params: ContactParameters) -> dict[dt.datetime, tuple[float, float]]:
+        return {
+            r.grid_time.replace(tzinfo=UTC): (round(r.x_m - X0, 1), r.accuracy_m)
+            for r in grid_points(events, owners, params).collect()
+        }
+
+    got = track(CLOSE)
+    assert got[T(12, 0)] == (0.0, 10.0)
+    assert got[T(12, 5)] == (120.0, 8.0)  # at the venue (a straight line: 75 m, on the way)
+    assert got[T(12, 35)] == (120.0, 8.0)  # still there (a straight line: 195 m, on the way out)
+    assert got[T(12, 40)][0] == pytest.approx(120 + 120 + 120, abs=1)  # on the move: straight lines
+    off = track(ContactParameters(reference_lat=REF, still_speed_m_s=0))
+    assert off[T(12, 5)][0] == pytest.approx(75, abs=0.5) and off[T(12, 35)][0] == pytest.approx(195, abs=0.5)
+
+
+def test_two_sparse_pingers_meeting_at_a_venue_are_companions(spark: SparkSession, frames: Frames) -> None:
+    # A and B meet at a venue from 12:02 to 12:22, each walking in and out at 60 m a minute, each with one
+    # or two pings there. Travel, then stay puts both at the venue at 12:05 … 12:20 (20 minutes); the
+    # nearer-ping and straight-line rules alone only at 12:10 and 12:15 (10 minutes: no contact).
+    venue = X0 + 120
+    a = [
+        ping("a", T(11, 50), X0 - 600, Y0),
+        ping("a", T(12, 0), X0, Y0),
+        ping("a", T(12, 12), venue, Y0),
+        ping("a", T(12, 24), venue + 120, Y0),
+        ping("a", T(12, 34), venue + 720, Y0),
+    ]
+    b = [
+        ping("b", T(11, 52), venue, Y0 + 600),
+        ping("b", T(12, 1), venue, Y0 + 60),
+        ping("b", T(12, 17), venue, Y0),
+        ping("b", T(12, 25), venue, Y0 + 180),
+        ping("b", T(12, 35), venue, Y0 + 780),
+    ]
+    events, cases, owners = frames(a + b, [("a", "A"), ("b", "B")])
+    got = close_contacts(events, cases, owners, CLOSE)
+    assertDataFrameEqual(shown(got), expect(spark, [("A", "B", None, T(12, 5), T(12, 20), 20, 4, 1)]))
+    off = ContactParameters(reference_lat=REF, still_speed_m_s=0)
+    assert close_contacts(events, cases, owners, off).count() == 0
 
 
 # -- close contacts -----------------------------------------------------------------------------------------
@@ -303,16 +365,16 @@ def test_the_cases_own_second_phone_is_not_a_contact(spark: SparkSession, frames
 
 
 def test_a_contact_below_min_minutes_is_not_one(spark: SparkSession, frames: Frames) -> None:
-    # B is at A's place at 12:00 and 12:05, then 35 minutes later 2 km away (too long a gap to interpolate):
-    # two shared grid times, 10 minutes, under the 15.
+    # B is at A's place at 12:00 and 12:05, then 35 minutes later 2 km away (beyond 30-minute tracks): two
+    # shared grid times, 10 minutes, under the 15.
     events, cases, owners = frames(
         stay("a", X0, Y0, T(12, 0), T(12, 30))
         + stay("b", X0 + 5, Y0, T(12, 0), T(12, 5))
         + [ping("b", T(12, 40), X0 + 2000, Y0)],
         [("a", "A"), ("b", "B")],
     )
-    assert close_contacts(events, cases, owners, CLOSE).count() == 0
-    ten = ContactParameters.preset("close", reference_lat=REF, min_minutes=10)
+    assert close_contacts(events, cases, owners, GAP_30).count() == 0
+    ten = ContactParameters.preset("close", reference_lat=REF, min_minutes=10, max_gap_minutes=30)
     assertDataFrameEqual(
         shown(close_contacts(events, cases, owners, ten)),
         expect(spark, [("A", "B", None, T(12, 0), T(12, 5), 10, 2, 1)]),
@@ -332,7 +394,8 @@ def test_companion_preset_same_800_m_cell_more_than_10_minutes(spark: SparkSessi
         + vague,  # same cell, but a 1,500 m accuracy places it in no 800 m cell
         [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D"), ("e", "E")],
     )
-    companion = ContactParameters.preset("companion", reference_lat=REF)
+    # Tracks of at most 30 minutes: B's ping 5 km away 40 minutes on starts another.
+    companion = ContactParameters.preset("companion", reference_lat=REF, max_gap_minutes=30)
     got = close_contacts(events, cases, owners, companion)
     assertDataFrameEqual(shown(got), expect(spark, [("A", "B", None, T(12, 0), T(12, 10), 15, 3, 1)]))
     assert got.collect()[0].place_cell == f"800m:{math.floor(x / 800)}:{math.floor(y / 800)}"

@@ -22,6 +22,7 @@ from healthlake.config import load_config
 from healthlake.epidemic.exchange import LIST_COLUMNS, LIST_EXTRACT
 from healthlake.errors import ConfigError, UsageError
 from healthlake.pipelines import epidemic, exchange
+from healthlake.privacy.tokens import load_key, token_of
 from healthlake.synth.companions import true_companions
 from tests.conftest import Published
 from tests.gold.test_gold_region import _one_to_one
@@ -197,11 +198,34 @@ def _contacts_against_the_truth(
     contacts = p.gold(spark, catalog.GOLD_CLOSE_CONTACTS)
     contacts = contacts[contacts.contact_person_id.notna() & (contacts.degree == 1)]
     found = set(zip(contacts.case_person_id.map(pairs), contacts.contact_person_id.map(pairs), strict=True))
-    # Companions whose phones send no pings cannot be found from pings: the truth says whose do.
+    # Companions a detector working from pings can see: both sent a usable fix (a stated accuracy within
+    # the stage's max_accuracy_m) while they were together, between the first and last minute they shared.
+    # The truth says whose phone is whose; silver holds each phone's token.
     phones = p.truth_table("phones")
-    tracked = set(phones.person_id[phones.pings])
-    findable = {(c, k) for c, k in true_pairs if c in tracked and k in tracked}
-    assert findable, "the region's cases met no tracked companion"
+    key = load_key()
+    pairs_of_phones = zip(phones.phone, phones.person_id, strict=True)
+    person_of = {token_of(key, "phone", phone): person for phone, person in pairs_of_phones}
+    usable = epidemic.contact_parameters(p.cfg, None).max_accuracy_m
+    fixes = (
+        io.read_table(spark, p.cfg.lake_root, catalog.SILVER_LOCATION_EVENT)
+        .where(F.col("phone_token").isin(list(person_of)) & (F.col("accuracy_m") <= usable))
+        .select("phone_token", "event_time")
+        .toPandas()
+    )
+    assert not fixes.empty, "no ping of a truth phone in silver: the token of a phone changed"
+    fixes["person_id"], fixes["at"] = fixes.phone_token.map(person_of), _local(fixes.event_time)
+    at = fixes.groupby("person_id").at.apply(list)
+
+    def seen(person: str, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+        return any(start <= t <= end for t in at.get(person, []))
+
+    findable = {
+        (row.case_person_id, row.contact_person_id)
+        for row in truth.itertuples()
+        if seen(row.case_person_id, row.first_contact_at, row.last_contact_at)
+        and seen(row.contact_person_id, row.first_contact_at, row.last_contact_at)
+    }
+    assert findable, "the region's cases met no companion whose phones could be seen"
     return found, true_pairs, findable
 
 
@@ -212,16 +236,15 @@ def test_every_close_contact_found_is_a_true_companion(
     assert found and found <= true_pairs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 31: 12 of 18 tracked venue companions found (3 of 18 when every gap was interpolated in "
-    "a line); pings minutes apart around arrival and departure still cut the shared grid times below 15 min",
-)
-def test_close_contacts_find_the_true_companions_with_tracked_phones(
+def test_close_contacts_find_the_true_companions_their_phones_saw(
     spark: SparkSession, region: tuple[Published, epidemic.EpidemicResult]
 ) -> None:
-    found, _, findable = _contacts_against_the_truth(spark, region[0])
-    assert len(findable & found) >= 0.9 * len(findable), (len(findable & found), len(findable))
+    # The issue's recall target, 0.99, over the companions whose phones both sent a usable fix while
+    # together (16 of the 18 with a phone on the generated region: 12 before travel, then stay and
+    # 60-minute tracks; the other two sent no usable fix from the venue).
+    found, true_pairs, findable = _contacts_against_the_truth(spark, region[0])
+    assert len(findable & found) >= 0.99 * len(findable), (len(findable & found), len(findable))
+    assert len(findable) >= 0.8 * len(true_pairs)
 
 
 def test_risk_persons_list_every_case_and_contact_and_the_cases_true_townships_are_risk_areas(
