@@ -441,11 +441,12 @@ def _grid_points(
 
 
 def _metres(lat1: Column, lon1: Column, lat2: Column, lon2: Column) -> Column:
-    """Equirectangular distance in metres between two positions (exact enough over minutes of travel)."""
-    per_degree = math.pi / 180 * EARTH_RADIUS_M
-    dy = (lat2 - lat1) * per_degree
-    dx = (lon2 - lon1) * per_degree * F.cos(F.radians((lat1 + lat2) / 2))
-    return F.sqrt(dx * dx + dy * dy)
+    """Distance in metres between two positions (equirectangular about their mean latitude: exact to well
+    under a metre at the tens to hundreds of metres compared here)."""
+    mid = F.radians((lat1 + lat2) / 2)
+    dx = F.radians(lon2 - lon1) * F.cos(mid)
+    dy = F.radians(lat2 - lat1)
+    return F.lit(EARTH_RADIUS_M) * F.sqrt(dx * dx + dy * dy)
 
 
 def _pace(lat1: str, lon1: str, acc1: str, t1: str, lat2: str, lon2: str, acc2: str, t2: str) -> Column:
@@ -681,12 +682,8 @@ def _matches(
 
 
 def _metres_between() -> Column:
-    """Distance in metres between the seed point and the other point (equirectangular about their mean
-    latitude: exact to well under a metre at the tens to hundreds of metres compared here)."""
-    mid = F.radians((F.col("_c_lat") + F.col("_o_lat")) / 2)
-    dx = F.radians(F.col("_o_lon") - F.col("_c_lon")) * F.cos(mid)
-    dy = F.radians(F.col("_o_lat") - F.col("_c_lat"))
-    return F.lit(EARTH_RADIUS_M) * F.sqrt(dx * dx + dy * dy)
+    """Distance in metres between the seed point and the other point (``_metres``)."""
+    return _metres(F.col("_c_lat"), F.col("_c_lon"), F.col("_o_lat"), F.col("_o_lon"))
 
 
 def _allowance(p: ContactParameters) -> Column:
