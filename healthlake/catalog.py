@@ -73,6 +73,20 @@ GOLD_RISK_PERSONS = "gold.risk_persons"
 GOLD_CONTACT_TRACING_DAILY = "gold.contact_tracing_daily"
 GOLD_EPIDEMIC_LOG = "gold.epidemic_log"
 
+# Gold: models (``docs/models.md``): point-in-time features kept by ``healthlake features``, predictions and
+# their monitoring written by ``healthlake score``.
+GOLD_READMISSION_FEATURES = "gold.readmission_features"
+GOLD_CHRONIC_CONTROL_FEATURES = "gold.chronic_control_features"
+GOLD_DEMAND_FEATURES = "gold.demand_features"
+GOLD_FEATURES_LOG = "gold.features_log"
+GOLD_MODEL_MONITORING = "gold.model_monitoring"
+
+
+def predictions_table(model: str) -> str:
+    """``gold.predictions_<model>``: the scores ``healthlake score <model>`` writes."""
+    return f"gold.predictions_{model}"
+
+
 # Research zone: a release's de-identified extracts (``docs/research.md``).
 RESEARCH_PATIENTS = "research.patients"
 RESEARCH_ENCOUNTERS = "research.encounters"

@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="chronic follow-up history before the first day, sent on day one (synth.followup_history_days)",
     )
+    generate.add_argument(
+        "--inpatient-history-days",
+        type=int,
+        metavar="D",
+        help="inpatient stays before the first day, sent on day one (synth.inpatient_history_days)",
+    )
     _conf_argument(generate)
     _verbose_argument(generate)
     generate.set_defaults(func=cmd_generate)
@@ -187,6 +193,43 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_argument(epidemic)
     epidemic.set_defaults(func=cmd_epidemic)
 
+    features = commands.add_parser(
+        "features", help="gold + silver → the models' point-in-time feature tables (docs/models.md)"
+    )
+    _conf_argument(features)
+    features.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    features.add_argument("--full", action="store_true", help="rebuild every table, whatever the log says")
+    _verbose_argument(features)
+    features.set_defaults(func=cmd_features)
+
+    train = commands.add_parser(
+        "train", help="train MODEL on its feature table, track it in MLflow, promote it if it is better"
+    )
+    train.add_argument("model", metavar="MODEL", help="readmission (docs/models.md)")
+    _conf_argument(train)
+    train.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    train.add_argument("--estimator", metavar="NAME", help="logistic_regression or gradient_boosting")
+    train.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an estimator parameter (repeatable), e.g. --param C=0.5",
+    )
+    train.add_argument("--inputs", metavar="A,B,…", help="train on these inputs only (default: all)")
+    train.add_argument("--run-name", metavar="NAME", help="the MLflow run's name")
+    _verbose_argument(train)
+    train.set_defaults(func=cmd_train)
+
+    score = commands.add_parser(
+        "score", help="score the region with MODEL's champion (spark_udf) → gold.predictions_MODEL"
+    )
+    score.add_argument("model", metavar="MODEL", help="readmission (docs/models.md)")
+    _conf_argument(score)
+    score.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
+    _verbose_argument(score)
+    score.set_defaults(func=cmd_score)
+
     status = commands.add_parser("status", help="each table: version, rows, last operation")
     status.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
     _conf_argument(status)
@@ -206,6 +249,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             "start": args.start,
             "seed": args.seed,
             "followup_history_days": args.followup_history_days,
+            "inpatient_history_days": args.inpatient_history_days,
         },
     }
     cfg = load_config(args.conf, overrides, overrides_source=COMMAND_LINE)
@@ -348,6 +392,100 @@ def cmd_epidemic(args: argparse.Namespace) -> int:
     io.register_tables(spark, cfg.lake_root)
     output(f"epidemic {result.mode} run as of {result.as_of}")
     output(format_table(("table", "rows"), sorted(result.tables.items())))
+    return EXIT_OK
+
+
+def _lake_config(args: argparse.Namespace, before: str) -> Config:
+    """Config for a verb that reads an existing lake (one-line error when the folder is missing)."""
+    cfg = load_config(args.conf, {"lake_root": args.lake}, overrides_source=COMMAND_LINE)
+    if not is_uri(cfg.lake_root) and not Path(cfg.lake_root).is_dir():
+        raise UsageError(f"lake root {cfg.lake_root} does not exist (run {before} first or pass --lake)")
+    return cfg
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    """``healthlake features``: bring the models' feature tables up to date, print their rows."""
+    cfg = _lake_config(args, "publish")
+    from healthlake import io
+    from healthlake.pipelines import features
+    from healthlake.spark import get_spark
+
+    spark = get_spark("features", cfg)
+    result = features.run(spark, cfg, full=args.full)
+    io.register_tables(spark, cfg.lake_root)
+    output(f"features {result.mode} run as of {result.as_of}")
+    output(format_table(("table", "rows"), sorted(result.tables.items())))
+    return EXIT_OK
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` estimator parameters, each value read as an int, a float, true/false/none or text.
+
+    Raises:
+        UsageError: For an item without ``=``.
+    """
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {pair!r}: expected KEY=VALUE, e.g. --param C=0.5")
+        value: Any = text
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            value = lowered == "true"
+        elif lowered == "none":
+            value = None
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    continue
+        params[key.strip()] = value
+    return params
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``healthlake train MODEL``: one tracked training; prints the version and whether it was promoted."""
+    from healthlake.ml.models import model_spec
+
+    model_spec(args.model)  # an unknown name answers before the JVM starts
+    params = parse_params(args.param)
+    inputs = tuple(c.strip() for c in args.inputs.split(",") if c.strip()) if args.inputs else None
+    cfg = _lake_config(args, "features")
+    from healthlake.ml.train import train
+    from healthlake.spark import get_spark
+
+    spark = get_spark("train", cfg)
+    result = train(
+        spark, cfg, args.model, estimator=args.estimator, params=params, inputs=inputs, run_name=args.run_name
+    )
+    metric = model_spec(args.model).champion_metric
+    output(
+        f"healthlake-{result.model} version {result.version} (run {result.run_id}): hold-out {metric} "
+        f"{result.metrics.get(metric, float('nan')):.4f} on {result.holdout_rows:,} rows; {result.reason}"
+    )
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """``healthlake score MODEL``: score the region with the champion; prints what it wrote."""
+    from healthlake.ml.models import model_spec
+
+    model_spec(args.model)
+    cfg = _lake_config(args, "features")
+    from healthlake import io
+    from healthlake.ml.score import score
+    from healthlake.spark import get_spark
+
+    spark = get_spark("score", cfg)
+    result = score(spark, cfg, args.model)
+    io.register_tables(spark, cfg.lake_root)
+    output(
+        f"scored {result.rows:,} rows with healthlake-{result.model} version {result.version} into "
+        f"{result.table} ({result.score_date})"
+    )
     return EXIT_OK
 
 

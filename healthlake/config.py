@@ -165,6 +165,9 @@ class SynthSettings(_Settings):
         followup_history_days: Days of chronic-disease follow-up history before ``start``, sent with the
             first day's follow-up extract as a go-live backfill (0: none). A year or more gives the
             12-month standardised-management rate something to count.
+        inpatient_history_days: Days of inpatient stays (with their readmissions) before ``start``, sent
+            with the first day's feeds as a go-live backfill of the discharge records (0: none). Gives the
+            readmission model labelled stays without generating years of every other activity.
     """
 
     people: int = Field(default=1000, ge=10)
@@ -178,6 +181,7 @@ class SynthSettings(_Settings):
     second_phone_share: Rate = 0.05
     rates: DefectRates = DefectRates()
     followup_history_days: int = Field(default=0, ge=0, le=1100)
+    inpatient_history_days: int = Field(default=0, ge=0, le=1100)
 
     @field_validator("start", mode="before")
     @classmethod
@@ -291,6 +295,26 @@ class ResearchSettings(_Settings):
     release: str = Field(default="release-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     min_cell: int = Field(default=5, ge=1)
     k: int = Field(default=5, ge=2)
+
+
+class MlSettings(_Settings):
+    """Models on gold (``healthlake features``, ``train``, ``score``; ``docs/models.md``).
+
+    Attributes:
+        tracking_uri: MLflow tracking store. None: ``MLFLOW_TRACKING_URI`` when set, else the embedded
+            default, a SQLite file and an artifact folder under ``<lake_root>/mlflow`` (a local lake) or
+            ``./mlflow`` (a lake on object storage).
+        holdout_months: The latest local months of labelled rows held out of training: every model is
+            evaluated on them, and a new version is compared with the champion on the same months.
+        min_training_rows: Fewer labelled rows than this in the training window is an error.
+        max_training_rows: Training pulls at most this many rows to the driver (a uniform sample of the
+            training months above it; the hold-out is always whole).
+    """
+
+    tracking_uri: str | None = None
+    holdout_months: int = Field(default=3, ge=1, le=36)
+    min_training_rows: int = Field(default=50, ge=1)
+    max_training_rows: int = Field(default=2_000_000, ge=1_000)
 
 
 class PublishSettings(_Settings):
@@ -455,6 +479,7 @@ class Config(_Settings):
         publish: Silver → gold settings.
         research: The research zone (de-identified extracts).
         epidemic: Epidemic control (``healthlake epidemic``).
+        ml: Models on gold (``healthlake features``, ``train``, ``score``).
     """
 
     lake_root: str = DEFAULT_LAKE_ROOT
@@ -469,6 +494,7 @@ class Config(_Settings):
     empi: EmpiSettings = EmpiSettings()
     publish: PublishSettings = PublishSettings()
     research: ResearchSettings = ResearchSettings()
+    ml: MlSettings = MlSettings()
     epidemic: EpidemicSettings = EpidemicSettings()
 
 

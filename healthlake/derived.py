@@ -429,3 +429,38 @@ def _refresh_one(table: DerivedTable, inputs: Inputs, full: bool) -> str:
     if table.name in inputs.rebuilt:
         return "full"
     return "unchanged" if write.how == "unchanged" else "incremental"
+
+
+RUN_LOG_SCHEMA = (
+    "mode string, as_of date, versions map<string,bigint>, tables map<string,bigint>, seconds double, "
+    "finished_at timestamp, written map<string,bigint>"
+)
+"""The row a stage running a registry logs at its end (``gold.epidemic_log``, ``gold.features_log``)."""
+
+
+def last_logged_run(spark: SparkSession, lake: str, log_table: str) -> tuple[LastRun, dict[str, int]] | None:
+    """The last finished run of a stage logged in ``log_table`` (``RUN_LOG_SCHEMA``) and its tables' rows."""
+    if not io.is_table(spark, lake, log_table):
+        return None
+    rows = io.read_table(spark, lake, log_table).orderBy(F.desc("finished_at")).limit(1).collect()
+    if not rows:
+        return None
+    row = rows[0]
+    return LastRun(row["as_of"], dict(row["versions"]), dict(row["written"] or {})), dict(row["tables"])
+
+
+def log_run(
+    spark: SparkSession,
+    lake: str,
+    log_table: str,
+    *,
+    mode: str,
+    as_of: dt.date,
+    versions: Mapping[str, int],
+    tables: Mapping[str, int],
+    seconds: float,
+    written: Mapping[str, int],
+) -> None:
+    """Append a stage's log row: the commit point (the next run increments from these versions)."""
+    row = (mode, as_of, dict(versions), dict(tables), seconds, dt.datetime.now(dt.UTC), dict(written))
+    io.append(spark.createDataFrame([row], RUN_LOG_SCHEMA), lake, log_table)

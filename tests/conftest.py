@@ -24,9 +24,12 @@ REGION_MODULES = (
     "tests/epidemic/test_epidemic_region.py",
     "tests/test_notebooks.py",
 )
+# The model tests share a region of their own (with a history of inpatient stays): one worker builds it.
+ML_PACKAGE = "tests/ml/"
 # The slowest groups first, so that under ``pytest -n 2`` neither worker is left with a long one at the end.
 SLOWEST_FIRST = (
     "region",
+    "ml",
     "tests/empi/test_link_pipeline.py",
     "tests/silver/test_conform.py",
     "tests/silver/test_conform_real_fhir.py",
@@ -47,6 +50,8 @@ os.environ.setdefault("HEALTHLAKE_PUBLISH__INCREMENTAL_MIN_ROWS", "0")
 
 def _test_group(item: pytest.Item) -> str:
     module = item.nodeid.split("::", 1)[0]
+    if module.startswith(ML_PACKAGE):
+        return "ml"
     return "region" if module in REGION_MODULES else module
 
 

@@ -69,11 +69,21 @@ def _epidemic(spark: SparkSession, cfg: Config) -> object:
     return epidemic.run(spark, cfg)
 
 
+def _features(spark: SparkSession, cfg: Config) -> object:
+    from healthlake import io
+    from healthlake.pipelines import features
+
+    if not io.is_table(spark, cfg.lake_root, catalog.GOLD_PUBLISH_LOG):
+        return None  # gold not published yet: no features to build
+    return features.run(spark, cfg)
+
+
 STAGES: list[Stage] = [
     Stage("ingest", _ingest),  # landing → bronze
     Stage("conform", _conform),  # bronze → silver
     Stage("link", _link),  # silver.patient_record + vault → silver.person* (EMPI)
     Stage("publish", _publish),  # silver → gold (healthlake.gold.registry), research and omop releases
     Stage("epidemic", _epidemic),  # silver + gold → epidemic control (healthlake.epidemic.registry)
+    Stage("features", _features),  # gold + silver → the models' feature tables (healthlake.ml.registry)
 ]
 """The stages ``healthlake run`` executes, in order."""

@@ -33,7 +33,7 @@ from healthlake.catalog import (
     SILVER_PATIENT_RECORD,
     SILVER_PERSON_XREF,
 )
-from healthlake.derived import Inputs, LastRun, refresh
+from healthlake.derived import Inputs, LastRun, last_logged_run, log_run, refresh
 from healthlake.epidemic import cases, contacts, daily, health_code, risk, vaccination
 from healthlake.epidemic.contacts import ContactParameters
 from healthlake.epidemic.registry import EPIDEMIC
@@ -249,31 +249,21 @@ class _Step:
             progress(log, f"epidemic {self.name}", None, time.monotonic() - self.started)
 
 
-_LOG_SCHEMA = (
-    "mode string, as_of date, versions map<string,bigint>, tables map<string,bigint>, seconds double, "
-    "finished_at timestamp, written map<string,bigint>"
-)
-
-
 def _logged_run(spark: SparkSession, lake: str) -> tuple[LastRun, dict[str, int]] | None:
     """The inputs, tables and ``as_of`` of the last finished run, if any."""
-    if not io.is_table(spark, lake, GOLD_EPIDEMIC_LOG):
-        return None
-    rows = io.read_table(spark, lake, GOLD_EPIDEMIC_LOG).orderBy(F.desc("finished_at")).limit(1).collect()
-    if not rows:
-        return None
-    row = rows[0]
-    return LastRun(row["as_of"], dict(row["versions"]), dict(row["written"] or {})), dict(row["tables"])
+    return last_logged_run(spark, lake, GOLD_EPIDEMIC_LOG)
 
 
 def _log_run(spark: SparkSession, lake: str, result: EpidemicResult, written: dict[str, int]) -> None:
-    row = (
-        result.mode,
-        result.as_of,
-        result.versions,
-        result.tables,
-        result.seconds,
-        dt.datetime.now(dt.UTC),
-        written,
+    assert result.as_of is not None
+    log_run(
+        spark,
+        lake,
+        GOLD_EPIDEMIC_LOG,
+        mode=result.mode,
+        as_of=result.as_of,
+        versions=result.versions,
+        tables=result.tables,
+        seconds=result.seconds,
+        written=written,
     )
-    io.append(spark.createDataFrame([row], _LOG_SCHEMA), lake, GOLD_EPIDEMIC_LOG)

@@ -282,6 +282,8 @@ class Simulator:
         self.rng = random.Random(f"events:{settings.seed}:{shard_id}")
         # Procedures draw from a stream of their own, so adding them left every other event as it was.
         self.procedure_rng = random.Random(f"procedures:{settings.seed}:{shard_id}")
+        # The inpatient history draws from its own stream too: a region without history is as it was.
+        self.history_rng = random.Random(f"inpatient-history:{settings.seed}:{shard_id}")
         self.shard_id = shard_id
         self.outbreak = outbreak
         self.events = ShardEvents()
@@ -303,17 +305,26 @@ class Simulator:
         self._serial += 1
         return f"{prefix}{self.start:%y%m%d}{self.shard_id:04d}{self._serial:07d}"
 
-    def _poisson_times(self, rate_per_year: float, hours: tuple[int, int] = (8, 17)) -> list[dt.datetime]:
-        """Event times of a Poisson process over the window, within working hours."""
-        lam = rate_per_year * self.days / YEAR
+    def _poisson_times(
+        self,
+        rate_per_year: float,
+        hours: tuple[int, int] = (8, 17),
+        *,
+        first: dt.datetime | None = None,
+        days: int | None = None,
+    ) -> list[dt.datetime]:
+        """Event times of a Poisson process over the window (or ``days`` from ``first``), within ``hours``."""
+        first = self.t0 if first is None else first
+        days = self.days if days is None else days
+        lam = rate_per_year * days / YEAR
         n, p, limit = 0, self.rng.random(), math.exp(-lam)
         while p > limit:
             n += 1
             p *= self.rng.random()
         return sorted(
-            self.t0
+            first
             + dt.timedelta(
-                days=self.rng.randrange(self.days),
+                days=self.rng.randrange(days),
                 hours=self.rng.randint(*hours),
                 minutes=self.rng.randrange(60),
                 seconds=self.rng.randrange(60),
@@ -462,11 +473,31 @@ class Simulator:
         admit_factor = (2.5 if age >= 65 else 1.3 if age >= 45 else 1.0) * (1 + 0.6 * n_chronic)
         for t in self._poisson_times(0.12 * admit_factor, hours=(0, 23)):
             self._inpatient(p, t, self._hospital(p, 0.5), age)
+        if self.s.inpatient_history_days:
+            self._inpatient_history(p, 0.12 * admit_factor)
         self._followups(p)
         self._vaccinations(p, age)
         self._nat_tests(p)
         self._pings(p)
         self._record_allergies(p, self.events.encounters[first_encounter:])
+
+    def _inpatient_history(self, p: Person, rate_per_year: float) -> None:
+        """The resident's inpatient stays of ``synth.inpatient_history_days`` before the window.
+
+        Drawn from a stream of their own (``history_rng``), so the window's events are the same with or
+        without history. A stay's readmission may fall inside the window; every record of a stay before
+        the window is sent with the first day's feeds (``Feeds._day``).
+        """
+        days = self.s.inpatient_history_days
+        window_rng, self.rng = self.rng, self.history_rng
+        try:
+            first = self.t0 - dt.timedelta(days=days)
+            for t in self._poisson_times(rate_per_year, hours=(0, 23), first=first, days=days):
+                if t.date() < p.birth_date:
+                    continue
+                self._inpatient(p, t, self._hospital(p, 0.5), p.age_on(t.date()))
+        finally:
+            self.rng = window_rng
 
     def _outpatient(self, p: Person, t: dt.datetime, inst: Institution, cls: str) -> Encounter:
         pool = EMERGENCY_DIAGNOSES if cls == "EMER" else ACUTE_DIAGNOSES

@@ -376,9 +376,11 @@ class FeedEmitter:
 
     # -- buckets --------------------------------------------------------------------------------------
     def _day(self, t: dt.datetime) -> int | None:
+        """The window's day a record of time ``t`` is sent on: None after the window; history from before
+        it (``synth.inpatient_history_days``) arrives with the first day's feeds (the go-live backfill)."""
         if t >= self.t_end:
             return None
-        return (t.date() - self.start).days
+        return max(0, (t.date() - self.start).days)
 
     def _step_day(self, t: dt.datetime) -> int:
         """``_day`` of an encounter step, which ``_encounter_versions`` keeps inside the window."""

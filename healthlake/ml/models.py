@@ -1,0 +1,152 @@
+"""The models healthlake trains: what each reads, predicts and is judged by, and its scikit-learn pipeline.
+
+A model is a ``ModelSpec``: its feature table, key, label, input columns (numeric and categorical), the
+local-month column its time split runs on, the subgroups its metrics are broken down by, and the metric a
+new version must beat the champion on. Its pipeline is a ``ColumnTransformer`` (impute and scale the
+numbers, one-hot the categories) and an estimator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from healthlake.catalog import GOLD_READMISSION_FEATURES
+from healthlake.errors import UsageError
+from healthlake.ml import readmission
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model: its data, its label and how versions are compared.
+
+    Attributes:
+        name: The model's name (``healthlake train <name>``; registered as ``healthlake-<name>``).
+        features_table: The gold feature table it trains on and scores.
+        key: The table's key (a prediction's key).
+        label: The label column (NULL: not known yet).
+        kind: ``classifier`` (the score is the probability of the label) or ``regressor``.
+        numeric: Numeric (and boolean) inputs.
+        categorical: Categorical inputs.
+        month: The column of the local month a row belongs to (the time split's unit).
+        subgroups: Columns the metrics are also computed per value of (fairness across groups).
+        champion_metric: The hold-out metric a new version must beat the champion on.
+        higher_is_better: Whether a larger ``champion_metric`` is better.
+        estimator: The default estimator (a key of ``ESTIMATORS``).
+    """
+
+    name: str
+    features_table: str
+    key: tuple[str, ...]
+    label: str
+    kind: Literal["classifier", "regressor"]
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    month: str
+    subgroups: tuple[str, ...]
+    champion_metric: str
+    higher_is_better: bool
+    estimator: str
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every input column, in the order the model reads them."""
+        return (*self.numeric, *self.categorical)
+
+
+_READMISSION_CATEGORICAL = (
+    "sex",
+    "discharge_disposition",
+    "diagnosis_chapter",
+    "diagnosis_category",
+    "city_code",
+)
+
+READMISSION = ModelSpec(
+    name="readmission",
+    features_table=GOLD_READMISSION_FEATURES,
+    key=readmission.KEY,
+    label="readmitted_30d",
+    kind="classifier",
+    numeric=tuple(c for c in readmission.FEATURE_COLUMNS if c not in _READMISSION_CATEGORICAL),
+    categorical=_READMISSION_CATEGORICAL,
+    month="discharge_month",
+    subgroups=("sex", "age_band", "city_code"),
+    champion_metric="roc_auc",
+    higher_is_better=True,
+    estimator="logistic_regression",
+)
+"""30-day readmission after an inpatient discharge (clinical)."""
+
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (READMISSION,)}
+"""Every model by name."""
+
+ESTIMATORS = ("logistic_regression", "gradient_boosting")
+"""Estimators a model can be trained with (``healthlake train MODEL --estimator``)."""
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The model called ``name``.
+
+    Raises:
+        UsageError: For an unknown name (the message lists the known ones).
+    """
+    spec = MODELS.get(name)
+    if spec is None:
+        raise UsageError(f"unknown model {name!r}: expected one of {', '.join(sorted(MODELS))}")
+    return spec
+
+
+def build_pipeline(
+    spec: ModelSpec, estimator: str, params: dict[str, Any], inputs: tuple[str, ...] | None = None
+) -> Pipeline:
+    """The scikit-learn pipeline of ``spec`` with ``estimator`` and its ``params``.
+
+    Args:
+        spec: The model.
+        estimator: ``logistic_regression`` or ``gradient_boosting`` (``ESTIMATORS``).
+        params: Keyword arguments of the estimator (``C``, ``max_iter``, ``learning_rate`` …).
+        inputs: A subset of ``spec.inputs`` to use (the others are dropped); all by default.
+
+    Raises:
+        UsageError: For an unknown estimator or parameter.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    chosen = set(inputs or spec.inputs)
+    numeric = [c for c in spec.numeric if c in chosen]
+    categorical = [c for c in spec.categorical if c in chosen]
+    # Rare categories (a diagnosis seen a handful of times) share one column: no weight is learnt from a
+    # few rows, and a category new at scoring time is ignored rather than an error.
+    one_hot = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, sparse_output=False)
+    if estimator == "logistic_regression":
+        numbers = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+        model: Any = LogisticRegression if spec.kind == "classifier" else Ridge
+        defaults: dict[str, Any] = {"max_iter": 2000} if spec.kind == "classifier" else {}
+    elif estimator == "gradient_boosting":
+        # Histogram gradient boosting takes missing values as they are.
+        numbers = make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+        )
+        model = HistGradientBoostingClassifier if spec.kind == "classifier" else HistGradientBoostingRegressor
+        defaults = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15, "random_state": 0}
+    else:
+        raise UsageError(f"unknown estimator {estimator!r}: expected one of {', '.join(ESTIMATORS)}")
+    steps = []
+    if numeric:
+        steps.append(("numeric", numbers, numeric))
+    if categorical:
+        steps.append(("categorical", one_hot, categorical))
+    try:
+        fitted = model(**{**defaults, **params})
+    except TypeError as exc:
+        raise UsageError(f"bad parameter for {estimator}: {exc}") from exc
+    return Pipeline([("prepare", ColumnTransformer(steps)), ("estimator", fitted)])

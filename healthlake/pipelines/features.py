@@ -1,0 +1,159 @@
+"""``healthlake features``: gold and silver → the models' point-in-time feature tables (``docs/models.md``).
+
+Runs after ``publish`` (it reads ``gold.encounter_facts``) and ``epidemic`` when there is one. The tables
+are the registry ``healthlake.ml.registry.FEATURES`` on the derived-table contract: pinned inputs, one
+Delta commit per table, and the log row (``gold.features_log``) written last, so a re-run after success or
+after a crash gives the same tables.
+
+``as_of`` is the ``as_of`` of the last publish (the last local day of clinical activity in silver): the
+day labels are known on. The same inputs give the same tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from healthlake import io
+from healthlake.catalog import GOLD_FEATURES_LOG, GOLD_PUBLISH_LOG
+from healthlake.derived import Inputs, last_logged_run, log_run, refresh
+from healthlake.errors import HealthlakeError
+from healthlake.logs import progress
+from healthlake.ml.registry import FEATURES
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from healthlake.config import Config
+
+log = logging.getLogger(__name__)
+
+TABLES = tuple(t.name for t in FEATURES)
+INPUTS = tuple(dict.fromkeys(name for t in FEATURES for name in t.reads if name not in TABLES))
+"""Every table a run reads, pinned when it starts."""
+
+
+class FeaturesError(HealthlakeError):
+    """The features stage cannot run: what it builds from is not in the lake yet."""
+
+
+@dataclass
+class FeaturesResult:
+    """What one ``healthlake features`` run wrote.
+
+    Attributes:
+        tables: Table → its rows after the run.
+        as_of: The local day labels are known on.
+        mode: ``full`` or ``unchanged`` (nothing it reads moved).
+        built: Table → what the run did to it.
+        versions: Input → the version read.
+        seconds: Wall time.
+    """
+
+    tables: dict[str, int] = field(default_factory=dict)
+    as_of: dt.date | None = None
+    mode: str = "full"
+    built: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def published_as_of(spark: SparkSession, lake: str) -> dt.date:
+    """The ``as_of`` of the last finished publish.
+
+    Raises:
+        FeaturesError: When gold was never published.
+    """
+    if io.is_table(spark, lake, GOLD_PUBLISH_LOG):
+        rows = io.read_table(spark, lake, GOLD_PUBLISH_LOG).orderBy(F.desc("finished_at")).limit(1).collect()
+        if rows:
+            return rows[0]["as_of"]
+    raise FeaturesError(f"gold is not published in the lake {lake}: run `healthlake publish` first")
+
+
+def features_as_of(spark: SparkSession, lake: str) -> dt.date:
+    """The ``as_of`` of the last finished features run (the day its labels are known on).
+
+    Raises:
+        FeaturesError: When the features stage never ran.
+    """
+    logged = last_logged_run(spark, lake, GOLD_FEATURES_LOG)
+    if logged is None:
+        raise FeaturesError(f"no feature table in the lake {lake}: run `healthlake features` first")
+    return logged[0].as_of
+
+
+def run(spark: SparkSession, cfg: Config, *, full: bool = False) -> FeaturesResult:
+    """Bring the feature tables up to date with gold and silver.
+
+    Args:
+        spark: Session.
+        cfg: Configuration (``lake_root``, ``region``).
+        full: Rebuild every table, whatever the log says.
+
+    Returns:
+        The tables and their rows, ``as_of`` and the mode.
+
+    Raises:
+        FeaturesError: When gold was never published or an input is missing.
+    """
+    started = time.monotonic()
+    lake = cfg.lake_root
+    as_of = published_as_of(spark, lake)
+    missing = [name for name in INPUTS if not io.is_table(spark, lake, name)]
+    if missing:
+        raise FeaturesError(f"{missing[0]} is not in the lake {lake}: run `healthlake publish` first")
+    logged = None if full else last_logged_run(spark, lake, GOLD_FEATURES_LOG)
+    versions = {name: io.latest_version(spark, lake, name) for name in INPUTS}
+    result = FeaturesResult(as_of=as_of, versions=dict(versions))
+    if logged is not None and logged[0].versions == versions and logged[0].as_of == as_of:
+        result.mode, result.tables = "unchanged", dict(logged[1])
+        return result
+    inputs = Inputs(
+        spark, lake, versions, cfg.region.timezone, as_of=as_of, last=logged[0] if logged else None
+    )
+
+    def step(name: str) -> _Step:
+        return _Step(name)
+
+    result.built = refresh(inputs, FEATURES, full=logged is None, step=step)
+    result.mode = "incremental" if any(h == "incremental" for h in result.built.values()) else "full"
+    for name in TABLES:
+        if io.is_table(spark, lake, name):
+            result.tables[name] = io.read_table(spark, lake, name).count()
+    written = {
+        name: io.latest_version(spark, lake, name) for name in TABLES if io.is_table(spark, lake, name)
+    }
+    result.seconds = time.monotonic() - started
+    log_run(
+        spark,
+        lake,
+        GOLD_FEATURES_LOG,
+        mode=result.mode,
+        as_of=as_of,
+        versions=versions,
+        tables=result.tables,
+        seconds=result.seconds,
+        written=written,
+    )
+    return result
+
+
+class _Step:
+    """Times one table of the run and logs its progress line."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> _Step:
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
+        if error is None:
+            progress(log, f"features {self.name}", None, time.monotonic() - self.started)
