@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="inpatient stays before the first day, sent on day one (synth.inpatient_history_days)",
     )
+    generate.add_argument(
+        "--visit-history-days",
+        type=int,
+        metavar="D",
+        help="outpatient and emergency visits before day one, sent on day one (synth.visit_history_days)",
+    )
     _conf_argument(generate)
     _verbose_argument(generate)
     generate.set_defaults(func=cmd_generate)
@@ -250,6 +256,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "followup_history_days": args.followup_history_days,
             "inpatient_history_days": args.inpatient_history_days,
+            "visit_history_days": args.visit_history_days,
         },
     }
     cfg = load_config(args.conf, overrides, overrides_source=COMMAND_LINE)

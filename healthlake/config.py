@@ -168,6 +168,8 @@ class SynthSettings(_Settings):
         inpatient_history_days: Days of inpatient stays (with their readmissions) before ``start``, sent
             with the first day's feeds as a go-live backfill of the discharge records (0: none). Gives the
             readmission model labelled stays without generating years of every other activity.
+        visit_history_days: Days of outpatient and emergency visits before ``start``, sent with the first
+            day's feeds (0: none): the daily history the demand model learns from.
     """
 
     people: int = Field(default=1000, ge=10)
@@ -182,6 +184,7 @@ class SynthSettings(_Settings):
     rates: DefectRates = DefectRates()
     followup_history_days: int = Field(default=0, ge=0, le=1100)
     inpatient_history_days: int = Field(default=0, ge=0, le=1100)
+    visit_history_days: int = Field(default=0, ge=0, le=1100)
 
     @field_validator("start", mode="before")
     @classmethod

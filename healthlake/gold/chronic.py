@@ -67,7 +67,9 @@ def _latest() -> Column:
     return F.struct("followup_time", "source_record_id")
 
 
-def followup_readings(followups: DataFrame, observations: DataFrame, person_xref: DataFrame) -> DataFrame:
+def followup_readings(
+    followups: DataFrame, observations: DataFrame, person_xref: DataFrame, *, with_values: bool = False
+) -> DataFrame:
     """Each follow-up of a registry disease with its person, place, time and control status.
 
     A follow-up's measurements are the observations the same institution recorded for the same patient at
@@ -76,7 +78,7 @@ def followup_readings(followups: DataFrame, observations: DataFrame, person_xref
 
     Returns:
         ``person_id``, ``disease``, ``institution_id``, ``followup_time``, ``source_record_id``,
-        ``controlled``.
+        ``controlled``; with ``with_values`` also the reading: ``sbp``, ``dbp``, ``fasting_glucose``.
     """
     disease = F.create_map(*[F.lit(x) for kv in DISEASES.items() for x in kv])[
         F.col("disease_icd10_category")
@@ -107,6 +109,15 @@ def followup_readings(followups: DataFrame, observations: DataFrame, person_xref
             "followup_time",
             "source_record_id",
             controlled.alias("controlled"),
+            *(
+                [
+                    F.col("_sbp").alias("sbp"),
+                    F.col("_dbp").alias("dbp"),
+                    F.col("_fbg").alias("fasting_glucose"),
+                ]
+                if with_values
+                else []
+            ),
         )
     )
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from healthlake.catalog import GOLD_READMISSION_FEATURES
+from healthlake.catalog import GOLD_CHRONIC_CONTROL_FEATURES, GOLD_DEMAND_FEATURES, GOLD_READMISSION_FEATURES
 from healthlake.errors import UsageError
-from healthlake.ml import readmission
+from healthlake.ml import chronic_control, demand, readmission
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -36,6 +36,9 @@ class ModelSpec:
         champion_metric: The hold-out metric a new version must beat the champion on.
         higher_is_better: Whether a larger ``champion_metric`` is better.
         estimator: The default estimator (a key of ``ESTIMATORS``).
+        baseline: A column whose value is the simple rule a model must beat (its ROC AUC on the hold-out is
+            logged as ``baseline_roc_auc``), None when there is none.
+        baseline_name: What that rule is, in words.
     """
 
     name: str
@@ -50,6 +53,8 @@ class ModelSpec:
     champion_metric: str
     higher_is_better: bool
     estimator: str
+    baseline: str | None = None
+    baseline_name: str = ""
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -77,11 +82,52 @@ READMISSION = ModelSpec(
     subgroups=("sex", "age_band", "city_code"),
     champion_metric="roc_auc",
     higher_is_better=True,
-    estimator="logistic_regression",
+    estimator="gradient_boosting",
 )
 """30-day readmission after an inpatient discharge (clinical)."""
 
-MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (READMISSION,)}
+_CHRONIC_CATEGORICAL = ("disease", "sex", "city_code")
+
+CHRONIC_CONTROL = ModelSpec(
+    name="chronic_control",
+    features_table=GOLD_CHRONIC_CONTROL_FEATURES,
+    key=chronic_control.KEY,
+    label="uncontrolled_next",
+    kind="classifier",
+    numeric=tuple(c for c in chronic_control.FEATURE_COLUMNS if c not in _CHRONIC_CATEGORICAL),
+    categorical=_CHRONIC_CATEGORICAL,
+    month="followup_month",
+    subgroups=("sex", "age_band", "city_code", "disease"),
+    champion_metric="roc_auc",
+    higher_is_better=True,
+    estimator="gradient_boosting",
+    baseline="severity",
+    baseline_name="the last reading (how far over or under target it is)",
+)
+"""Whether a managed hypertension or diabetes patient's next follow-up reading is over target
+(clinical, research)."""
+
+_DEMAND_CATEGORICAL = ("measure", "kind", "target_weekday", "city_code")
+
+DEMAND = ModelSpec(
+    name="demand",
+    features_table=GOLD_DEMAND_FEATURES,
+    key=demand.KEY,
+    label="value_ahead",
+    kind="regressor",
+    numeric=tuple(c for c in demand.FEATURE_COLUMNS if c not in _DEMAND_CATEGORICAL),
+    categorical=_DEMAND_CATEGORICAL,
+    month="month",
+    subgroups=("measure", "kind", "city_code"),
+    champion_metric="mae",
+    higher_is_better=False,
+    estimator="gradient_boosting",
+    baseline="value",
+    baseline_name="seasonal naive: the count seven days before the target day",
+)
+"""Outpatient visits and admissions per institution seven days ahead (management)."""
+
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (READMISSION, CHRONIC_CONTROL, DEMAND)}
 """Every model by name."""
 
 ESTIMATORS = ("logistic_regression", "gradient_boosting")
@@ -130,14 +176,24 @@ def build_pipeline(
     if estimator == "logistic_regression":
         numbers = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
         model: Any = LogisticRegression if spec.kind == "classifier" else Ridge
-        defaults: dict[str, Any] = {"max_iter": 2000} if spec.kind == "classifier" else {}
+        defaults: dict[str, Any] = {"max_iter": 2000, "C": 0.1} if spec.kind == "classifier" else {}
     elif estimator == "gradient_boosting":
         # Histogram gradient boosting takes missing values as they are.
         numbers = make_pipeline(
             SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
         )
         model = HistGradientBoostingClassifier if spec.kind == "classifier" else HistGradientBoostingRegressor
-        defaults = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15, "random_state": 0}
+        # Small, well-filled leaves and few rounds: on a few hundred stays deeper trees learnt noise and their
+        # probabilities were worse than the prevalence's (Brier); scikit-learn stops early from 10,000 rows.
+        defaults = {
+            "max_iter": 100,
+            "learning_rate": 0.05,
+            "max_leaf_nodes": 7,
+            "min_samples_leaf": 30,
+            "random_state": 0,
+        }
+        if spec.kind == "regressor":
+            defaults["loss"] = "poisson"  # counts: the error grows with the level
     else:
         raise UsageError(f"unknown estimator {estimator!r}: expected one of {', '.join(ESTIMATORS)}")
     steps = []

@@ -14,7 +14,8 @@ Under 0.1 is stable; 0.1–0.25 a shift worth a look; over 0.25 (``DRIFT_PSI``) 
 **Realised performance.** A prediction made while its outcome was unknown (``label_known`` false) is
 judged once the feature table knows it: the scores of earlier scoring days whose labels are known now are
 counted into 1,000 score bins in Spark; the ROC AUC, the Brier score and the calibration are computed from
-those bins on the driver (exact to the bin width).
+those bins on the driver (exact to the bin width). A regressor's (the demand model's) realised error is
+the mean absolute error of those predictions, one Spark aggregate.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ MONITORING_SCHEMA = (
     "model string, model_version int, score_date date, scored_at timestamp, rows bigint, score_mean double, "
     "score_quantiles array<double>, score_psi double, input_psi map<string,double>, "
     "drifted_inputs array<string>, outcome_rows bigint, realised_from date, realised_roc_auc double, "
-    "realised_brier double, realised_calibration_slope double, realised_calibration_intercept double"
+    "realised_brier double, realised_calibration_slope double, realised_calibration_intercept double, "
+    "realised_mae double"
 )
 
 

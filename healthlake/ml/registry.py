@@ -6,6 +6,8 @@ Adding a feature table is adding its module (transformation and ``DerivedTable``
 from __future__ import annotations
 
 from healthlake.derived import DerivedTable
+from healthlake.ml.chronic_control import CHRONIC_CONTROL_FEATURES
+from healthlake.ml.demand import DEMAND_FEATURES
 from healthlake.ml.readmission import READMISSION_FEATURES
 
-FEATURES: tuple[DerivedTable, ...] = (READMISSION_FEATURES,)
+FEATURES: tuple[DerivedTable, ...] = (READMISSION_FEATURES, CHRONIC_CONTROL_FEATURES, DEMAND_FEATURES)

@@ -90,13 +90,15 @@ def champion_version(spec: ModelSpec) -> tuple[int, str]:
 
 def scored_frame(features: DataFrame, spec: ModelSpec, udf: Any, inputs: list[str]) -> DataFrame:
     """``features`` with ``score``: the UDF applied to the model's inputs (a struct in signature order)."""
-    predicted = udf(F.struct(*[F.col(c) for c in inputs]))
+    # As trained (``train.model_inputs``): numbers and flags as doubles, categories as text.
+    typed = [F.col(c).cast("double" if c in spec.numeric else "string").alias(c) for c in inputs]
+    predicted = udf(F.struct(*typed))
     score = predicted[1] if spec.kind == "classifier" else predicted
     extra = [c for c in ("person_id",) if c in features.columns]
     return features.select(
         *spec.key,
         *extra,
-        *inputs,
+        *[c for c in inputs if c not in spec.key],
         F.col(spec.label).isNotNull().alias("label_known"),
         score.alias("score"),
     )
@@ -194,14 +196,22 @@ def _monitor(
     earlier = io.read_table(spark, lake, table).where(
         (F.col("score_date") < F.lit(score_date)) & ~F.col("label_known")
     )
+    judged = earlier.select(*spec.key, "score", "score_date").join(
+        features.where(F.col(spec.label).isNotNull()).select(*spec.key, spec.label), list(spec.key)
+    )
     if spec.kind == "classifier":
-        judged = earlier.select(*spec.key, "score", "score_date").join(
-            features.where(F.col(spec.label).isNotNull()).select(*spec.key, spec.label), list(spec.key)
-        )
         bins = monitoring.binned_outcomes(judged, "score", spec.label).toPandas()  # at most SCORE_BINS rows
         realised = monitoring.realised_metrics(bins)
-        if realised:
-            realised_from = io.one_row(judged.agg(F.min("score_date")))[0]
+    else:
+        error = io.one_row(
+            judged.agg(
+                F.count("*").alias("rows"), F.avg(F.abs(F.col("score") - F.col(spec.label))).alias("mae")
+            )
+        )
+        if error["rows"]:
+            realised = {"rows": float(error["rows"]), "mae": float(error["mae"])}
+    if realised:
+        realised_from = io.one_row(judged.agg(F.min("score_date")))[0]
     row = {
         "model": spec.name,
         "model_version": version,
@@ -219,6 +229,7 @@ def _monitor(
         "realised_brier": realised.get("brier"),
         "realised_calibration_slope": realised.get("calibration_slope"),
         "realised_calibration_intercept": realised.get("calibration_intercept"),
+        "realised_mae": realised.get("mae"),
     }
     frame = spark.createDataFrame([row], monitoring.MONITORING_SCHEMA)
     same_run = f"model = '{spec.name}' AND score_date = DATE'{score_date.isoformat()}'"

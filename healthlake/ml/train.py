@@ -110,6 +110,52 @@ def split_months(months: list[dt.date], holdout: int) -> tuple[list[dt.date], li
     return ordered[:-holdout], ordered[-holdout:]
 
 
+def regressor_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Errors of predictions ``p`` for actual counts ``y``: ``mae``, ``rmse``, ``mape`` (over actuals
+    above 0), ``mean`` (of the actuals) and ``rows``."""
+    out = {"rows": float(len(y))}
+    if len(y) == 0:
+        return out
+    error = np.asarray(p, dtype=float) - np.asarray(y, dtype=float)
+    out["mae"] = float(np.mean(np.abs(error)))
+    out["rmse"] = float(np.sqrt(np.mean(error**2)))
+    out["mean"] = float(np.mean(y))
+    positive = np.asarray(y) > 0
+    if positive.any():
+        out["mape"] = float(np.mean(np.abs(error[positive]) / np.asarray(y, dtype=float)[positive]))
+    return out
+
+
+def baseline_metrics(spec: ModelSpec, y: np.ndarray, rule: pd.Series) -> dict[str, float]:
+    """The baseline rule's hold-out metrics, ``baseline_<metric>``: a classifier's rule is a ranking (the
+    last reading's severity is no probability), so its ROC and PR AUC; a regressor's rule is a forecast,
+    so its errors."""
+    values = rule.astype("float64").fillna(0.0).to_numpy()
+    if spec.kind == "classifier":
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        if len(np.unique(y)) < 2:
+            return {}
+        return {
+            "baseline_roc_auc": float(roc_auc_score(y, values)),
+            "baseline_pr_auc": float(average_precision_score(y, values)),
+        }
+    figures = regressor_metrics(y, values)
+    return {f"baseline_{k}": v for k, v in figures.items() if k in ("mae", "rmse", "mape")}
+
+
+def metrics_of(spec: ModelSpec, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """``classifier_metrics`` or ``regressor_metrics``, by the model's kind."""
+    return classifier_metrics(y, p) if spec.kind == "classifier" else regressor_metrics(y, p)
+
+
+def _predict(pipeline: Any, spec: ModelSpec, x: pd.DataFrame) -> np.ndarray:
+    """The score: the label's probability (a classifier) or the prediction (a regressor)."""
+    if spec.kind == "classifier":
+        return np.asarray(pipeline.predict_proba(x))[:, 1]
+    return np.asarray(pipeline.predict(x), dtype=float)
+
+
 def classifier_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """Discrimination and calibration of probabilities ``p`` for labels ``y`` (0/1).
 
@@ -143,20 +189,33 @@ def metric_key(*parts: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in text.replace("+", "plus"))
 
 
-def subgroup_metrics(
-    frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, groups: tuple[str, ...]
-) -> dict[str, float]:
-    """``classifier_metrics`` per value of each subgroup column (``roc_auc.sex.F`` …), for values with at
-    least ``MIN_SUBGROUP_ROWS`` rows and both classes."""
+SUBGROUP_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "calibration_slope",
+    "rows",
+    "prevalence",
+    "mae",
+    "mape",
+    "mean",
+)
+
+
+def subgroup_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, spec: ModelSpec) -> dict[str, float]:
+    """``metrics_of`` per value of each of the model's subgroup columns (``roc_auc.sex.F``, ``mae.kind.…``),
+    for values with at least ``MIN_SUBGROUP_ROWS`` rows (and, for a classifier, both classes)."""
     out: dict[str, float] = {}
-    for column in groups:
+    for column in spec.subgroups:
         values = frame[column].astype("string").fillna("unknown").to_numpy()
         for value in sorted(set(values)):
             mask = values == value
-            if mask.sum() < MIN_SUBGROUP_ROWS or len(np.unique(y[mask])) < 2:
+            if mask.sum() < MIN_SUBGROUP_ROWS:
                 continue
-            for name, figure in classifier_metrics(y[mask], p[mask]).items():
-                if name in ("roc_auc", "pr_auc", "brier", "calibration_slope", "rows", "prevalence"):
+            if spec.kind == "classifier" and len(np.unique(y[mask])) < 2:
+                continue
+            for name, figure in metrics_of(spec, y[mask], p[mask]).items():
+                if name in SUBGROUP_METRICS:
                     out[metric_key(name, column, str(value))] = figure
     return out
 
@@ -193,8 +252,18 @@ def _training_frames(
     return labelled, version, train_months, holdout_months
 
 
+def model_inputs(frame: pd.DataFrame, spec: ModelSpec, inputs: list[str]) -> pd.DataFrame:
+    """The model's input columns as it is trained and called: numbers (and flags) as float64, a missing
+    one NaN, categories as text. The signature then says double for every number, so a count that is
+    missing at scoring time (a lag before a series starts) is no schema error."""
+    return pd.DataFrame(
+        {c: frame[c].astype("float64") if c in spec.numeric else frame[c].astype("object") for c in inputs}
+    )
+
+
 def _to_pandas(df: DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    columns = list(dict.fromkeys((*spec.key, spec.month, *spec.subgroups, *spec.inputs, spec.label)))
+    extra = (spec.baseline,) if spec.baseline else ()
+    columns = list(dict.fromkeys((*spec.key, spec.month, *spec.subgroups, *spec.inputs, *extra, spec.label)))
     frame = df.select(*columns).toPandas()
     # Sorted by key: the same rows give the same model whatever order Spark returned them in.
     return frame.sort_values(list(spec.key), kind="stable").reset_index(drop=True)
@@ -202,16 +271,15 @@ def _to_pandas(df: DataFrame, spec: ModelSpec) -> pd.DataFrame:
 
 def _feature_importance_figure(pipeline: Any, x: pd.DataFrame, y: np.ndarray, spec: ModelSpec) -> Any:
     """A bar chart of permutation importance (drop in ROC AUC) of each input on the hold-out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot's: no backend is chosen and nothing shows up in a notebook's output.
+    from matplotlib.figure import Figure
     from sklearn.inspection import permutation_importance
 
     scoring = "roc_auc" if spec.kind == "classifier" else "neg_mean_absolute_error"
     result = permutation_importance(pipeline, x, y, scoring=scoring, n_repeats=5, random_state=0)
     order = np.argsort(result.importances_mean)[-15:]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(order) + 1.2))
+    fig = Figure(figsize=(7, 0.35 * len(order) + 1.2))
+    ax = fig.subplots()
     ax.barh([x.columns[i] for i in order], result.importances_mean[order], xerr=result.importances_std[order])
     ax.set_xlabel(f"drop in {'ROC AUC' if spec.kind == 'classifier' else 'MAE'} when shuffled")
     ax.set_title(f"{spec.name}: permutation importance on the hold-out")
@@ -259,7 +327,7 @@ def _champion_score(spec: ModelSpec, x: pd.DataFrame) -> tuple[int, np.ndarray] 
         return None
     model = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}")
     inputs = [c.name for c in model.metadata.get_input_schema().inputs]
-    predicted = np.asarray(model.predict(x[inputs]))
+    predicted = np.asarray(model.predict(model_inputs(x, spec, inputs)))
     scores = predicted[:, 1] if predicted.ndim == 2 else predicted
     return int(champion.version), scores
 
@@ -321,13 +389,17 @@ def train(
     train_frame, holdout_frame = _to_pandas(training, spec), _to_pandas(labelled.where(in_holdout), spec)
     chosen = list(inputs or spec.inputs)
     pipeline = build_pipeline(spec, estimator, params, tuple(chosen))
-    x_train, x_holdout = train_frame[chosen], holdout_frame[chosen]
-    y_train = train_frame[spec.label].astype(int).to_numpy()
-    y_holdout = holdout_frame[spec.label].astype(int).to_numpy()
+    x_train, x_holdout = model_inputs(train_frame, spec, chosen), model_inputs(holdout_frame, spec, chosen)
+    classifier = spec.kind == "classifier"
+    label_type = int if classifier else float
+    y_train = train_frame[spec.label].astype(label_type).to_numpy()
+    y_holdout = holdout_frame[spec.label].astype(label_type).to_numpy()
     pipeline.fit(x_train, y_train)
-    scores = pipeline.predict_proba(x_holdout)[:, 1]
-    metrics = classifier_metrics(y_holdout, scores)
-    metrics.update(subgroup_metrics(holdout_frame, y_holdout, scores, spec.subgroups))
+    scores = _predict(pipeline, spec, x_holdout)
+    metrics = metrics_of(spec, y_holdout, scores)
+    metrics.update(subgroup_metrics(holdout_frame, y_holdout, scores, spec))
+    if spec.baseline:
+        metrics.update(baseline_metrics(spec, y_holdout, holdout_frame[spec.baseline]))
     name = registered_name(spec.name)
     lake = cfg.lake_root
     with tracking(cfg) as store:
@@ -368,17 +440,21 @@ def train(
                 x_train,
                 [c for c in spec.numeric if c in chosen],
                 [c for c in spec.categorical if c in chosen],
-                pipeline.predict_proba(x_train)[:, 1],
+                _predict(pipeline, spec, x_train),
             )
             mlflow.log_dict(reference, "monitoring/reference.json")
-            signature = infer_signature(x_holdout.head(100), pipeline.predict_proba(x_holdout.head(100)))
+            # A classifier's pyfunc returns the class probabilities (the score is the label's), a
+            # regressor's its prediction.
+            predict_fn = "predict_proba" if classifier else "predict"
+            example = x_holdout.head(100)
+            signature = infer_signature(example, getattr(pipeline, predict_fn)(example))
             with contextlib.redirect_stderr(io_text.StringIO()):  # MLflow prints "Created version …"
                 info = mlflow.sklearn.log_model(
                     pipeline,
                     name="model",
                     signature=signature,
                     input_example=x_holdout.head(5),
-                    pyfunc_predict_fn="predict_proba",
+                    pyfunc_predict_fn=predict_fn,
                     registered_model_name=name,
                     skops_trusted_types=_own_types(pipeline),
                 )
@@ -390,7 +466,7 @@ def train(
                     info.model_uri,
                     holdout_frame[[*chosen, spec.label]].assign(**{spec.label: y_holdout}),
                     targets=spec.label,
-                    model_type="classifier",
+                    model_type=spec.kind,
                     evaluators=["default"],
                     evaluator_config={"default": {"log_model_explainability": False}},
                 )
@@ -438,11 +514,11 @@ def _decide(
     metric = spec.champion_metric
     mine = metrics.get(metric)
     if mine is None or np.isnan(mine):
-        return False, f"not promoted: the hold-out gives no {metric} (one class only)", None
+        return False, f"not promoted: the hold-out gives no {metric}", None
     if champion is None:
         return True, f"promoted: first version ({metric} {mine:.4f})", None
     version, scores = champion
-    theirs = classifier_metrics(y, scores).get(metric, float("nan"))
+    theirs = metrics_of(spec, y, scores).get(metric, float("nan"))
     better = mine > theirs if spec.higher_is_better else mine < theirs
     if better:
         return True, f"promoted: {metric} {mine:.4f} beats champion version {version} ({theirs:.4f})", theirs

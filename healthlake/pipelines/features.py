@@ -20,10 +20,24 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 
 from healthlake import io
-from healthlake.catalog import GOLD_FEATURES_LOG, GOLD_PUBLISH_LOG
+from healthlake.catalog import (
+    GOLD_ENCOUNTER_FACTS,
+    GOLD_FEATURES_LOG,
+    GOLD_PUBLISH_LOG,
+    SILVER_AREA,
+    SILVER_CHRONIC_FOLLOWUP,
+    SILVER_DIAGNOSIS,
+    SILVER_ENCOUNTER,
+    SILVER_INSTITUTION,
+    SILVER_MEDICATION,
+    SILVER_OBSERVATION,
+    SILVER_PERSON,
+    SILVER_PERSON_XREF,
+)
 from healthlake.derived import Inputs, last_logged_run, log_run, refresh
 from healthlake.errors import HealthlakeError
 from healthlake.logs import progress
+from healthlake.ml.chronic_control import TREATMENTS, load_treatments
 from healthlake.ml.registry import FEATURES
 
 if TYPE_CHECKING:
@@ -36,6 +50,33 @@ log = logging.getLogger(__name__)
 TABLES = tuple(t.name for t in FEATURES)
 INPUTS = tuple(dict.fromkeys(name for t in FEATURES for name in t.reads if name not in TABLES))
 """Every table a run reads, pinned when it starts."""
+REQUIRED = {GOLD_ENCOUNTER_FACTS: "publish", SILVER_PERSON_XREF: "link", SILVER_PERSON: "link"}
+EMPTY = {
+    SILVER_AREA: "area_code string, name string, level string, parent_code string",
+    SILVER_INSTITUTION: "institution_id string, name string, area_code string, kind string",
+    SILVER_DIAGNOSIS: (
+        "institution_id string, source_record_id string, source_patient_id string, "
+        "source_encounter_id string, icd10_category string, is_primary boolean, diagnosis_time timestamp, "
+        "is_cancelled boolean"
+    ),
+    SILVER_CHRONIC_FOLLOWUP: (
+        "institution_id string, source_record_id string, source_patient_id string, followup_time timestamp, "
+        "disease_icd10_category string"
+    ),
+    SILVER_OBSERVATION: (
+        "institution_id string, source_record_id string, source_patient_id string, loinc string, "
+        "value double, observation_time timestamp, is_cancelled boolean"
+    ),
+    SILVER_MEDICATION: (
+        "institution_id string, source_patient_id string, medication_code_system string, "
+        "medication_code string, authored_at timestamp, is_cancelled boolean"
+    ),
+    SILVER_ENCOUNTER: (
+        "institution_id string, source_record_id string, discharge_disposition string, department string, "
+        "admit_time timestamp, is_cancelled boolean"
+    ),
+}
+"""Empty stand-ins for inputs a lake may lack (a region without that feed)."""
 
 
 class FeaturesError(HealthlakeError):
@@ -105,17 +146,27 @@ def run(spark: SparkSession, cfg: Config, *, full: bool = False) -> FeaturesResu
     started = time.monotonic()
     lake = cfg.lake_root
     as_of = published_as_of(spark, lake)
-    missing = [name for name in INPUTS if not io.is_table(spark, lake, name)]
-    if missing:
-        raise FeaturesError(f"{missing[0]} is not in the lake {lake}: run `healthlake publish` first")
+    for table, stage in REQUIRED.items():
+        if not io.is_table(spark, lake, table):
+            raise FeaturesError(f"{table} is not in the lake {lake}: run `healthlake {stage}` first")
     logged = None if full else last_logged_run(spark, lake, GOLD_FEATURES_LOG)
-    versions = {name: io.latest_version(spark, lake, name) for name in INPUTS}
+    versions = {
+        name: io.latest_version(spark, lake, name) for name in INPUTS if io.is_table(spark, lake, name)
+    }
     result = FeaturesResult(as_of=as_of, versions=dict(versions))
     if logged is not None and logged[0].versions == versions and logged[0].as_of == as_of:
         result.mode, result.tables = "unchanged", dict(logged[1])
         return result
     inputs = Inputs(
-        spark, lake, versions, cfg.region.timezone, as_of=as_of, last=logged[0] if logged else None
+        spark,
+        lake,
+        versions,
+        cfg.region.timezone,
+        as_of=as_of,
+        last=logged[0] if logged else None,
+        settings={TREATMENTS: load_treatments(cfg.conform.code_maps_path())},
+        empty=EMPTY,
+        cached=(SILVER_AREA, SILVER_INSTITUTION),
     )
 
     def step(name: str) -> _Step:

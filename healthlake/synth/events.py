@@ -7,14 +7,18 @@ produces the same events whatever machine or partitioning runs it.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from healthlake.holidays import is_public_holiday
 from healthlake.synth.catalog import (
     ACUTE_DIAGNOSES,
     ALLERGEN_WEIGHTS,
@@ -60,6 +64,60 @@ class Observation:
 
 MANAGED_CONDITIONS = ("hypertension", "diabetes")
 """Conditions under the basic public health service's chronic-disease management (follow-ups)."""
+
+
+WEEKDAY_VISITS = (1.3, 1.15, 1.1, 1.05, 1.0, 0.65, 0.5)
+"""Relative outpatient volume Monday … Sunday: clinics are busiest after the weekend."""
+HOLIDAY_VISITS = 0.3
+"""Relative outpatient volume on a public holiday (``healthlake.holidays``)."""
+WINTER_PEAK = 0.25
+"""Seasonal swing of visits: 1 ± this, highest around 20 January (respiratory season)."""
+
+
+def visit_weight(day: dt.date, weekly: bool = True) -> float:
+    """How many visits a day draws, relative to the year's mean: the season, and (``weekly``, planned
+    outpatient visits) the weekday and public holidays. Emergency visits keep the season only."""
+    weight = 1 + WINTER_PEAK * math.cos(2 * math.pi * (day.timetuple().tm_yday - 20) / 365.25)
+    if weekly:
+        weight *= HOLIDAY_VISITS if is_public_holiday(day) else WEEKDAY_VISITS[day.weekday()]
+    return weight
+
+
+CONTROL_LOGIT = {
+    "intercept": -1.0,
+    "per_year_over_60": 0.03,
+    "per_other_condition": 0.4,
+    "medicated": -1.0,
+    "regular_followups": -0.6,
+    "uncontrolled_last_time": 1.2,
+    "person_sd": 0.7,
+}
+"""The planted risk that a managed patient's follow-up reading is over target: a logistic model of age,
+the patient's other chronic conditions, whether the condition is treated (prescriptions at encounters),
+whether they come on schedule, whether the last reading was over target, and a stable personal tendency
+(normal, sd ``person_sd``). The generator keeps each follow-up's risk in the truth."""
+
+
+def medicated(seed: int, p: Person, disease: str) -> bool:
+    """Whether a managed patient's condition is treated: seven in ten (their encounters prescribe for it)."""
+    return stable_fraction(seed, p.index, "medicated", disease) < 0.7
+
+
+def control_risk(
+    age: int, other_conditions: int, treated: bool, regular: bool, uncontrolled_last: bool, person: float
+) -> float:
+    """The probability a follow-up reading is over target (``CONTROL_LOGIT``)."""
+    c = CONTROL_LOGIT
+    logit = (
+        c["intercept"]
+        + c["per_year_over_60"] * (age - 60)
+        + c["per_other_condition"] * other_conditions
+        + c["medicated"] * treated
+        + c["regular_followups"] * regular
+        + c["uncontrolled_last_time"] * uncontrolled_last
+        + c["person_sd"] * person
+    )
+    return 1 / (1 + math.exp(-logit))
 
 
 def under_management(seed: int, p: Person) -> bool:
@@ -168,6 +226,8 @@ class FollowUp:
     sbp: int | None
     dbp: int | None
     glucose: float | None  # mmol/L
+    true_risk: float | None = None  # the probability the reading was drawn uncontrolled with
+    uncontrolled: bool | None = None  # the reading is over target (BP >= 140/90, fasting glucose >= 7.0)
 
 
 @dataclass(slots=True)
@@ -284,6 +344,13 @@ class Simulator:
         self.procedure_rng = random.Random(f"procedures:{settings.seed}:{shard_id}")
         # The inpatient history draws from its own stream too: a region without history is as it was.
         self.history_rng = random.Random(f"inpatient-history:{settings.seed}:{shard_id}")
+        # Follow-up readings too: drawing them from the planted control risk left every other event as it was.
+        self.followup_rng = random.Random(f"followup-readings:{settings.seed}:{shard_id}")
+        # A visit's day is re-drawn from the calendar's weights with a stream of its own: the window's
+        # other draws stay as they were, only outpatient and emergency visits move between days.
+        self.visit_rng = random.Random(f"visit-days:{settings.seed}:{shard_id}")
+        self.visit_history_rng = random.Random(f"visit-history:{settings.seed}:{shard_id}")
+        self._calendars: dict[tuple[dt.datetime, int, bool], list[float]] = {}
         self.shard_id = shard_id
         self.outbreak = outbreak
         self.events = ShardEvents()
@@ -331,6 +398,22 @@ class Simulator:
             )
             for _ in range(n)
         )
+
+    def _on_calendar(
+        self, t: dt.datetime, weekly: bool = True, first: dt.datetime | None = None, days: int | None = None
+    ) -> dt.datetime:
+        """``t`` moved to a day of the window (or of ``days`` from ``first``) drawn by ``visit_weight``,
+        at the same time of day."""
+        first = self.t0 if first is None else first
+        days = self.days if days is None else days
+        key = (first, days, weekly)
+        cumulative = self._calendars.get(key)
+        if cumulative is None:
+            weights = [visit_weight((first + dt.timedelta(days=k)).date(), weekly) for k in range(days)]
+            cumulative = list(itertools.accumulate(weights))
+            self._calendars[key] = cumulative
+        k = min(bisect.bisect_right(cumulative, self.visit_rng.random() * cumulative[-1]), days - 1)
+        return first + dt.timedelta(days=k) + (t - t.replace(hour=0, minute=0, second=0, microsecond=0))
 
     def _hospital(self, person: Person, p_county: float) -> Institution:
         city = self.city_of[person.county_code]
@@ -384,9 +467,19 @@ class Simulator:
 
     def _meds(self, person: Person, dx: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
         meds = []
+        managed = under_management(self.s.seed, person)
         for name in person.conditions:
-            if CONDITION_BY_NAME[name].icd10 in {c for c, _ in dx} and self.rng.random() < 0.8:
-                meds.append(self.rng.choice(DRUGS[name]))
+            if CONDITION_BY_NAME[name].icd10 not in {c for c, _ in dx}:
+                continue
+            # The window's draws are made as they always were; a managed condition is prescribed for when it
+            # is treated (``medicated``), the others four times in five.
+            drawn = self.rng.random() < 0.8
+            drug = self.rng.choice(DRUGS[name]) if drawn else None
+            if managed and name in MANAGED_CONDITIONS:
+                if medicated(self.s.seed, person, name):
+                    meds.append(drug or DRUGS[name][0])
+            elif drug is not None:
+                meds.append(drug)
         if self.rng.random() < 0.5:
             meds.append(self.rng.choice(DRUGS["infection" if self.rng.random() < 0.5 else "symptomatic"]))
         return meds
@@ -463,23 +556,46 @@ class Simulator:
         age = p.age_on(self.start)
         n_chronic = len(p.conditions)
         frailty = (1.5 if age >= 60 else 1.0) * (2.0 if age < 5 else 1.0) * (1 + 0.5 * n_chronic)
-        for t in self._poisson_times(4.0 * frailty):
-            self._outpatient(p, t, self._hospital(p, 0.55), "AMB")
-        for t in self._poisson_times(0.3 * frailty, hours=(0, 23)):
-            self._outpatient(p, t, self._hospital(p, 0.7), "EMER")
-        for t in self._poisson_times(3.0 * frailty):
-            clinic = self.village if self.rng.random() < 0.5 else self.thc
-            self._outpatient(p, t, clinic[p.township_code], "AMB")
+        self._visits(p, frailty)
         admit_factor = (2.5 if age >= 65 else 1.3 if age >= 45 else 1.0) * (1 + 0.6 * n_chronic)
         for t in self._poisson_times(0.12 * admit_factor, hours=(0, 23)):
             self._inpatient(p, t, self._hospital(p, 0.5), age)
         if self.s.inpatient_history_days:
             self._inpatient_history(p, 0.12 * admit_factor)
+        if self.s.visit_history_days:
+            self._visit_history(p, frailty)
         self._followups(p)
         self._vaccinations(p, age)
         self._nat_tests(p)
         self._pings(p)
         self._record_allergies(p, self.events.encounters[first_encounter:])
+
+    def _visits(
+        self, p: Person, frailty: float, first: dt.datetime | None = None, days: int | None = None
+    ) -> None:
+        """Outpatient visits at hospitals and clinics and emergency visits, over the window (or ``days``
+        from ``first``), each on a day drawn by the calendar (``visit_weight``)."""
+
+        def times(rate: float, hours: tuple[int, int] = (8, 17)) -> list[dt.datetime]:
+            return self._poisson_times(rate, hours, first=first, days=days)
+
+        for t in times(4.0 * frailty):
+            self._outpatient(p, self._on_calendar(t, True, first, days), self._hospital(p, 0.55), "AMB")
+        for t in times(0.3 * frailty, hours=(0, 23)):
+            self._outpatient(p, self._on_calendar(t, False, first, days), self._hospital(p, 0.7), "EMER")
+        for t in times(3.0 * frailty):
+            clinic = self.village if self.rng.random() < 0.5 else self.thc
+            self._outpatient(p, self._on_calendar(t, True, first, days), clinic[p.township_code], "AMB")
+
+    def _visit_history(self, p: Person, frailty: float) -> None:
+        """The resident's outpatient and emergency visits of ``synth.visit_history_days`` before the window,
+        from a stream of their own (``visit_history_rng``); sent with the first day's feeds."""
+        days = self.s.visit_history_days
+        window_rng, self.rng = self.rng, self.visit_history_rng
+        try:
+            self._visits(p, frailty, self.t0 - dt.timedelta(days=days), days)
+        finally:
+            self.rng = window_rng
 
     def _inpatient_history(self, p: Person, rate_per_year: float) -> None:
         """The resident's inpatient stays of ``synth.inpatient_history_days`` before the window.
@@ -578,6 +694,10 @@ class Simulator:
         # first day), so the 12-month management indicators mean something from the first month.
         history = self.s.followup_history_days
         first = self.t0 - dt.timedelta(days=history)
+        person = NormalDist().inv_cdf(
+            min(max(stable_fraction(self.s.seed, p.index, "control"), 1e-6), 1 - 1e-6)
+        )
+        uncontrolled_last = dict.fromkeys(managed, False)
         k = 0
         while phase + k * interval < history + self.days:
             day = first + dt.timedelta(days=phase + k * interval)
@@ -586,21 +706,41 @@ class Simulator:
             )
             for disease in managed:
                 hyper = disease == "hypertension"
-                vit = self._vitals(p, t)
-                glucose = round(max(3.5, self.rng.gauss(7.6, 1.6)), 1) if not hyper else None
+                # Drawn as before, so that the window's other events stay where they were; the reading
+                # sent is drawn from the planted control risk instead (``followup_rng``).
+                self._vitals(p, t)
+                if not hyper:
+                    self.rng.gauss(7.6, 1.6)
+                risk = control_risk(
+                    p.age_on(t.date()),
+                    len(p.conditions) - 1,
+                    medicated(self.s.seed, p, disease),
+                    regular,
+                    uncontrolled_last[disease],
+                    person,
+                )
+                over = self.followup_rng.random() < risk
+                sbp, dbp, glucose = self._reading(disease, over)
+                uncontrolled_last[disease] = over
                 self.events.followups.append(
-                    FollowUp(
-                        self._id("F"),
-                        inst,
-                        p,
-                        t,
-                        disease,
-                        int(vit[0].value) if hyper else None,
-                        int(vit[1].value) if hyper else None,
-                        glucose,
-                    )
+                    FollowUp(self._id("F"), inst, p, t, disease, sbp, dbp, glucose, round(risk, 4), over)
                 )
             k += 1
+
+    def _reading(self, disease: str, over: bool) -> tuple[int | None, int | None, float | None]:
+        """A follow-up reading over target (``over``) or under it: blood pressure (mmHg) for hypertension,
+        fasting glucose (mmol/L) for diabetes."""
+        rng = self.followup_rng
+        if disease == "hypertension":
+            if over:
+                sbp = 140 + round(abs(rng.gauss(0, 12)))
+                return sbp, round(sbp * 0.62 + rng.gauss(0, 5)), None
+            sbp = 139 - round(abs(rng.gauss(0, 10)))
+            return sbp, min(89, round(sbp * 0.62 + rng.gauss(0, 4))), None
+        # A tenth of a mmol/L off the target either side: a site sending mg/dL rounds to whole units.
+        if over:
+            return None, None, round(7.1 + abs(rng.gauss(0, 1.4)), 1)
+        return None, None, round(max(3.9, 6.8 - abs(rng.gauss(0, 0.9))), 1)
 
     def _vaccinations(self, p: Person, age: int) -> None:
         site = self.vacc_site[p.county_code]

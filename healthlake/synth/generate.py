@@ -119,6 +119,8 @@ def _truth_schemas() -> dict[str, Any]:
                 ("sbp", pa.int32()),
                 ("dbp", pa.int32()),
                 ("fasting_glucose", pa.float64()),
+                ("true_risk_uncontrolled", pa.float64()),
+                ("uncontrolled", pa.bool_()),
             ]
         ),
         "procedures": pa.schema(
@@ -288,6 +290,8 @@ def _truth_rows(persons: list[Person], events: ShardEvents, emitter: FeedEmitter
             "sbp": f.sbp,
             "dbp": f.dbp,
             "fasting_glucose": f.glucose,
+            "true_risk_uncontrolled": f.true_risk,
+            "uncontrolled": f.uncontrolled,
         }
         for f in events.followups
     ]

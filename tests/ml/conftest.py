@@ -39,7 +39,8 @@ class ModelRegion:
 @pytest.fixture(scope="session")
 def model_region(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> ModelRegion:
     """1,000 residents, two days, with 730 days of inpatient history (≈ 500 discharges, a quarter of them
-    readmitted) and 400 days of follow-ups; no location pings (the models do not read them)."""
+    readmitted), 400 days of follow-ups and 365 days of outpatient and emergency visits; no location pings
+    (the models do not read them)."""
     from healthlake.pipelines import conform, features, ingest, link, publish
     from tests.synth.conftest import generate
 
@@ -54,6 +55,7 @@ def model_region(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) 
         ping_share=0.0,
         followup_history_days=400,
         inpatient_history_days=730,
+        visit_history_days=365,
     )
     cfg = load_config(overrides={"landing_root": str(gen.landing), "lake_root": str(root / "lake")})
     ingest.run(spark, cfg)

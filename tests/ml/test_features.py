@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -12,6 +13,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from healthlake import io
 from healthlake.catalog import (
+    GOLD_CHRONIC_CONTROL_FEATURES,
+    GOLD_DEMAND_FEATURES,
     GOLD_ENCOUNTER_FACTS,
     GOLD_READMISSION_FEATURES,
     SILVER_AREA,
@@ -19,12 +22,15 @@ from healthlake.catalog import (
     SILVER_DIAGNOSIS,
     SILVER_ENCOUNTER,
     SILVER_INSTITUTION,
+    SILVER_MEDICATION,
     SILVER_OBSERVATION,
     SILVER_PERSON,
     SILVER_PERSON_XREF,
 )
 from healthlake.gold.areas import institution_paths
 from healthlake.gold.encounters import encounter_facts, with_institution_area
+from healthlake.ml.chronic_control import chronic_control_features, load_treatments
+from healthlake.ml.demand import demand_features
 from healthlake.ml.readmission import disposition_of, index_stays, readmission_features, readmission_label
 from healthlake.pipelines import features
 from tests.ml.conftest import ModelRegion
@@ -192,3 +198,126 @@ def test_the_feature_table_is_one_row_per_stay(spark: SparkSession, model_region
         F.count_if(F.col("readmitted_30d")), F.count_if(F.col("readmitted_30d").isNull())
     ).first()
     assert stats[0] > 50 and stats[1] < table.count() / 5
+
+
+def test_chronic_control_features_use_nothing_after_the_follow_up(
+    spark: SparkSession, model_region: ModelRegion
+) -> None:
+    """Cut every input at a moment: the follow-ups by then keep every feature (only labels move)."""
+    lake, zone = model_region.cfg.lake_root, model_region.cfg.region.timezone
+
+    def read(name: str):
+        return io.read_table(spark, lake, name)
+
+    moment = dt.datetime(2025, 9, 30, 12, 0)
+    places = institution_paths(read(SILVER_INSTITUTION), read(SILVER_AREA))
+    cut = chronic_control_features(
+        _cut(read(SILVER_CHRONIC_FOLLOWUP), "followup_time", moment),
+        _cut(read(SILVER_OBSERVATION), "observation_time", moment),
+        _cut(read(SILVER_DIAGNOSIS), "diagnosis_time", moment),
+        _cut(read(SILVER_MEDICATION), "authored_at", moment),
+        read(SILVER_PERSON_XREF),
+        read(SILVER_PERSON),
+        places,
+        treatments=load_treatments(model_region.cfg.conform.code_maps_path()),
+        zone=zone,
+    ).drop("uncontrolled_next")
+    full = read(GOLD_CHRONIC_CONTROL_FEATURES)
+    before = full.where(F.col("followup_time") <= F.lit(moment)).drop("uncontrolled_next")
+    assert before.count() > 300
+    assertDataFrameEqual(cut, before)
+    assert full.count() > before.count()
+
+
+def test_every_true_follow_up_is_a_feature_row_with_the_next_ones_truth_as_label(
+    spark: SparkSession, model_region: ModelRegion
+) -> None:
+    lake = model_region.cfg.lake_root
+    truth = model_region.truth_table("followups").sort_values(["person_id", "disease", "followup_time"])
+    truth["next_uncontrolled"] = truth.groupby(["person_id", "disease"])["uncontrolled"].shift(-1)
+    table = io.read_table(spark, lake, GOLD_CHRONIC_CONTROL_FEATURES).toPandas()
+    rows = table.set_index(["institution_id", "source_record_id"])
+    silver = io.read_table(spark, lake, SILVER_CHRONIC_FOLLOWUP).select("institution_id", "source_record_id")
+    reached = {(r[0], r[1]) for r in silver.collect()}
+    linked = {tuple(k) for k in rows.index}
+    expected = [r for r in truth.itertuples() if (r.institution_id, r.followup_id) in reached]
+    assert len(expected) > 800
+    # Every follow-up that reached silver with its reading is a row (linked persons: all of the region's).
+    missing = [
+        (r.institution_id, r.followup_id) for r in expected if (r.institution_id, r.followup_id) not in linked
+    ]
+    assert len(missing) <= len(expected) * 0.01, missing[:5]
+    agree = [
+        rows.loc[(r.institution_id, r.followup_id), "uncontrolled_now"] == r.uncontrolled
+        for r in expected
+        if (r.institution_id, r.followup_id) in linked
+    ]
+    assert all(agree)
+    labelled = [
+        (rows.loc[(r.institution_id, r.followup_id), "uncontrolled_next"], r.next_uncontrolled)
+        for r in expected
+        if (r.institution_id, r.followup_id) in linked and pd.notna(r.next_uncontrolled)
+    ]
+    assert len(labelled) > 500
+    assert sum(bool(a) == bool(b) for a, b in labelled) >= 0.99 * len(labelled)
+
+
+def test_demand_features_use_nothing_after_the_day(spark: SparkSession, model_region: ModelRegion) -> None:
+    """Cut every input at the end of a local day: that day's rows and earlier keep every feature."""
+    lake, zone = model_region.cfg.lake_root, model_region.cfg.region.timezone
+
+    def read(name: str):
+        return io.read_table(spark, lake, name)
+
+    day = dt.date(2025, 10, 31)
+    moment = dt.datetime(2025, 10, 31, 16, 0)  # the local midnight ending the day (+08:00), as UTC
+    encounters = read(SILVER_ENCOUNTER)
+    cut_encounters = _cut(encounters, "admit_time", moment - dt.timedelta(microseconds=1))
+    xref = read(SILVER_PERSON_XREF)
+    places = institution_paths(read(SILVER_INSTITUTION), read(SILVER_AREA))
+    cut_facts = encounter_facts(cut_encounters, xref, zone=zone).transform(
+        lambda df: with_institution_area(df, places)
+    )
+    cut = demand_features(
+        cut_facts, cut_encounters, read(SILVER_INSTITUTION), places, zone=zone, as_of=F.lit(day)
+    ).drop("value_ahead")
+    full = read(GOLD_DEMAND_FEATURES)
+    before = full.where(F.col("date") <= F.lit(day)).drop("value_ahead")
+    assert before.count() > 3000
+    assertDataFrameEqual(cut, before)
+    assert full.count() > before.count()
+
+
+def test_daily_counts_are_the_true_visits_of_each_local_day(
+    spark: SparkSession, model_region: ModelRegion
+) -> None:
+    """Each institution's outpatient visits per local day, against the generator's encounters (their times
+    are local wall-clock times) that reached silver."""
+    lake = model_region.cfg.lake_root
+    truth = model_region.truth_table("encounters")
+    reached = {
+        (r[0], r[1])
+        for r in io.read_table(spark, lake, GOLD_ENCOUNTER_FACTS)
+        .select("institution_id", "source_record_id")
+        .collect()
+    }
+    visits = truth[(truth["encounter_class"] == "AMB") & ~truth["cancelled"]]
+    visits = visits[
+        [
+            (i, e) in reached
+            for i, e in zip(visits["institution_id"], visits["source_encounter_id"], strict=True)
+        ]
+    ]
+    expected = visits.groupby(["institution_id", visits["start_time"].dt.date]).size()
+    table = io.read_table(spark, lake, GOLD_DEMAND_FEATURES).where(F.col("measure") == "outpatient_visits")
+    got = (
+        table.select("institution_id", "date", "value")
+        .toPandas()
+        .set_index(["institution_id", "date"])["value"]
+    )
+    assert len(expected) > 2000
+    assert (got.reindex(expected.index) == expected).all()
+    assert got.sum() == expected.sum()  # and no visit counted on another day
+    # Fewer visits on Sundays than on Mondays: the calendar the generator planted shows.
+    by_day = visits.groupby(visits["start_time"].dt.dayofweek).size()
+    assert by_day[6] < 0.6 * by_day[0]

@@ -26,7 +26,7 @@ from healthlake.ml import monitoring
 from healthlake.ml.models import READMISSION
 from healthlake.ml.score import ScoreResult, ScoringError, score
 from healthlake.ml.tracking import registered_name, tracking
-from healthlake.ml.train import CHAMPION, TrainingError, TrainResult, train
+from healthlake.ml.train import CHAMPION, TrainingError, TrainResult, model_inputs, train
 from healthlake.naming import table_path
 from tests.ml.conftest import ModelRegion
 
@@ -148,7 +148,7 @@ def test_scoring_writes_every_row_once_with_the_champions_own_predictions(
     with tracking(trained.cfg):
         model = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION}")
     inputs = [c.name for c in model.metadata.get_input_schema().inputs]
-    local = np.asarray(model.predict(features[inputs]))[:, 1]
+    local = np.asarray(model.predict(model_inputs(features, READMISSION, inputs)))[:, 1]
     merged = features.assign(local=local).merge(predictions, on=["institution_id", "source_record_id"])
     assert np.allclose(merged["local"], merged["score"])
 
@@ -157,12 +157,16 @@ def test_one_monitoring_row_per_scoring_day_with_drift_against_training(
     spark: SparkSession, trained: Trained
 ) -> None:
     rows = io.read_table(spark, trained.cfg.lake_root, GOLD_MODEL_MONITORING).toPandas()
+    rows = rows[rows["model"] == "readmission"]
     assert len(rows) == 1
     row = rows.iloc[0]
     assert row["rows"] == trained.scored.rows and row["model_version"] == 1
     assert set(row["input_psi"]) == set(READMISSION.inputs)
-    # The region scored is the population the model trained on (and more recent months of it).
-    assert row["score_psi"] < 0.1 and list(row["drifted_inputs"]) == []
+    # The region scored is the population the model trained on, and more recent months of it: its ages are
+    # as they were; its visits are not (the generated visit history covers the last 365 days only).
+    assert row["input_psi"]["age"] < 0.1 and row["score_psi"] < monitoring.DRIFT_PSI
+    drifted = {k for k, v in row["input_psi"].items() if v > monitoring.DRIFT_PSI}
+    assert set(row["drifted_inputs"]) == drifted
     assert row["outcome_rows"] == 0  # nothing scored earlier yet
 
 
@@ -224,7 +228,9 @@ def test_bad_requests_are_one_line_errors(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with pytest.raises(UsageError, match="unknown model 'nosuch': expected one of readmission"):
+    with pytest.raises(
+        UsageError, match="unknown model 'nosuch': expected one of chronic_control, demand, readmission"
+    ):
         train(spark, trained.cfg, "nosuch")
     assert cli.main(["train", "nosuch", "--lake", trained.cfg.lake_root]) == cli.EXIT_USAGE
     assert capsys.readouterr().err.strip().count("\n") == 0
@@ -242,3 +248,48 @@ def test_bad_requests_are_one_line_errors(
     with pytest.raises(UsageError, match="unknown input"):
         train(spark, fresh, "readmission", inputs=("shoe_size",))
     assert mlflow.active_run() is None
+
+
+def test_the_chronic_control_model_beats_the_last_reading(spark: SparkSession, trained: Trained) -> None:
+    result = train(spark, trained.cfg, "chronic_control")
+    assert (result.version, result.promoted) == (1, True)
+    assert result.metrics["roc_auc"] > result.metrics["baseline_roc_auc"]
+    assert any(k.startswith("roc_auc.disease.") for k in result.metrics)
+    scored = score(spark, trained.cfg, "chronic_control")
+    rows = io.read_table(spark, trained.cfg.lake_root, "gold.chronic_control_features").count()
+    assert scored.rows == rows and scored.table == predictions_table("chronic_control")
+    with tracking(trained.cfg):
+        run = mlflow.MlflowClient().get_run(result.run_id)
+    assert run.data.metrics["baseline_roc_auc"] == pytest.approx(result.metrics["baseline_roc_auc"])
+
+
+def test_the_demand_model_beats_seasonal_naive_seven_days_ahead(
+    spark: SparkSession, trained: Trained
+) -> None:
+    cfg = trained.cfg.model_copy(update={"ml": trained.cfg.ml.model_copy(update={"holdout_months": 2})})
+    result = train(spark, cfg, "demand")
+    assert (result.version, result.promoted) == (1, True)
+    assert result.metrics["mae"] < result.metrics["baseline_mae"]
+    assert any(k.startswith("mae.measure.") for k in result.metrics)
+    scored = score(spark, cfg, "demand")
+    predictions = io.read_table(spark, cfg.lake_root, predictions_table("demand"))
+    assert (
+        scored.rows
+        == predictions.count()
+        == io.read_table(spark, cfg.lake_root, "gold.demand_features").count()
+    )
+    # Next week's forecasts are among them: the rows whose target day is still ahead.
+    assert predictions.where(~F.col("label_known")).count() > 0
+
+
+def test_a_scheduler_trains_and_scores_with_the_jobs(model_region: ModelRegion, tmp_path: Path) -> None:
+    """`jobs/train.py` and `jobs/score.py`, each in its own process and JVM, as a scheduler runs them."""
+    from tests.jobs import run_job
+
+    cfg = model_region.copy(tmp_path / "lake")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'jobs.db'}"}
+    assert run_job("train", ["chronic_control", "--lake", cfg.lake_root], **env) == 0
+    assert run_job("score", ["chronic_control", "--lake", cfg.lake_root], **env) == 0
+    predictions = Path(cfg.lake_root) / "gold" / "predictions_chronic_control"
+    assert list(predictions.glob("score_date=*/*.parquet"))
+    assert (tmp_path / "artifacts").is_dir()  # a SQLite store's artifacts sit beside its file
