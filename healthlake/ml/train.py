@@ -256,8 +256,13 @@ def model_inputs(frame: pd.DataFrame, spec: ModelSpec, inputs: list[str]) -> pd.
     """The model's input columns as it is trained and called: numbers (and flags) as float64, a missing
     one NaN, categories as text. The signature then says double for every number, so a count that is
     missing at scoring time (a lag before a series starts) is no schema error."""
+
+    def text(column: pd.Series) -> pd.Series:
+        # Text for every category (a weekday 7 is "7", as Spark casts it at scoring time); None if missing.
+        return column.map(lambda v: None if pd.isna(v) else str(v)).astype("object")
+
     return pd.DataFrame(
-        {c: frame[c].astype("float64") if c in spec.numeric else frame[c].astype("object") for c in inputs}
+        {c: frame[c].astype("float64") if c in spec.numeric else text(frame[c]) for c in inputs}
     )
 
 
@@ -464,7 +469,7 @@ def train(
                 warnings.simplefilter("ignore")
                 mlflow.models.evaluate(
                     info.model_uri,
-                    holdout_frame[[*chosen, spec.label]].assign(**{spec.label: y_holdout}),
+                    x_holdout.assign(**{spec.label: y_holdout}),
                     targets=spec.label,
                     model_type=spec.kind,
                     evaluators=["default"],
