@@ -92,15 +92,21 @@ def severity(disease: Column, sbp: Column, dbp: Column, glucose: Column) -> Colu
 def _treatment_of(
     system: Column, code: Column, treatments: Mapping[str, Sequence[tuple[str, str]]]
 ) -> Column:
-    """The disease a medication treats (by ``treatments``' prefixes), else NULL."""
-    out = F.lit(None).cast("string")
-    for disease, pairs in treatments.items():
-        for code_system, prefix in pairs:
-            match = code.startswith(prefix)
-            if code_system != "*":
-                match = match & (system == code_system)
-            out = F.when(out.isNull() & match, F.lit(disease)).otherwise(out)
-    return out
+    """The disease a medication treats (the first of ``treatments``' prefixes it matches), else NULL.
+
+    One flat CASE: a chain of ``when(...).otherwise(previous)`` repeats the previous branches in each, and
+    ten prefixes made generated code past the JVM's 64 KB limit."""
+    branches = [
+        (code.startswith(prefix) & (F.lit(True) if code_system == "*" else system == code_system), disease)
+        for disease, pairs in treatments.items()
+        for code_system, prefix in pairs
+    ]
+    if not branches:
+        return F.lit(None).cast("string")
+    case = F.when(branches[0][0], F.lit(branches[0][1]))
+    for condition, disease in branches[1:]:
+        case = case.when(condition, F.lit(disease))
+    return case
 
 
 def chronic_control_features(
