@@ -449,6 +449,15 @@ def last_logged_run(spark: SparkSession, lake: str, log_table: str) -> tuple[Las
     return LastRun(row["as_of"], dict(row["versions"]), dict(row["written"] or {})), dict(row["tables"])
 
 
+def rows_and_versions(
+    spark: SparkSession, lake: str, names: Sequence[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows and latest version of each of ``names`` the lake holds (what a stage reports and logs)."""
+    held = [name for name in names if io.is_table(spark, lake, name)]
+    rows = {name: io.read_table(spark, lake, name).count() for name in held}
+    return rows, {name: io.latest_version(spark, lake, name) for name in held}
+
+
 def log_run(
     spark: SparkSession,
     lake: str,

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 LOG_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
@@ -105,6 +107,14 @@ def progress_line(what: str, records: int | None, seconds: float, detail: str = 
 def progress(log: logging.Logger, what: str, records: int | None, seconds: float, detail: str = "") -> None:
     """Log one progress line at INFO (see ``progress_line``)."""
     log.info("%s", progress_line(what, records, seconds, detail))
+
+
+@contextmanager
+def timed(log: logging.Logger, what: str) -> Iterator[None]:
+    """Log one progress line with the block's time (``progress_line`` without records) when it succeeds."""
+    started = time.monotonic()
+    yield
+    progress(log, what, None, time.monotonic() - started)
 
 
 class Steps:

@@ -40,8 +40,9 @@ from healthlake.catalog import (
 from healthlake.derived import DerivedTable, Inputs
 from healthlake.gold.areas import registered_places
 from healthlake.gold.chronic import DBP_TARGET, GLUCOSE_TARGET, SBP_TARGET, followup_readings
-from healthlake.gold.patients import CHRONIC_CONDITIONS, condition_of, person_events
+from healthlake.gold.patients import CHRONIC_CONDITIONS, person_events
 from healthlake.localtime import age_at, age_band, local_date
+from healthlake.ml.readmission import known_conditions
 
 KEY = ("institution_id", "source_record_id")
 TREATMENTS = "treatments"
@@ -190,7 +191,9 @@ def chronic_control_features(
         .agg(F.countDistinct("_t").alias("followups_12m"))
     )
     treated = _treated(ordered, medications, person_xref, treatments)
-    conditions = _conditions(ordered, diagnoses, followups, person_xref)
+    conditions = known_conditions(
+        ordered, diagnoses, followups, person_xref, moment="followup_time", key=KEY
+    ).drop("chronic_conditions")
     people = persons.select("person_id", "birth_date", "sex")
     places = institution_paths.select("institution_id", "city_code")
     age = age_at(F.col("birth_date"), F.col("_day"))
@@ -254,32 +257,6 @@ def _treated(
         )
         .groupBy(*KEY)
         .agg(F.lit(True).alias("treated"))
-    )
-
-
-def _conditions(
-    ordered: DataFrame, diagnoses: DataFrame, followups: DataFrame, person_xref: DataFrame
-) -> DataFrame:
-    """Per follow-up, ``has_<condition>`` for the chronic conditions diagnosed or managed by then."""
-    diagnosed = person_events(
-        diagnoses.where(~F.coalesce(F.col("is_cancelled"), F.lit(False))), person_xref
-    ).select(
-        "person_id", condition_of(F.col("icd10_category")).alias("_c"), F.col("diagnosis_time").alias("_t")
-    )
-    managed = person_events(followups, person_xref).select(
-        "person_id",
-        condition_of(F.col("disease_icd10_category")).alias("_c"),
-        F.col("followup_time").alias("_t"),
-    )
-    known = (
-        ordered.select(*KEY, "person_id", "followup_time")
-        .join(diagnosed.unionByName(managed).where(F.col("_c").isNotNull()), "person_id")
-        .where(F.col("_t") <= F.col("followup_time"))
-        .groupBy(*KEY)
-        .agg(F.collect_set("_c").alias("_set"))
-    )
-    return known.select(
-        *KEY, *[F.array_contains("_set", name).alias(f"has_{name}") for name in CHRONIC_CONDITIONS]
     )
 
 

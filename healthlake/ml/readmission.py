@@ -165,14 +165,20 @@ def prior_utilisation(stays: DataFrame, facts: DataFrame, *, zone: str) -> DataF
 
 
 def known_conditions(
-    stays: DataFrame, diagnoses: DataFrame, followups: DataFrame, person_xref: DataFrame
+    rows: DataFrame,
+    diagnoses: DataFrame,
+    followups: DataFrame,
+    person_xref: DataFrame,
+    *,
+    moment: str = "discharge_time",
+    key: tuple[str, ...] = KEY,
 ) -> DataFrame:
-    """Per stay, the chronic conditions diagnosed (any institution, not cancelled) or managed in a
-    follow-up at or before the discharge moment.
+    """Per row, the person's chronic conditions diagnosed (any institution, not cancelled) or managed in a
+    follow-up at or before the row's ``moment`` (a timestamp column).
 
     Returns:
-        The key, ``chronic_conditions`` (how many) and ``has_<condition>`` for each of
-        ``healthlake.gold.patients.CHRONIC_CONDITIONS``.
+        ``key``, ``chronic_conditions`` (how many) and ``has_<condition>`` for each of
+        ``healthlake.gold.patients.CHRONIC_CONDITIONS``; rows of persons with none are absent.
     """
     diagnosed = person_events(
         diagnoses.where(~F.coalesce(F.col("is_cancelled"), F.lit(False))), person_xref
@@ -185,14 +191,14 @@ def known_conditions(
         F.col("followup_time").alias("_t"),
     )
     known = (
-        stays.select(*KEY, "person_id", "discharge_time")
+        rows.select(*key, "person_id", F.col(moment).alias("_moment"))
         .join(diagnosed.unionByName(managed).where(F.col("_c").isNotNull()), "person_id")
-        .where(F.col("_t") <= F.col("discharge_time"))
-        .groupBy(*KEY)
+        .where(F.col("_t") <= F.col("_moment"))
+        .groupBy(*key)
         .agg(F.collect_set("_c").alias("_set"))
     )
     flags = [F.array_contains("_set", name).alias(f"has_{name}") for name in CHRONIC_CONDITIONS]
-    return known.select(*KEY, F.size("_set").alias("chronic_conditions"), *flags)
+    return known.select(*key, F.size("_set").alias("chronic_conditions"), *flags)
 
 
 def primary_diagnosis(stays: DataFrame, diagnoses: DataFrame) -> DataFrame:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,13 +34,13 @@ from healthlake.catalog import (
     SILVER_PATIENT_RECORD,
     SILVER_PERSON_XREF,
 )
-from healthlake.derived import Inputs, LastRun, last_logged_run, log_run, refresh
+from healthlake.derived import Inputs, LastRun, last_logged_run, log_run, refresh, rows_and_versions
 from healthlake.epidemic import cases, contacts, daily, health_code, risk, vaccination
 from healthlake.epidemic.contacts import ContactParameters
 from healthlake.epidemic.registry import EPIDEMIC
 from healthlake.errors import HealthlakeError
 from healthlake.localtime import local_date
-from healthlake.logs import progress
+from healthlake.logs import timed
 from healthlake.spark import UNION_WITHOUT_PARTITIONING, sql_conf
 
 if TYPE_CHECKING:
@@ -215,38 +216,19 @@ def run(
         return result
     inputs.as_of = day
 
-    def step(name: str) -> _Step:
-        return _Step(name)
+    def step(name: str) -> AbstractContextManager[None]:
+        return timed(log, f"epidemic {name}")
 
     with sql_conf(spark, UNION_WITHOUT_PARTITIONING):
         result.built = refresh(inputs, EPIDEMIC, full=logged is None, step=step)
     result.mode = (
         "incremental" if any(h in ("incremental", "unchanged") for h in result.built.values()) else "full"
     )
-    for name in TABLES:
-        if io.is_table(spark, lake, name):
-            result.tables[name] = io.read_table(spark, lake, name).count()
-    written = {
-        name: io.latest_version(spark, lake, name) for name in TABLES if io.is_table(spark, lake, name)
-    }
+    rows, written = rows_and_versions(spark, lake, TABLES)
+    result.tables.update(rows)
     result.seconds = time.monotonic() - started
     _log_run(spark, lake, result, written)  # the commit point: the next run increments from here
     return result
-
-
-class _Step:
-    """Times one table of the run and logs its progress line."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> _Step:
-        self.started = time.monotonic()
-        return self
-
-    def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
-        if error is None:
-            progress(log, f"epidemic {self.name}", None, time.monotonic() - self.started)
 
 
 def _logged_run(spark: SparkSession, lake: str) -> tuple[LastRun, dict[str, int]] | None:

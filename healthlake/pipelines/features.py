@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,9 +35,9 @@ from healthlake.catalog import (
     SILVER_PERSON,
     SILVER_PERSON_XREF,
 )
-from healthlake.derived import Inputs, last_logged_run, log_run, refresh
+from healthlake.derived import Inputs, last_logged_run, log_run, refresh, rows_and_versions
 from healthlake.errors import HealthlakeError
-from healthlake.logs import progress
+from healthlake.logs import timed
 from healthlake.ml.chronic_control import TREATMENTS, load_treatments
 from healthlake.ml.registry import FEATURES
 
@@ -169,17 +170,13 @@ def run(spark: SparkSession, cfg: Config, *, full: bool = False) -> FeaturesResu
         cached=(SILVER_AREA, SILVER_INSTITUTION),
     )
 
-    def step(name: str) -> _Step:
-        return _Step(name)
+    def step(name: str) -> AbstractContextManager[None]:
+        return timed(log, f"features {name}")
 
     result.built = refresh(inputs, FEATURES, full=logged is None, step=step)
     result.mode = "incremental" if any(h == "incremental" for h in result.built.values()) else "full"
-    for name in TABLES:
-        if io.is_table(spark, lake, name):
-            result.tables[name] = io.read_table(spark, lake, name).count()
-    written = {
-        name: io.latest_version(spark, lake, name) for name in TABLES if io.is_table(spark, lake, name)
-    }
+    rows, written = rows_and_versions(spark, lake, TABLES)
+    result.tables.update(rows)
     result.seconds = time.monotonic() - started
     log_run(
         spark,
@@ -193,18 +190,3 @@ def run(spark: SparkSession, cfg: Config, *, full: bool = False) -> FeaturesResu
         written=written,
     )
     return result
-
-
-class _Step:
-    """Times one table of the run and logs its progress line."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> _Step:
-        self.started = time.monotonic()
-        return self
-
-    def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
-        if error is None:
-            progress(log, f"features {self.name}", None, time.monotonic() - self.started)
