@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--history-days", type=int, default=730)
     parser.add_argument("--score-rows", type=int, default=1_000_000)
-    parser.add_argument("--estimators", default="logistic_regression,gradient_boosting")
+    parser.add_argument("--estimators", default="auto,logistic_regression,gradient_boosting")
     parser.add_argument("--holdout-months", type=int, default=6, help="readmission's hold-out months")
     parser.add_argument("--visit-history-days", type=int, default=120)
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one, removed after)")
@@ -168,7 +168,7 @@ def main() -> None:
         )
         auc = result.metrics["roc_auc"]
         _line(
-            estimator,
+            estimator if estimator != "auto" else f"auto → {result.estimator}",
             f"{result.train_rows:,}",
             f"{result.holdout_rows:,} ({len(holdout):,} matched)",
             f"{auc:.4f}",

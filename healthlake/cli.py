@@ -214,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model", metavar="MODEL", help="readmission (docs/models.md)")
     _conf_argument(train)
     train.add_argument("--lake", metavar="DIR", help="lake root (lake_root)")
-    train.add_argument("--estimator", metavar="NAME", help="logistic_regression or gradient_boosting")
+    train.add_argument(
+        "--estimator",
+        metavar="NAME",
+        help="auto (the default: the better on the latest training months), logistic_regression or "
+        "gradient_boosting",
+    )
     train.add_argument(
         "--param",
         action="append",

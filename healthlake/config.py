@@ -312,12 +312,16 @@ class MlSettings(_Settings):
         min_training_rows: Fewer labelled rows than this in the training window is an error.
         max_training_rows: Training pulls at most this many rows to the driver (a uniform sample of the
             training months above it; the hold-out is always whole).
+        outcome_days: A scoring run judges the predictions of the last this many days whose outcomes were
+            unknown when scored and are known now (each key by its latest such prediction); older scoring
+            days are not read, so the run's cost does not grow with the predictions' history.
     """
 
     tracking_uri: str | None = None
     holdout_months: int = Field(default=3, ge=1, le=36)
     min_training_rows: int = Field(default=50, ge=1)
     max_training_rows: int = Field(default=2_000_000, ge=1_000)
+    outcome_days: int = Field(default=90, ge=1, le=3660)
 
 
 class PublishSettings(_Settings):

@@ -62,6 +62,7 @@ FEATURE_COLUMNS = (
     "same_weekday_mean_4",
     "holidays_last_7",
     "fever_visits_7",
+    "city_fever_visits_7",
     "city_code",
 )
 """The model's inputs, in order."""
@@ -155,9 +156,28 @@ def demand_features(
     )
     kinds = institutions.select("institution_id", F.coalesce(F.col("kind"), F.lit("unknown")).alias("kind"))
     cities = places.select("institution_id", "city_code")
+    # The city's fever clinics together: a wave seen at the hospitals is ahead of the clinics' visits too,
+    # and a clinic has no fever clinic of its own. Each fever day counts in the 7 days ending 0–6 days
+    # after it (a city's days without a fever visit have no row to run a window over).
+    city_fever = (
+        fever.join(F.broadcast(cities), "institution_id")
+        .select(
+            "city_code",
+            F.explode(F.sequence(F.col("date"), F.date_add(F.col("date"), 6))).alias("date"),
+            "_fever",
+        )
+        .groupBy("city_code", "date")
+        .agg(F.sum("_fever").alias("_city_fever_7"))
+    )
     return (
         features.join(F.broadcast(kinds), "institution_id", "left")
         .join(F.broadcast(cities), "institution_id", "left")
+        .join(city_fever, ["city_code", "date"], "left")
+        .withColumn(
+            "city_fever_visits_7",
+            # A day with no fever visit in the last 7 ends no window: count it 0 (a missing city: NULL).
+            F.when(F.col("city_code").isNotNull(), F.coalesce(F.col("_city_fever_7"), F.lit(0))),
+        )
         .select(
             *KEY,
             "target_date",

@@ -35,7 +35,8 @@ class ModelSpec:
         subgroups: Columns the metrics are also computed per value of (fairness across groups).
         champion_metric: The hold-out metric a new version must beat the champion on.
         higher_is_better: Whether a larger ``champion_metric`` is better.
-        estimator: The default estimator (a key of ``ESTIMATORS``).
+        estimator: The default estimator: one of ``ESTIMATORS``, or ``auto`` (the better of them on the
+            latest training months, ``healthlake.ml.train.choose_estimator``).
         baseline: A column whose value is the simple rule a model must beat (its ROC AUC on the hold-out is
             logged as ``baseline_roc_auc``), None when there is none.
         baseline_name: What that rule is, in words.
@@ -62,6 +63,11 @@ class ModelSpec:
         return (*self.numeric, *self.categorical)
 
 
+AUTO = "auto"
+"""The estimator "as the data says": each of ``ESTIMATORS`` is fitted on the earlier training months and
+judged on the latest ones; the better one is trained on all of them. Logistic regression wins on a
+region's thousands of stays, gradient boosting on a few hundred (``BENCHMARKS.md``, models)."""
+
 _READMISSION_CATEGORICAL = (
     "sex",
     "discharge_disposition",
@@ -82,7 +88,7 @@ READMISSION = ModelSpec(
     subgroups=("sex", "age_band", "city_code"),
     champion_metric="roc_auc",
     higher_is_better=True,
-    estimator="gradient_boosting",
+    estimator=AUTO,
 )
 """30-day readmission after an inpatient discharge (clinical)."""
 
@@ -100,7 +106,7 @@ CHRONIC_CONTROL = ModelSpec(
     subgroups=("sex", "age_band", "city_code", "disease"),
     champion_metric="roc_auc",
     higher_is_better=True,
-    estimator="gradient_boosting",
+    estimator=AUTO,
     baseline="severity",
     baseline_name="the last reading (how far over or under target it is)",
 )
@@ -121,7 +127,7 @@ DEMAND = ModelSpec(
     subgroups=("measure", "kind", "city_code"),
     champion_metric="mae",
     higher_is_better=False,
-    estimator="gradient_boosting",
+    estimator=AUTO,
     baseline="value",
     baseline_name="seasonal naive: the count seven days before the target day",
 )

@@ -10,7 +10,8 @@ the key, ``person_id``, ``score`` (the probability of the label), ``label_known`
 was already known when scored), ``model_version``, ``features_version``, ``scored_at`` (UTC instant) and
 ``score_date`` (the features' ``as_of``, a local day). Re-scoring the same day replaces that day's rows
 (``replaceWhere``), so a re-run after success or after a crash never duplicates. The same run appends (or
-replaces) its row of ``gold.model_monitoring`` (``healthlake.ml.monitoring``).
+replaces) its row of ``gold.model_monitoring`` (``healthlake.ml.monitoring``), judging the predictions of
+the last ``ml.outcome_days`` scoring days whose outcomes have become known since.
 """
 
 from __future__ import annotations
@@ -193,10 +194,21 @@ def _monitor(
     realised: dict[str, float] = {}
     realised_from = None
     table = predictions_table(spec.name)
-    earlier = io.read_table(spark, lake, table).where(
-        (F.col("score_date") < F.lit(score_date)) & ~F.col("label_known")
+    # The last ml.outcome_days scoring days only (partitions pruned): the run's cost stays bounded however
+    # long the model has been scored. A key scored on several days while its outcome was unknown is judged
+    # once, by its latest prediction (the one made with the most known).
+    since = score_date - dt.timedelta(days=cfg.ml.outcome_days)
+    earlier = (
+        io.read_table(spark, lake, table)
+        .where(
+            (F.col("score_date") < F.lit(score_date))
+            & (F.col("score_date") >= F.lit(since))
+            & ~F.col("label_known")
+        )
+        .groupBy(*spec.key)
+        .agg(F.max_by("score", "score_date").alias("score"), F.max("score_date").alias("score_date"))
     )
-    judged = earlier.select(*spec.key, "score", "score_date").join(
+    judged = earlier.join(
         features.where(F.col(spec.label).isNotNull()).select(*spec.key, spec.label), list(spec.key)
     )
     if spec.kind == "classifier":

@@ -11,6 +11,10 @@ One MLflow run per training (experiment ``healthlake-<model>``) holds:
 * the model (``log_model(name="model")``) with its signature and an input example, registered as
   ``healthlake-<model>``.
 
+**Estimator.** ``auto`` (every model's default) fits each of ``ESTIMATORS`` on the earlier training
+months, keeps the one with the better ``champion_metric`` on the latest quarter of them (never the
+hold-out, which stays unseen until the final figures), and trains it on every training month.
+
 **Time split.** The labelled rows of the latest ``ml.holdout_months`` local months are held out; the model
 trains on the months before. **Promotion.** The registry alias ``champion`` moves to the new version only
 when it beats the champion's ``champion_metric`` on the same hold-out rows (the champion is loaded and
@@ -38,10 +42,10 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from healthlake import __version__, io
-from healthlake.errors import HealthlakeError
+from healthlake.errors import HealthlakeError, UsageError
 from healthlake.logs import progress
 from healthlake.ml import monitoring
-from healthlake.ml.models import ModelSpec, build_pipeline, model_spec
+from healthlake.ml.models import AUTO, ESTIMATORS, ModelSpec, build_pipeline, model_spec
 from healthlake.ml.tracking import experiment_id, registered_name, tracking
 from healthlake.naming import table_path
 
@@ -79,6 +83,8 @@ class TrainResult:
         holdout_rows: Rows held out.
         holdout_months: The local months held out (first days).
         seconds: Wall time.
+        estimator: The estimator trained.
+        selection: How it was chosen (given, or ``auto``'s figures).
     """
 
     model: str
@@ -93,6 +99,8 @@ class TrainResult:
     holdout_rows: int
     holdout_months: list[dt.date] = field(default_factory=list)
     seconds: float = 0.0
+    estimator: str = ""
+    selection: str = ""
 
 
 def split_months(months: list[dt.date], holdout: int) -> tuple[list[dt.date], list[dt.date]]:
@@ -218,6 +226,56 @@ def subgroup_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, spec: Mo
                 if name in SUBGROUP_METRICS:
                     out[metric_key(name, column, str(value))] = figure
     return out
+
+
+AUTO_FALLBACK = "gradient_boosting"
+"""``auto``'s estimator when the training months cannot be split (one month, or one class early on): the
+one that did better on small data."""
+VALIDATION_SHARE = 0.25
+"""The share of the training months (the latest, at least one) ``auto`` judges the estimators on."""
+
+
+def choose_estimator(
+    spec: ModelSpec, frame: pd.DataFrame, inputs: list[str]
+) -> tuple[str, str, dict[str, float]]:
+    """The estimator ``auto`` trains: each of ``ESTIMATORS`` (with its defaults) is fitted on the earlier
+    training months and judged by ``spec.champion_metric`` on the latest ``VALIDATION_SHARE`` of them.
+
+    Args:
+        spec: The model.
+        frame: The training rows (pandas, as ``_to_pandas`` gives them; the hold-out is not among them).
+        inputs: The inputs trained on.
+
+    Returns:
+        The estimator, a sentence saying why, and each estimator's validation figure
+        (``validation.<metric>.<estimator>``).
+    """
+    months = sorted(set(frame[spec.month]))
+    if len(months) < 2:
+        return AUTO_FALLBACK, f"auto: {AUTO_FALLBACK} (one training month: nothing to validate on)", {}
+    validation = months[-max(1, int(len(months) * VALIDATION_SHARE)) :]
+    late = frame[spec.month].isin(validation).to_numpy()
+    x = model_inputs(frame, spec, inputs)
+    y = frame[spec.label].astype(int if spec.kind == "classifier" else float).to_numpy()
+    if spec.kind == "classifier" and (len(np.unique(y[~late])) < 2 or len(np.unique(y[late])) < 2):
+        return AUTO_FALLBACK, f"auto: {AUTO_FALLBACK} (one outcome only in the earlier or later months)", {}
+    metric = spec.champion_metric
+    figures: dict[str, float] = {}
+    for name in ESTIMATORS:
+        pipeline = build_pipeline(spec, name, {}, tuple(inputs))
+        pipeline.fit(x[~late], y[~late])
+        figure = metrics_of(spec, y[late], _predict(pipeline, spec, x[late])).get(metric, float("nan"))
+        if not np.isnan(figure):
+            figures[name] = figure
+    if not figures:
+        return AUTO_FALLBACK, f"auto: {AUTO_FALLBACK} (no {metric} on the validation months)", {}
+    # Ties go to the first of ESTIMATORS: the simpler model.
+    best = (max if spec.higher_is_better else min)(figures, key=lambda k: figures[k])
+    said = ", ".join(f"{k} {v:.4f}" for k, v in figures.items())
+    reason = (
+        f"auto: {best} ({metric} on {validation[0]}..{validation[-1]}, fitted on the months before: {said})"
+    )
+    return best, reason, {metric_key("validation", metric, k): v for k, v in figures.items()}
 
 
 def _git_commit() -> str | None:
@@ -353,8 +411,9 @@ def train(
         spark: Session.
         cfg: Configuration (``lake_root``, ``ml``).
         model: The model's name (``healthlake.ml.models.MODELS``).
-        estimator: ``logistic_regression`` or ``gradient_boosting``; the model's default when None.
-        params: Estimator parameters.
+        estimator: ``logistic_regression``, ``gradient_boosting`` or ``auto`` (the better of the two on the
+            latest training months, ``choose_estimator``); the model's default (``auto``) when None.
+        params: Estimator parameters (they need a named estimator: the two take different ones).
         inputs: Train on these inputs only (a subset of the model's); all by default.
         run_name: The MLflow run's name.
 
@@ -372,11 +431,17 @@ def train(
     spec = model_spec(model)
     estimator = estimator or spec.estimator
     params = dict(params or {})
+
+    if estimator not in (AUTO, *ESTIMATORS):
+        raise UsageError(f"unknown estimator {estimator!r}: expected one of {', '.join((AUTO, *ESTIMATORS))}")
+    if estimator == AUTO and params:
+        raise UsageError(
+            f"estimator parameters ({', '.join(sorted(params))}) need a named estimator: pass --estimator "
+            f"{' or '.join(ESTIMATORS)}"
+        )
     if inputs is not None:
         unknown = sorted(set(inputs) - set(spec.inputs))
         if unknown:
-            from healthlake.errors import UsageError
-
             raise UsageError(
                 f"unknown input(s) {', '.join(unknown)} of {model}: expected some of {', '.join(spec.inputs)}"
             )
@@ -393,6 +458,10 @@ def train(
         training = training.sample(fraction=cfg.ml.max_training_rows / train_count, seed=0)
     train_frame, holdout_frame = _to_pandas(training, spec), _to_pandas(labelled.where(in_holdout), spec)
     chosen = list(inputs or spec.inputs)
+    selection = "given"
+    validation: dict[str, float] = {}
+    if estimator == AUTO:
+        estimator, selection, validation = choose_estimator(spec, train_frame, chosen)
     pipeline = build_pipeline(spec, estimator, params, tuple(chosen))
     x_train, x_holdout = model_inputs(train_frame, spec, chosen), model_inputs(holdout_frame, spec, chosen)
     classifier = spec.kind == "classifier"
@@ -415,6 +484,7 @@ def train(
                 {
                     "model": spec.name,
                     "estimator": estimator,
+                    "estimator_selection": selection[:500],  # MLflow params hold 6,000 characters
                     **{
                         f"estimator.{k}": v for k, v in pipeline.named_steps["estimator"].get_params().items()
                     },
@@ -440,7 +510,7 @@ def train(
                 len(train_frame) + len(holdout_frame),
             )
             mlflow.log_input(dataset, context="training")
-            mlflow.log_metrics(metrics)
+            mlflow.log_metrics({**metrics, **validation})
             reference = monitoring.reference_of(
                 x_train,
                 [c for c in spec.numeric if c in chosen],
@@ -500,6 +570,8 @@ def train(
         len(holdout_frame),
         holdout_months,
         time.monotonic() - started,
+        estimator,
+        selection,
     )
     figure = metrics.get(spec.champion_metric, float("nan"))
     progress(
@@ -507,7 +579,7 @@ def train(
         f"train {spec.name}",
         len(train_frame),
         result.seconds,
-        f"{name} version {new_version}, hold-out {spec.champion_metric} {figure:.3f}; {reason}",
+        f"{name} version {new_version} ({estimator}), hold-out {spec.champion_metric} {figure:.3f}; {reason}",
     )
     return result
 

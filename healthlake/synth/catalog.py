@@ -87,6 +87,10 @@ EMERGENCY_DIAGNOSES: tuple[Code, ...] = (
     Code("I20.000", "不稳定型心绞痛", "unstable angina"),
 )
 OUTBREAK_DIAGNOSIS = Code("U07.100", "新型冠状病毒感染", "COVID-19, virus identified")
+RESPIRATORY_DIAGNOSIS = ACUTE_DIAGNOSES[0]
+"""What a winter respiratory wave's fever-clinic visit is diagnosed with."""
+FEVER_CLINIC = "发热门诊"
+"""The fever clinic's department name (outbreak cases and the respiratory waves are seen there)."""
 
 # Procedures (ICD-9-CM-3, the operation coding of Chinese hospitals' front sheets) by the stay's primary
 # diagnosis: the operation a surgical diagnosis is admitted for, the imaging a medical one gets.

@@ -29,11 +29,13 @@ from healthlake.synth.catalog import (
     ECG,
     EMERGENCY_DIAGNOSES,
     EMERGENCY_PROCEDURES,
+    FEVER_CLINIC,
     FEVER_CLINIC_PROCEDURE,
     INPATIENT_DIAGNOSES,
     INPATIENT_PROCEDURES,
     OUTBREAK_DIAGNOSIS,
     OUTPATIENT_PROCEDURES,
+    RESPIRATORY_DIAGNOSIS,
     SURGICAL_DIAGNOSES,
     VACCINES,
     WARDS,
@@ -74,6 +76,15 @@ WINTER_PEAK = 0.25
 """Seasonal swing of visits: 1 ± this, highest around 20 January (respiratory season)."""
 
 
+def _poisson(rng: random.Random, lam: float) -> int:
+    """A Poisson draw of mean ``lam`` (Knuth's; ``lam`` is small here)."""
+    n, p, limit = 0, rng.random(), math.exp(-lam)
+    while p > limit:
+        n += 1
+        p *= rng.random()
+    return n
+
+
 def visit_weight(day: dt.date, weekly: bool = True) -> float:
     """How many visits a day draws, relative to the year's mean: the season, and (``weekly``, planned
     outpatient visits) the weekday and public holidays. Emergency visits keep the season only."""
@@ -81,6 +92,37 @@ def visit_weight(day: dt.date, weekly: bool = True) -> float:
     if weekly:
         weight *= HOLIDAY_VISITS if is_public_holiday(day) else WEEKDAY_VISITS[day.weekday()]
     return weight
+
+
+WAVE_PEAK = (1, 15)
+"""(month, day) the winter's respiratory wave peaks around; each city's own peak is within
+``WAVE_SPREAD_DAYS`` of it, drawn per city and year."""
+WAVE_SPREAD_DAYS = 20
+WAVE_SD_DAYS = 10.0
+"""The wave's width: a normal curve with this standard deviation in days."""
+WAVE_SURGE = 0.8
+"""Ordinary outpatient and emergency visits at the wave's peak: 1 + this times the calendar's."""
+WAVE_LEAD_DAYS = 7
+"""Fever clinics fill this many days before the ordinary visits peak (the first ill come early; the worried
+and the complications follow): the lead a demand model reading fever-clinic visits can learn."""
+WAVE_FEVER_VISITS = 0.12
+"""Fever-clinic visits per resident over one whole wave."""
+
+
+def wave_peak(seed: int, city_code: str, year: int) -> dt.date:
+    """The day ``city_code``'s respiratory wave of the ``year``'s winter peaks (ordinary visits)."""
+    offset = random.Random(f"wave:{seed}:{city_code}:{year}").randint(-WAVE_SPREAD_DAYS, WAVE_SPREAD_DAYS)
+    return dt.date(year, *WAVE_PEAK) + dt.timedelta(days=offset)
+
+
+def wave_level(seed: int, city_code: str, day: dt.date, lead_days: int = 0) -> float:
+    """How far into its respiratory wave ``city_code`` is on ``day``: 1 at the peak, 0 far from it (the
+    curve of ordinary visits; ``lead_days`` earlier for fever clinics)."""
+    level = 0.0
+    for year in (day.year, day.year + 1):  # this winter's peak, and next January's for a December day
+        gap = (day - wave_peak(seed, city_code, year) + dt.timedelta(days=lead_days)).days
+        level += math.exp(-0.5 * (gap / WAVE_SD_DAYS) ** 2)
+    return level
 
 
 CONTROL_LOGIT = {
@@ -350,7 +392,9 @@ class Simulator:
         # other draws stay as they were, only outpatient and emergency visits move between days.
         self.visit_rng = random.Random(f"visit-days:{settings.seed}:{shard_id}")
         self.visit_history_rng = random.Random(f"visit-history:{settings.seed}:{shard_id}")
-        self._calendars: dict[tuple[dt.datetime, int, bool], list[float]] = {}
+        self.wave_rng = random.Random(f"respiratory-wave:{settings.seed}:{shard_id}")
+        self._calendars: dict[tuple[object, ...], list[float]] = {}
+        self._wave_means: dict[tuple[str, dt.datetime, int], float] = {}
         self.shard_id = shard_id
         self.outbreak = outbreak
         self.events = ShardEvents()
@@ -400,20 +444,45 @@ class Simulator:
         )
 
     def _on_calendar(
-        self, t: dt.datetime, weekly: bool = True, first: dt.datetime | None = None, days: int | None = None
+        self,
+        t: dt.datetime,
+        weekly: bool = True,
+        first: dt.datetime | None = None,
+        days: int | None = None,
+        wave_city: str | None = None,
     ) -> dt.datetime:
-        """``t`` moved to a day of the window (or of ``days`` from ``first``) drawn by ``visit_weight``,
-        at the same time of day."""
+        """``t`` moved to a day of the window (or of ``days`` from ``first``) drawn by ``visit_weight``
+        (times the respiratory wave of ``wave_city``, when given), at the same time of day."""
         first = self.t0 if first is None else first
         days = self.days if days is None else days
-        key = (first, days, weekly)
+        key = (first, days, weekly, wave_city)
         cumulative = self._calendars.get(key)
         if cumulative is None:
-            weights = [visit_weight((first + dt.timedelta(days=k)).date(), weekly) for k in range(days)]
+            weights = [
+                self._day_weight((first + dt.timedelta(days=k)).date(), weekly, wave_city)
+                for k in range(days)
+            ]
             cumulative = list(itertools.accumulate(weights))
             self._calendars[key] = cumulative
         k = min(bisect.bisect_right(cumulative, self.visit_rng.random() * cumulative[-1]), days - 1)
         return first + dt.timedelta(days=k) + (t - t.replace(hour=0, minute=0, second=0, microsecond=0))
+
+    def _day_weight(self, day: dt.date, weekly: bool, wave_city: str | None) -> float:
+        weight = visit_weight(day, weekly)
+        if wave_city is not None:
+            weight *= 1 + WAVE_SURGE * wave_level(self.s.seed, wave_city, day)
+        return weight
+
+    def _wave_mean(self, city: str, first: dt.datetime, days: int) -> float:
+        """The mean surge factor (1 + ``WAVE_SURGE`` × the wave's level) over ``days`` from ``first``: visit
+        rates are scaled by it, so that the wave adds visits rather than only moving them between days."""
+        key = (city, first, days)
+        if key not in self._wave_means:
+            levels = [
+                wave_level(self.s.seed, city, (first + dt.timedelta(days=k)).date()) for k in range(days)
+            ]
+            self._wave_means[key] = 1 + WAVE_SURGE * sum(levels) / max(days, 1)
+        return self._wave_means[key]
 
     def _hospital(self, person: Person, p_county: float) -> Institution:
         city = self.city_of[person.county_code]
@@ -571,31 +640,81 @@ class Simulator:
         self._record_allergies(p, self.events.encounters[first_encounter:])
 
     def _visits(
-        self, p: Person, frailty: float, first: dt.datetime | None = None, days: int | None = None
+        self,
+        p: Person,
+        frailty: float,
+        first: dt.datetime | None = None,
+        days: int | None = None,
+        wave_city: str | None = None,
     ) -> None:
         """Outpatient visits at hospitals and clinics and emergency visits, over the window (or ``days``
-        from ``first``), each on a day drawn by the calendar (``visit_weight``)."""
+        from ``first``), each on a day drawn by the calendar (``visit_weight``) and, for ``wave_city``,
+        its respiratory wave (more visits, most of them near the peak)."""
+        surge = 1.0 if wave_city is None else self._wave_mean(wave_city, first or self.t0, days or self.days)
 
         def times(rate: float, hours: tuple[int, int] = (8, 17)) -> list[dt.datetime]:
-            return self._poisson_times(rate, hours, first=first, days=days)
+            return self._poisson_times(rate * surge, hours, first=first, days=days)
+
+        def day_of(t: dt.datetime, weekly: bool) -> dt.datetime:
+            return self._on_calendar(t, weekly, first, days, wave_city)
 
         for t in times(4.0 * frailty):
-            self._outpatient(p, self._on_calendar(t, True, first, days), self._hospital(p, 0.55), "AMB")
+            self._outpatient(p, day_of(t, True), self._hospital(p, 0.55), "AMB")
         for t in times(0.3 * frailty, hours=(0, 23)):
-            self._outpatient(p, self._on_calendar(t, False, first, days), self._hospital(p, 0.7), "EMER")
+            self._outpatient(p, day_of(t, False), self._hospital(p, 0.7), "EMER")
         for t in times(3.0 * frailty):
             clinic = self.village if self.rng.random() < 0.5 else self.thc
-            self._outpatient(p, self._on_calendar(t, True, first, days), clinic[p.township_code], "AMB")
+            self._outpatient(p, day_of(t, True), clinic[p.township_code], "AMB")
 
     def _visit_history(self, p: Person, frailty: float) -> None:
         """The resident's outpatient and emergency visits of ``synth.visit_history_days`` before the window,
-        from a stream of their own (``visit_history_rng``); sent with the first day's feeds."""
+        from a stream of their own (``visit_history_rng``); sent with the first day's feeds.
+
+        The history holds the winters' respiratory waves (``wave_level``): fever-clinic visits first, then
+        ``WAVE_LEAD_DAYS`` later a surge of ordinary visits. The window's own visits keep the calendar
+        alone, so a region's window is the same with or without history.
+        """
         days = self.s.visit_history_days
+        first = self.t0 - dt.timedelta(days=days)
+        city = self.city_of[p.county_code]
         window_rng, self.rng = self.rng, self.visit_history_rng
         try:
-            self._visits(p, frailty, self.t0 - dt.timedelta(days=days), days)
+            self._visits(p, frailty, first, days, wave_city=city)
+            self.rng = self.wave_rng
+            self._wave_fever_visits(p, city, first, days)
         finally:
             self.rng = window_rng
+
+    def _wave_fever_visits(self, p: Person, city: str, first: dt.datetime, days: int) -> None:
+        """Fever-clinic visits (an upper respiratory infection, a fever) of the respiratory waves within
+        ``days`` from ``first``: ``WAVE_FEVER_VISITS`` per resident and whole wave, on days drawn by the
+        wave's curve ``WAVE_LEAD_DAYS`` ahead of the ordinary visits'."""
+        key = ("fever", city, first, days)
+        cumulative = self._calendars.get(key)
+        if cumulative is None:
+            levels = [
+                wave_level(self.s.seed, city, (first + dt.timedelta(days=k)).date(), WAVE_LEAD_DAYS)
+                for k in range(days)
+            ]
+            cumulative = list(itertools.accumulate(levels))
+            self._calendars[key] = cumulative
+        waves = cumulative[-1] / (WAVE_SD_DAYS * math.sqrt(2 * math.pi))  # the curve's area is one wave
+        for _ in range(_poisson(self.rng, WAVE_FEVER_VISITS * waves)):
+            k = min(bisect.bisect_right(cumulative, self.rng.random() * cumulative[-1]), days - 1)
+            t = first + dt.timedelta(days=k, hours=self.rng.randint(8, 20), minutes=self.rng.randrange(60))
+            enc = Encounter(
+                self._id("E"),
+                self._hospital(p, 0.7),
+                p,
+                "AMB",
+                t,
+                t + dt.timedelta(minutes=30),
+                FEVER_CLINIC,
+                [(RESPIRATORY_DIAGNOSIS.code, RESPIRATORY_DIAGNOSIS.display)],
+            )
+            enc.observations = self._vitals(p, t + dt.timedelta(minutes=5), fever=True)
+            enc.disposition = "home"
+            self.events.encounters.append(enc)
 
     def _inpatient_history(self, p: Person, rate_per_year: float) -> None:
         """The resident's inpatient stays of ``synth.inpatient_history_days`` before the window.
@@ -791,7 +910,7 @@ class Simulator:
                 "AMB",
                 t,
                 t + dt.timedelta(minutes=40),
-                "发热门诊",
+                FEVER_CLINIC,
                 [(OUTBREAK_DIAGNOSIS.code, OUTBREAK_DIAGNOSIS.display)],
             )
             enc.observations = self._vitals(p, t + dt.timedelta(minutes=5), fever=True)

@@ -14,6 +14,9 @@ from pyspark.sql import SparkSession
 
 from healthlake.config import Config, load_config
 
+MODEL_REGION_SEED = 11
+"""The model region's generator seed (its respiratory waves' peaks are drawn from it)."""
+
 
 @dataclass
 class ModelRegion:
@@ -50,7 +53,7 @@ def model_region(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) 
         root,
         people=1000,
         days=2,
-        seed=11,
+        seed=MODEL_REGION_SEED,
         persons_per_shard=500,
         ping_share=0.0,
         followup_history_days=400,

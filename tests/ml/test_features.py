@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
@@ -33,7 +35,7 @@ from healthlake.ml.chronic_control import chronic_control_features, load_treatme
 from healthlake.ml.demand import demand_features
 from healthlake.ml.readmission import disposition_of, index_stays, readmission_features, readmission_label
 from healthlake.pipelines import features
-from tests.ml.conftest import ModelRegion
+from tests.ml.conftest import MODEL_REGION_SEED, ModelRegion
 
 ZONE = "Asia/Shanghai"
 
@@ -321,3 +323,75 @@ def test_daily_counts_are_the_true_visits_of_each_local_day(
     # Fewer visits on Sundays than on Mondays: the calendar the generator planted shows.
     by_day = visits.groupby(visits["start_time"].dt.dayofweek).size()
     assert by_day[6] < 0.6 * by_day[0]
+
+
+def test_the_respiratory_wave_fills_fever_clinics_a_week_before_ordinary_visits(
+    spark: SparkSession, model_region: ModelRegion
+) -> None:
+    """The planted winter wave in the visit history: ordinary visits surge with the wave (beyond the
+    calendar), fever-clinic visits follow the curve a week ahead, and ``city_fever_visits_7`` is the
+    city's true fever-clinic visits of the 7 days ending on the row's day."""
+    from healthlake.synth.events import WAVE_LEAD_DAYS, visit_weight, wave_level
+
+    seed, start = MODEL_REGION_SEED, dt.date(2026, 1, 5)
+    lake = model_region.cfg.lake_root
+    table = (
+        io.read_table(spark, lake, GOLD_DEMAND_FEATURES)
+        .where(F.col("measure") == "outpatient_visits")
+        .select("institution_id", "date", "city_code", "value", "city_fever_visits_7")
+        .toPandas()
+    )
+    city_of = table.drop_duplicates("institution_id").set_index("institution_id")["city_code"]
+    reached = {
+        (r[0], r[1])
+        for r in io.read_table(spark, lake, GOLD_ENCOUNTER_FACTS)
+        .select("institution_id", "source_record_id")
+        .collect()
+    }
+    truth = model_region.truth_table("encounters")
+    truth = truth[
+        np.array(
+            [
+                (i, e) in reached
+                for i, e in zip(truth["institution_id"], truth["source_encounter_id"], strict=True)
+            ]
+        )
+        & ~truth["cancelled"]
+    ].assign(day=lambda t: t["start_time"].dt.date, city=lambda t: t["institution_id"].map(city_of))
+    history = truth[truth["day"] < start]
+    fever = history[history["department"] == "发热门诊"]
+    ordinary = history[
+        (history["department"] != "发热门诊") & history["encounter_class"].isin(["AMB", "EMER"])
+    ]
+    assert len(fever) > 50
+
+    # Ordinary visits per city and day over the calendar's weight: higher deep in the wave than out of it.
+    daily = ordinary.groupby(["city", "day"]).size().rename("n").reset_index()
+    daily["level"] = [wave_level(seed, c, d) for c, d in zip(daily["city"], daily["day"], strict=True)]
+    daily["per_weight"] = daily["n"] / [visit_weight(d) for d in daily["day"]]
+    surge = (
+        daily[daily["level"] > 0.6]["per_weight"].mean() / daily[daily["level"] < 0.05]["per_weight"].mean()
+    )
+    assert surge > 1.35, surge
+    # Fever-clinic visits follow the curve a week ahead of the ordinary visits' one: of the curves with no
+    # lead, a week's and two weeks', the week's explains their days best (the highest likelihood).
+    history_days = [start - dt.timedelta(days=k) for k in range(1, 366)]
+
+    def log_likelihood(lead: int) -> float:
+        areas = {c: sum(wave_level(seed, c, d, lead) for d in history_days) for c in set(fever["city"])}
+        return sum(
+            math.log(wave_level(seed, c, d, lead) / areas[c])
+            for c, d in zip(fever["city"], fever["day"], strict=True)
+        )
+
+    fits = {lead: log_likelihood(lead) for lead in (0, WAVE_LEAD_DAYS, 2 * WAVE_LEAD_DAYS)}
+    assert max(fits, key=lambda k: fits[k]) == WAVE_LEAD_DAYS, fits
+
+    # city_fever_visits_7 against the truth (the outbreak's fever-clinic visits of the window too).
+    per_day = truth[truth["department"] == "发热门诊"].groupby(["city", "day"]).size()
+    expected = [
+        sum(per_day.get((c, d - dt.timedelta(days=k)), 0) for k in range(7))
+        for c, d in zip(table["city_code"], table["date"], strict=True)
+    ]
+    assert (table["city_fever_visits_7"].to_numpy() == expected).all()
+    assert table["city_fever_visits_7"].max() > 0

@@ -23,7 +23,7 @@ from healthlake.catalog import GOLD_MODEL_MONITORING, GOLD_READMISSION_FEATURES,
 from healthlake.config import Config
 from healthlake.errors import UsageError
 from healthlake.ml import monitoring
-from healthlake.ml.models import READMISSION
+from healthlake.ml.models import ESTIMATORS, READMISSION
 from healthlake.ml.score import ScoreResult, ScoringError, score
 from healthlake.ml.tracking import registered_name, tracking
 from healthlake.ml.train import CHAMPION, TrainingError, TrainResult, model_inputs, train
@@ -90,7 +90,11 @@ def test_a_run_records_its_data_parameters_metrics_plots_and_model(trained: Trai
         run = client.get_run(trained.first.run_id)
         params, metrics = run.data.params, run.data.metrics
         assert params["features_version"] == str(trained.first.features_version)
-        assert params["estimator"] == READMISSION.estimator
+        # auto: both estimators judged on the latest training months, the better one trained.
+        assert params["estimator"] == trained.first.estimator and trained.first.estimator in ESTIMATORS
+        assert params["estimator_selection"].startswith(f"auto: {trained.first.estimator} (roc_auc on ")
+        validation = {e: metrics[f"validation.roc_auc.{e}"] for e in ESTIMATORS}
+        assert max(validation, key=lambda e: validation[e]) == trained.first.estimator
         for name in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept"):
             assert np.isfinite(metrics[name]), name
         assert any(k.startswith("roc_auc.sex.") for k in metrics)
@@ -181,10 +185,22 @@ def test_earlier_predictions_are_judged_once_their_outcomes_are_known(
     DeltaTable.forPath(spark, table).update(
         set={"score_date": F.date_sub(F.col("score_date"), 30), "label_known": F.lit(False)}
     )
+    # Two earlier scorings with the opposite scores: 40 days ago (a key is judged by its latest
+    # prediction, the month-old one) and 200 days ago (past ml.outcome_days: not read).
+    month_old = io.read_table(spark, cfg.lake_root, predictions_table("readmission"))
+    month_old = month_old.where(F.col("score_date") == month_old.agg(F.max("score_date")).first()[0])
+    for days in (10, 170):
+        io.append(
+            month_old.withColumns(
+                {"score_date": F.date_sub(F.col("score_date"), days), "score": 1 - F.col("score")}
+            ),
+            cfg.lake_root,
+            predictions_table("readmission"),
+        )
     result = score(spark, cfg, "readmission")
     features = io.read_table(spark, cfg.lake_root, GOLD_READMISSION_FEATURES).toPandas()
     earlier = io.read_table(spark, cfg.lake_root, predictions_table("readmission")).where(
-        F.col("score_date") < F.lit(result.score_date)
+        F.col("score_date") == F.date_sub(F.lit(result.score_date), 30)
     )
     judged = earlier.toPandas().merge(
         features[features["readmitted_30d"].notna()], on=["institution_id", "source_record_id"]
@@ -247,6 +263,12 @@ def test_bad_requests_are_one_line_errors(
         train(spark, too_few, "readmission")
     with pytest.raises(UsageError, match="unknown input"):
         train(spark, fresh, "readmission", inputs=("shoe_size",))
+    with pytest.raises(
+        UsageError, match="unknown estimator 'forest': expected one of auto, logistic_regression"
+    ):
+        train(spark, fresh, "readmission", estimator="forest")
+    with pytest.raises(UsageError, match=r"estimator parameters \(C\) need a named estimator"):
+        train(spark, fresh, "readmission", params={"C": 0.5})
     assert mlflow.active_run() is None
 
 
