@@ -15,6 +15,9 @@ One MLflow run per training (experiment ``healthlake-<model>``) holds:
 months, keeps the one with the better ``champion_metric`` on the latest quarter of them (never the
 hold-out, which stays unseen until the final figures), and trains it on every training month.
 
+**Baseline.** A model with a baseline rule (``ModelSpec.baseline``) is promoted only when it also beats
+that rule on the hold-out.
+
 **Time split.** The labelled rows of the latest ``ml.holdout_months`` local months are held out; the model
 trains on the months before. **Promotion.** The registry alias ``champion`` moves to the new version only
 when it beats the champion's ``champion_metric`` on the same hold-out rows (the champion is loaded and
@@ -592,6 +595,16 @@ def _decide(
     mine = metrics.get(metric)
     if mine is None or np.isnan(mine):
         return False, f"not promoted: the hold-out gives no {metric}", None
+    rule = metrics.get(f"baseline_{metric}", float("nan"))
+    beats_rule = mine > rule if spec.higher_is_better else mine < rule
+    # A model no better than its simple rule (the last reading, seasonal naive) is not worth running.
+    if not np.isnan(rule) and not beats_rule:
+        return (
+            False,
+            f"not promoted: {metric} {mine:.4f} does not beat the baseline, {spec.baseline_name} "
+            f"({rule:.4f}), on the hold-out",
+            None if champion is None else metrics_of(spec, y, champion[1]).get(metric),
+        )
     if champion is None:
         return True, f"promoted: first version ({metric} {mine:.4f})", None
     version, scores = champion

@@ -66,3 +66,25 @@ def test_without_months_to_validate_on_auto_falls_back() -> None:
     chosen, reason, figures = choose_estimator(SPEC, _frame(300, "linear", months=1), ["a", "b"])
     assert (chosen, figures) == (AUTO_FALLBACK, {})
     assert "one training month" in reason
+
+
+def test_a_model_that_does_not_beat_its_baseline_is_not_promoted() -> None:
+    """Even as the first version: seasonal naive is the rule a demand forecast must beat."""
+    from healthlake.ml.models import DEMAND
+    from healthlake.ml.train import _decide
+
+    y = np.array([3.0, 4.0, 5.0])
+    promoted, reason, former = _decide(DEMAND, {"mae": 3.6, "baseline_mae": 3.5}, None, y)
+    assert (promoted, former) == (False, None)
+    assert reason == (
+        "not promoted: mae 3.6000 does not beat the baseline, seasonal naive: the count seven days before "
+        "the target day (3.5000), on the hold-out"
+    )
+    assert _decide(DEMAND, {"mae": 3.0, "baseline_mae": 3.5}, None, y)[:2] == (
+        True,
+        "promoted: first version (mae 3.0000)",
+    )
+    # Beating the rule is not enough: the champion too (its MAE on these rows is 1.0).
+    promoted, reason, former = _decide(DEMAND, {"mae": 3.0, "baseline_mae": 3.5}, (4, y + 1), y)
+    assert (promoted, former) == (False, 1.0)
+    assert "does not beat champion version 4" in reason
