@@ -702,19 +702,23 @@ class Simulator:
         for _ in range(_poisson(self.rng, WAVE_FEVER_VISITS * waves)):
             k = min(bisect.bisect_right(cumulative, self.rng.random() * cumulative[-1]), days - 1)
             t = first + dt.timedelta(days=k, hours=self.rng.randint(8, 20), minutes=self.rng.randrange(60))
-            enc = Encounter(
-                self._id("E"),
-                self._hospital(p, 0.7),
-                p,
-                "AMB",
-                t,
-                t + dt.timedelta(minutes=30),
-                FEVER_CLINIC,
-                [(RESPIRATORY_DIAGNOSIS.code, RESPIRATORY_DIAGNOSIS.display)],
-            )
-            enc.observations = self._vitals(p, t + dt.timedelta(minutes=5), fever=True)
-            enc.disposition = "home"
-            self.events.encounters.append(enc)
+            self.events.encounters.append(self._fever_clinic_visit(p, t, 30, RESPIRATORY_DIAGNOSIS))
+
+    def _fever_clinic_visit(self, p: Person, t: dt.datetime, minutes: int, diagnosis: Code) -> Encounter:
+        """A visit at ``t`` to a hospital's fever clinic (``FEVER_CLINIC``), with fever vitals, sent home."""
+        enc = Encounter(
+            self._id("E"),
+            self._hospital(p, 0.7),
+            p,
+            "AMB",
+            t,
+            t + dt.timedelta(minutes=minutes),
+            FEVER_CLINIC,
+            [(diagnosis.code, diagnosis.display)],
+        )
+        enc.observations = self._vitals(p, t + dt.timedelta(minutes=5), fever=True)
+        enc.disposition = "home"
+        return enc
 
     def _inpatient_history(self, p: Person, rate_per_year: float) -> None:
         """The resident's inpatient stays of ``synth.inpatient_history_days`` before the window.
@@ -902,19 +906,7 @@ class Simulator:
                 )
             )
         if p.index in self.outbreak.fever_visits:
-            t = self.outbreak.fever_visits[p.index]
-            enc = Encounter(
-                self._id("E"),
-                self._hospital(p, 0.7),
-                p,
-                "AMB",
-                t,
-                t + dt.timedelta(minutes=40),
-                FEVER_CLINIC,
-                [(OUTBREAK_DIAGNOSIS.code, OUTBREAK_DIAGNOSIS.display)],
-            )
-            enc.observations = self._vitals(p, t + dt.timedelta(minutes=5), fever=True)
-            enc.disposition = "home"
+            enc = self._fever_clinic_visit(p, self.outbreak.fever_visits[p.index], 40, OUTBREAK_DIAGNOSIS)
             self._procedures(enc, (FEVER_CLINIC_PROCEDURE,), 0.9)
             self.events.encounters.append(enc)
 
