@@ -15,9 +15,16 @@ or is *not modelled* when no silver table takes it (a well-formed FHIR Claim, an
 the model): counted per type in the log, not a data-quality failure, and kept in bronze. The run fails too
 when those counts don't add up.
 
-Exactly once: ``silver.conform_log`` is written last, with the appends to quarantine and metrics made
-idempotent by Delta's ``txnAppId``/``txnVersion`` (the bronze end version). MERGE needs no such guard: a
-replayed row carries the same event time and content, so it changes nothing.
+A run takes every bronze table's new versions together: per silver table, the rows all bronze tables
+give it are classified together and written with one MERGE, and quarantine, metrics and the log are one
+append each. A run's fixed costs (Delta commits, Spark jobs, plans) are paid per silver table, not per
+silver table and bronze table.
+
+Exactly once: a run's ranges are planned in ``silver.conform_log`` under a run number before any work,
+and ``silver.conform_log`` is written last, with the appends to quarantine and metrics made idempotent by
+Delta's ``txnAppId``/``txnVersion`` (the run number). A crashed run is re-run first, over exactly its
+planned ranges. MERGE needs no such guard: a replayed row carries the same event time and content, so it
+changes nothing.
 """
 
 from __future__ import annotations
@@ -281,9 +288,40 @@ class ReconciliationError(HealthlakeError):
     """Bronze rows in ≠ conformed + quarantined + duplicates."""
 
 
+@dataclass(frozen=True)
+class BronzeRange:
+    """The versions ``start..end`` of one bronze table, conformed in one run."""
+
+    bronze_table: str
+    start_version: int
+    end_version: int
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """Bronze ranges conformed together, and the Delta ``txn`` their appends are made idempotent by.
+
+    ``run_number`` is the run's number in ``silver.conform_log`` (None for a range a run of an earlier
+    release planned alone: it is finished alone, with the ``txn`` that release used).
+    """
+
+    ranges: tuple[BronzeRange, ...]
+    run_number: int | None
+
+    @property
+    def txn(self) -> tuple[str, int]:
+        if self.run_number is None:
+            (only,) = self.ranges
+            return (f"healthlake-conform-{only.bronze_table}", only.end_version)
+        return ("healthlake-conform", self.run_number)
+
+
 @dataclass
 class ConformResult:
-    """What one run took from one bronze table."""
+    """What one run took from one bronze table.
+
+    ``seconds`` is the whole run's: its bronze tables are conformed together.
+    """
 
     bronze_table: str
     start_version: int
@@ -303,39 +341,58 @@ def run(spark: SparkSession, cfg: Config) -> list[ConformResult]:
     key = load_key()  # fail before any work when the key is missing
     tables = entities(cfg)
     return [
-        conform_versions(spark, cfg, key, bronze, start, end, tables)
-        for bronze, start, end in plan_ranges(spark, cfg)
+        result
+        for planned in plan_runs(spark, cfg)
+        for result in conform_run(spark, cfg, key, planned, tables)
     ]
 
 
-def plan_ranges(spark: SparkSession, cfg: Config) -> list[tuple[str, int, int]]:
-    """The bronze version ranges to conform now, recorded in ``silver.conform_log`` before any work.
+def plan_runs(spark: SparkSession, cfg: Config) -> list[PlannedRun]:
+    """The runs to do now, their ranges recorded in ``silver.conform_log`` before any work.
 
-    Ranges that crashed runs planned but did not finish come first, exactly as planned, even when bronze
-    has grown since: quarantine and metrics rows are appended once per range (``txnVersion`` = its end),
-    so a re-run over a longer range would append the crashed part twice. Then, per bronze table,
-    whatever is newer is planned as a new range.
+    Runs that crashed come first, each exactly as planned, even when bronze has grown since: quarantine
+    and metrics rows are appended once per run (``txnVersion`` = its number), so a re-run over longer
+    ranges would append the crashed part twice. Then one new run takes, per bronze table, whatever is
+    newer.
     """
     lake = cfg.lake_root
-    unfinished: list[tuple[str, int, int]] = []
+    unfinished: list[PlannedRun] = []
     last_end: dict[str, int] = {}
+    last_run = 0
     if io.is_table(spark, lake, SILVER_CONFORM_LOG):
         logged = io.read_table(spark, lake, SILVER_CONFORM_LOG)
+        if "run_number" not in logged.columns:  # a log written before runs were numbered
+            logged = logged.withColumn("run_number", F.lit(None).cast(LongType()))
         planned = logged.where(F.col("status") == PLANNED)
         finished = logged.where(F.col("status") == FINISHED)
         ends = ["bronze_table", "end_version"]
         # Small results: one row per bronze table, and the few ranges crashed runs left unfinished.
-        unfinished = sorted(
-            (r[0], int(r[1]), int(r[2]))
-            for r in planned.join(finished.select(*ends), ends, "left_anti")
-            .select("bronze_table", "start_version", "end_version")
+        left = (
+            planned.join(finished.select(*ends), ends, "left_anti")
+            .select("run_number", "bronze_table", "start_version", "end_version")
             .collect()
         )
-        last_end = {
-            r[0]: int(r[1]) for r in logged.groupBy("bronze_table").agg(F.max("end_version")).collect()
-        }
-    for bronze, start, end in unfinished:
-        log.warning("conform: finishing %s versions %d-%d of an interrupted run", bronze, start, end)
+        legacy: list[BronzeRange] = []
+        by_run: dict[int, list[BronzeRange]] = {}
+        for row in left:
+            planned_range = BronzeRange(row[1], int(row[2]), int(row[3]))
+            if row[0] is None:
+                legacy.append(planned_range)
+            else:
+                by_run.setdefault(int(row[0]), []).append(planned_range)
+        unfinished = [PlannedRun((one,), None) for one in sorted(legacy, key=_bronze_order)]
+        unfinished += [PlannedRun(tuple(sorted(by_run[n], key=_bronze_order)), n) for n in sorted(by_run)]
+        per_table = logged.groupBy("bronze_table").agg(F.max("end_version"), F.max("run_number")).collect()
+        last_end = {row[0]: int(row[1]) for row in per_table}
+        last_run = max((int(row[2]) for row in per_table if row[2] is not None), default=0)
+    for interrupted in unfinished:
+        for r in interrupted.ranges:
+            log.warning(
+                "conform: finishing %s versions %d-%d of an interrupted run",
+                r.bronze_table,
+                r.start_version,
+                r.end_version,
+            )
     new = []
     for bronze in BRONZE_INPUTS:
         if not io.is_table(spark, lake, bronze):
@@ -344,163 +401,193 @@ def plan_ranges(spark: SparkSession, cfg: Config) -> list[tuple[str, int, int]]:
         latest = io.latest_version(spark, lake, bronze)
         done = last_end.get(bronze, -1)
         if latest > done:
-            new.append((bronze, done + 1, latest))
+            new.append(BronzeRange(bronze, done + 1, latest))
         else:
             log.debug("conform: %s has nothing new (version %d)", bronze, latest)
-    if new:
-        _append_log(spark, lake, [(bronze, start, end, PLANNED) for bronze, start, end in new])
-    return unfinished + new
+    if not new:
+        return unfinished
+    number = max([last_run, *(p.run_number or 0 for p in unfinished)]) + 1
+    _append_log(spark, lake, [(r.bronze_table, r.start_version, r.end_version, number, PLANNED) for r in new])
+    return [*unfinished, PlannedRun(tuple(new), number)]
+
+
+def _bronze_order(r: BronzeRange) -> tuple[int, int]:
+    return BRONZE_INPUTS.index(r.bronze_table), r.start_version
 
 
 def _append_log(
     spark: SparkSession, lake: str, rows: list[tuple], txn: tuple[str, int] | None = None
 ) -> None:
-    """Append ``(bronze_table, start, end, status[, counts…, seconds])`` rows to ``silver.conform_log``."""
+    """Append ``(bronze_table, start, end, run_number, status[, counts…, seconds, types])`` log rows."""
     width = len(_LOG_SCHEMA.fields) - 1  # all but logged_at
     padded = [tuple(row) + (None,) * (width - len(row)) for row in rows]
     df = spark.createDataFrame(padded, StructType(_LOG_SCHEMA.fields[:-1])).withColumn(
         "logged_at", F.current_timestamp()
     )
     _ensure(spark, lake, SILVER_CONFORM_LOG, _LOG_SCHEMA)
-    # mergeSchema: a log begun before ``superseded`` and ``not_modelled`` were counted gains the columns.
+    # mergeSchema: a log begun before ``superseded``, ``not_modelled`` or runs were counted gains the columns.
     io.append(df, lake, SILVER_CONFORM_LOG, txn=txn, merge_schema=True)
 
 
-def conform_versions(
+def conform_run(
     spark: SparkSession,
     cfg: Config,
     key: bytes,
-    bronze: str,
-    start: int,
-    end: int,
+    planned: PlannedRun,
     tables: Sequence[Entity] = ENTITIES,
-) -> ConformResult:
-    """Conform the rows that versions ``start..end`` of ``bronze`` appended.
+) -> list[ConformResult]:
+    """Conform the rows that the run's bronze ranges appended, all bronze tables together.
+
+    Per silver table, the rows every bronze table gives it are classified together (bronze tables in
+    ``BRONZE_INPUTS`` order, then bronze order within each) and written with one MERGE; quarantine,
+    metrics and the log are one append each. Each run's fixed costs (a Delta commit, a Spark job) are
+    paid once per silver table, not once per silver table and bronze table.
 
     Source times without an offset (HL7 and CSV wall clocks, FHIR dates) are read in ``region.timezone``.
     """
     with reading_sources_in(cfg.region.timezone):  # the parsers build their time columns in it
         started = time.monotonic()
         lake = cfg.lake_root
-        txn = (f"healthlake-conform-{bronze}", end)
-        result = ConformResult(bronze, start, end)
-        changes = (
-            io.read_changes(spark, lake, bronze, start, end)
+        txn = planned.txn
+        order = {r.bronze_table: BRONZE_INPUTS.index(r.bronze_table) for r in planned.ranges}
+        changes = {
+            r.bronze_table: io.read_changes(spark, lake, r.bronze_table, r.start_version, r.end_version)
             .where(F.col("_change_type") == "insert")
             .drop("_change_type", "_commit_timestamp")
-            .transform(_PREPARE.get(bronze, lambda df: df))
+            .transform(_PREPARE.get(r.bronze_table, lambda df: df))
             .persist()
-        )
-        cached: list[DataFrame] = [changes]
+            for r in planned.ranges
+        }
+        cached: list[DataFrame] = list(changes.values())
         try:
-            outcomes = []
-            quarantine_parts = []
-            metric_parts = []
-            parsers = [(entity, entity.parsers[bronze]) for entity in tables if bronze in entity.parsers]
-            fed = _tables_fed(changes, parsers)
-            for entity, parse in parsers:
-                checked = _prepare(changes.transform(parse), entity, key)
-                _ensure(spark, lake, entity.table, _silver_rows(checked, entity).schema, CDF)
-                if entity.table not in fed:
-                    continue  # e.g. ADT messages give no observation: no cache, no count, no write
-                classified = _classify(spark, lake, entity.table, checked, entity.precedence).persist()
-                cached.append(classified)
-                # One action fills both caches and says which writes this table needs: each skipped write
-                # (an empty MERGE, append or check) saves seconds of fixed cost.
-                entity_started = time.monotonic()
-                counts = _outcome_counts(classified)
-                log.debug(
-                    "conform %s -> %s: %s (%.1f s)",
-                    bronze,
-                    entity.table,
-                    counts,
-                    time.monotonic() - entity_started,
-                )
-                if not counts:
-                    continue
-                if entity.identifiers:
-                    _write_vault(spark, lake, vault_rows(classified, entity.identifiers))
-                latest = classified.where(F.col("_rank") == 1)
-                if not counts.get("conformed"):
-                    pass
-                elif io.holds_no_files(spark, lake, entity.table):
-                    # Nothing to match yet: a plain append is the same result without MERGE's joins. A crash
-                    # after it leaves rows, so the re-run takes the MERGE path and adds nothing twice.
-                    io.append(_silver_rows(latest, entity), lake, entity.table)
-                elif entity.insert_only:
-                    io.insert_new(_silver_rows(latest, entity), lake, entity.table, list(KEYS))
-                else:
-                    io.upsert(
-                        _silver_rows(latest, entity),
-                        lake,
-                        entity.table,
-                        list(KEYS),
-                        update_condition=_newer(entity.precedence),
+            parsers = [
+                (entity, bronze, entity.parsers[bronze])
+                for entity in tables
+                for bronze in changes
+                if bronze in entity.parsers
+            ]
+            # One job fills the bronze caches (every later step reads them) and counts their rows.
+            bronze_rows = _bronze_counts(changes, order)
+            work: list[tuple[Entity, DataFrame]] = []
+            for entity in tables:
+                parts = [
+                    _prepare(changes[bronze].transform(parse), entity, key).withColumn(
+                        "_bronze_order", F.lit(order[bronze])
                     )
-                if counts.get("quarantined"):
+                    for e, bronze, parse in parsers
+                    if e is entity
+                ]
+                if not parts:
+                    continue  # no bronze table of the run feeds this silver table
+                _ensure(spark, lake, entity.table, _silver_rows(parts[0], entity).schema, CDF)
+                # A local checkpoint, not a cache: the silver write below would drop a cache of rows
+                # whose plan reads that table (Spark refreshes caches by the paths written), and each
+                # later step would classify them again against the table just written.
+                classified = _classify(
+                    spark, lake, entity.table, reduce(DataFrame.unionByName, parts), entity.precedence
+                ).localCheckpoint(eager=False)
+                work.append((entity, classified))
+            # One job fills every checkpoint and says which writes each table needs: each skipped write
+            # (an empty MERGE, append or check) saves seconds of fixed cost.
+            counts = _outcome_counts(work)
+            work = [(entity, classified) for entity, classified in work if counts.get(entity.table)]
+            vault = [vault_rows(c, e.identifiers) for e, c in work if e.identifiers]
+            if vault:  # before silver: no token reaches silver without its clear value in the vault
+                _write_vault(spark, lake, reduce(DataFrame.unionByName, vault).dropDuplicates(["token"]))
+            outcomes, quarantine_parts, metric_parts = [], [], []
+            for entity, classified in work:
+                if counts[entity.table].get("conformed"):
+                    _write_silver(spark, lake, entity, classified.where(F.col("_rank") == 1))
+                if counts[entity.table].get("quarantined"):
                     quarantine_parts.append(_quarantine_rows(classified, entity))
-                metric_parts.append(_metrics(classified, entity, bronze, txn))  # one row per checked row
+                metric_parts.append(_metrics(classified, entity, planned))  # one row per checked row
                 # Row-level reconciliation: where each parsed row is now, read back from the table written.
                 verified = _verify(spark, lake, entity.table, classified)
                 outcomes.append(
                     verified.select(
-                        *_row_key(F.col("_bronze_version"), F.col("_source_file"), F.col("_record_offset")),
+                        *_row_key(
+                            F.col("_bronze_order"),
+                            F.col("_bronze_version"),
+                            F.col("_source_file"),
+                            F.col("_record_offset"),
+                        ),
                         _outcome_code("_outcome").alias("_code"),
                     )
                 )
             # Per bronze row, its best outcome over every silver table it fed: one grouping of all of them,
             # with the bronze rows themselves as code 0, i.e. taken by no table (not in the silver model).
             # Grouped on fixed-width keys (the file name hashed): shuffling the paths costs far more.
-            bronze_keys = changes.select(
-                *_row_key(F.col("_commit_version"), F.col("_source_file"), F.col("_record_offset")),
-                F.lit(0).alias("_code"),
-            )
+            bronze_keys = [
+                rows.select(
+                    *_row_key(
+                        F.lit(order[bronze]),
+                        F.col("_commit_version"),
+                        F.col("_source_file"),
+                        F.col("_record_offset"),
+                    ),
+                    F.lit(0).alias("_code"),
+                )
+                for bronze, rows in changes.items()
+            ]
             per_row = (
-                reduce(DataFrame.unionByName, [*outcomes, bronze_keys])
+                reduce(DataFrame.unionByName, [*outcomes, *bronze_keys])
                 .groupBy(*_ROW_KEY)
                 .agg(F.max("_code").alias("_code"), F.count_if(F.col("_code") == _LOST).alias("_lost"))
                 .persist()
             )
             cached.append(per_row)
+            # Small results: a row per (bronze table, outcome), a row per bronze table.
             tally = {
-                row["_code"]: (row["n"], row["lost"])
-                for row in per_row.groupBy("_code")
+                (row["_k_bronze"], row["_code"]): (int(row["n"]), int(row["lost"] or 0))
+                for row in per_row.groupBy("_k_bronze", "_code")
                 .agg(F.count("*").alias("n"), F.sum("_lost").alias("lost"))
                 .collect()
             }
-            lost = sum(int(n_lost or 0) for _, n_lost in tally.values())
+            lost = sum(n_lost for _, n_lost in tally.values())
             if lost:
                 raise ReconciliationError(
-                    f"conform {bronze} versions {start}-{end}: {lost} parsed records are in no silver table, "
-                    "no quarantine and no counted duplicate; nothing was marked as processed (a defect of "
-                    "conform: report it with the lake's silver.conform_log)"
+                    f"conform run {txn[1]} ({_ranges_text(planned)}): {lost} parsed records are in no "
+                    "silver table, no quarantine and no counted duplicate; nothing was marked as processed "
+                    "(a defect of conform: report it with the lake's silver.conform_log)"
                 )
+            results = []
+            for r in planned.ranges:
+                k = order[r.bronze_table]
 
-            def count(outcome: str) -> int:
-                return int(tally.get(_CODES[outcome], (0, 0))[0])
+                def count(code: int, k: int = k) -> int:
+                    return tally.get((k, code), (0, 0))[0]
 
-            result.bronze_rows = changes.count()
-            result.conformed = count("conformed")
-            result.superseded = count("superseded")
-            result.quarantined = count("quarantined")
-            result.duplicates = count("duplicate")
-            result.not_modelled = int(tally.get(0, (0, 0))[0])
-            if result.not_modelled:
-                result.not_modelled_types = _not_modelled_types(changes, per_row, bronze)
-            accounted = (
-                result.conformed
-                + result.superseded
-                + result.quarantined
-                + result.duplicates
-                + result.not_modelled
-            )
-            if result.bronze_rows != accounted:
-                raise ReconciliationError(
-                    f"conform {bronze} versions {start}-{end}: {result.bronze_rows} bronze rows but "
-                    f"{result.conformed} conformed + {result.superseded} superseded + {result.quarantined} "
-                    f"quarantined + {result.duplicates} duplicates + {result.not_modelled} not modelled; "
-                    "nothing was marked as processed, fix and re-run"
+                result = ConformResult(
+                    r.bronze_table,
+                    r.start_version,
+                    r.end_version,
+                    bronze_rows=bronze_rows.get(k, 0),
+                    conformed=count(_CODES["conformed"]),
+                    superseded=count(_CODES["superseded"]),
+                    quarantined=count(_CODES["quarantined"]),
+                    duplicates=count(_CODES["duplicate"]),
+                    not_modelled=count(0),
                 )
+                if result.not_modelled:
+                    result.not_modelled_types = _not_modelled_types(
+                        changes[r.bronze_table], per_row, r.bronze_table, k
+                    )
+                accounted = (
+                    result.conformed
+                    + result.superseded
+                    + result.quarantined
+                    + result.duplicates
+                    + result.not_modelled
+                )
+                if result.bronze_rows != accounted:
+                    raise ReconciliationError(
+                        f"conform {r.bronze_table} versions {r.start_version}-{r.end_version}: "
+                        f"{result.bronze_rows} bronze rows but {result.conformed} conformed + "
+                        f"{result.superseded} superseded + {result.quarantined} quarantined + "
+                        f"{result.duplicates} duplicates + {result.not_modelled} not modelled; nothing was "
+                        "marked as processed, fix and re-run"
+                    )
+                results.append(result)
             # With a change feed, publish reads only the rows each run appended (their files' volumes).
             _ensure(spark, lake, SILVER_QUARANTINE, _QUARANTINE_SCHEMA, CDF)
             if quarantine_parts:
@@ -509,38 +596,81 @@ def conform_versions(
                 metrics = reduce(DataFrame.unionByName, metric_parts)
                 _ensure(spark, lake, SILVER_DQ_METRICS, metrics.schema)
                 io.append(metrics, lake, SILVER_DQ_METRICS, txn=txn)
-            result.seconds = time.monotonic() - started
+            seconds = time.monotonic() - started
+            for result in results:
+                result.seconds = seconds
             _append_log(
                 spark,
                 lake,
                 [
                     (
-                        bronze,
-                        start,
-                        end,
+                        r.bronze_table,
+                        r.start_version,
+                        r.end_version,
+                        planned.run_number,
                         FINISHED,
-                        result.bronze_rows,
-                        result.conformed,
-                        result.superseded,
-                        result.quarantined,
-                        result.duplicates,
-                        result.not_modelled,
-                        result.seconds,
-                        result.not_modelled_types,
+                        r.bronze_rows,
+                        r.conformed,
+                        r.superseded,
+                        r.quarantined,
+                        r.duplicates,
+                        r.not_modelled,
+                        r.seconds,
+                        r.not_modelled_types,
                     )
+                    for r in results
                 ],
                 txn=txn,
             )
         finally:
             for df in cached:
                 df.unpersist()
-        detail = (
-            f"{result.conformed:,} conformed, {result.superseded:,} superseded, "
-            f"{result.quarantined:,} quarantined, {result.duplicates:,} duplicates, "
-            f"{result.not_modelled:,} not modelled"
+        for result in results:
+            log.info(
+                "conform %s v%d-%d: %s records; %s conformed, %s superseded, %s quarantined, %s duplicates, "
+                "%s not modelled",
+                result.bronze_table,
+                result.start_version,
+                result.end_version,
+                f"{result.bronze_rows:,}",
+                f"{result.conformed:,}",
+                f"{result.superseded:,}",
+                f"{result.quarantined:,}",
+                f"{result.duplicates:,}",
+                f"{result.not_modelled:,}",
+            )
+        total = sum(r.bronze_rows for r in results)
+        progress(log, "conform", total, seconds, f"{len(results)} bronze ranges together")
+        return results
+
+
+def _ranges_text(planned: PlannedRun) -> str:
+    return ", ".join(f"{r.bronze_table} versions {r.start_version}-{r.end_version}" for r in planned.ranges)
+
+
+def _bronze_counts(changes: dict[str, DataFrame], order: dict[str, int]) -> dict[int, int]:
+    """Rows per bronze table of the run (keyed by its place in ``BRONZE_INPUTS``), in one job."""
+    per_table = [rows.select(F.lit(order[bronze]).alias("_k_bronze")) for bronze, rows in changes.items()]
+    grouped = reduce(DataFrame.unionByName, per_table).groupBy("_k_bronze").count().collect()
+    return {int(row[0]): int(row[1]) for row in grouped}
+
+
+def _write_silver(spark: SparkSession, lake: str, entity: Entity, latest: DataFrame) -> None:
+    """Offer each key's rank-1 row to the silver table: MERGE, latest event winning."""
+    if io.holds_no_files(spark, lake, entity.table):
+        # Nothing to match yet: a plain append is the same result without MERGE's joins. A crash after it
+        # leaves rows, so the re-run takes the MERGE path and adds nothing twice.
+        io.append(_silver_rows(latest, entity), lake, entity.table)
+    elif entity.insert_only:
+        io.insert_new(_silver_rows(latest, entity), lake, entity.table, list(KEYS))
+    else:
+        io.upsert(
+            _silver_rows(latest, entity),
+            lake,
+            entity.table,
+            list(KEYS),
+            update_condition=_newer(entity.precedence),
         )
-        progress(log, f"conform {bronze} v{start}-{end}", result.bronze_rows, result.seconds, detail)
-        return result
 
 
 def _newer(precedence: str | None) -> str:
@@ -596,26 +726,21 @@ def _outcome_code(outcome: str) -> Column:
     return code.otherwise(0)
 
 
-def _tables_fed(
-    changes: DataFrame, parsers: Sequence[tuple[Entity, Callable[[DataFrame], DataFrame]]]
-) -> set[str]:
-    """The silver tables to which the batch gives at least one parsed row, in one Spark job.
+def _outcome_counts(work: Sequence[tuple[Entity, DataFrame]]) -> dict[str, dict[str, int]]:
+    """Rows per silver table and outcome, in one job that also fills every table's cache.
 
-    Each empty table skipped saves a cache, a count and its planning (seconds each, whatever the batch
-    size): a day's file of one kind feeds few of the tables its bronze table can feed.
+    A table absent from the result holds nothing from this run.
     """
-    if not parsers:
-        return set()
-    tables = [
-        changes.transform(parse).select(F.lit(entity.table).alias("table")).limit(1)
-        for entity, parse in parsers
+    if not work:
+        return {}
+    grouped = [
+        classified.groupBy("_outcome").count().select(F.lit(entity.table).alias("table"), "_outcome", "count")
+        for entity, classified in work
     ]
-    return {row["table"] for row in reduce(DataFrame.unionByName, tables).distinct().collect()}
-
-
-def _outcome_counts(classified: DataFrame) -> dict[str, int]:
-    """Rows per outcome (an empty dict: the batch holds nothing for this table)."""
-    return {row[0]: row[1] for row in classified.groupBy("_outcome").count().collect()}
+    counts: dict[str, dict[str, int]] = {}
+    for row in reduce(DataFrame.unionByName, grouped).collect():  # a row per table and outcome
+        counts.setdefault(row["table"], {})[row["_outcome"]] = int(row["count"])
+    return counts
 
 
 def _write_vault(spark: SparkSession, lake: str, rows: DataFrame) -> None:
@@ -633,12 +758,12 @@ def _classify(
     """Label each row conformed, quarantined or duplicate, and rank the conformed rows of one key.
 
     A duplicate is a row whose exact content another row of the same key already has: an earlier row
-    of this run (the first copy in bronze order stays the candidate), or the row silver holds from an
-    earlier bronze row. ``_rank`` orders the other rows that pass the rules (one per distinct content)
-    by source precedence, then event order: rank 1 is the one row per key offered to the table's MERGE.
-    """
+    of this run (the first copy in bronze order, bronze tables in ``_bronze_order``, stays the
+    candidate), or the row silver holds from an earlier bronze row. ``_rank`` orders the other rows that
+    pass the rules (one per distinct content) by source precedence, then event order: rank 1 is the one
+    row per key offered to the table's MERGE (the order ``_newer`` compares them by)."""
     first_of_content = Window.partitionBy(*KEYS, "_row_hash").orderBy(
-        "_bronze_version", "_source_file", "_record_offset"
+        "_bronze_order", "_bronze_version", "_source_file", "_record_offset"
     )
     order = Window.partitionBy(*KEYS, "_outcome").orderBy(
         *([F.expr(precedence.format(r="")).desc()] if precedence else []),
@@ -693,13 +818,13 @@ def _verify(spark: SparkSession, lake: str, table: str, classified: DataFrame) -
         )
         .otherwise(F.lit("superseded"))
     )
-    rows = classified.select(*KEYS, "_row_hash", "_outcome", *POINTER)
+    rows = classified.select(*KEYS, "_row_hash", "_outcome", "_bronze_order", *POINTER)
     return rows.join(now, list(KEYS), "left").withColumn("_outcome", outcome)
 
 
 def _silver_rows(df: DataFrame, entity: Entity) -> DataFrame:
     """The columns a silver table stores: no working columns, no clear identifiers."""
-    drop = [c for c in (FAILED_RULES, "_rank", "_outcome") if c in df.columns]
+    drop = [c for c in (FAILED_RULES, "_rank", "_outcome", "_bronze_order") if c in df.columns]
     return drop_clear(df.drop(*drop), entity.identifiers).withColumn("_conformed_at", F.current_timestamp())
 
 
@@ -708,7 +833,7 @@ def _quarantine_rows(classified: DataFrame, entity: Entity) -> DataFrame:
 
     The record is kept as JSON with tokens only: the clear identifiers never leave the vault.
     """
-    working = (FAILED_RULES, "_rank", "_outcome", "_row_hash", *entity.identifiers)
+    working = (FAILED_RULES, "_rank", "_outcome", "_row_hash", "_bronze_order", *entity.identifiers)
     content = [c for c in classified.columns if c not in working]
     return classified.where(F.col("_outcome") == "quarantined").select(
         *POINTER,
@@ -722,18 +847,23 @@ def _quarantine_rows(classified: DataFrame, entity: Entity) -> DataFrame:
     )
 
 
-_ROW_KEY = ("_k_version", "_k_file", "_k_offset")
+_ROW_KEY = ("_k_bronze", "_k_version", "_k_file", "_k_offset")
 
 
-def _row_key(version: Column, source_file: Column, offset: Column) -> list[Column]:
-    """A bronze row's place as three numbers: the file name as a 64-bit hash (files per run: thousands)."""
-    return [version.alias("_k_version"), F.xxhash64(source_file).alias("_k_file"), offset.alias("_k_offset")]
+def _row_key(bronze_order: Column, version: Column, source_file: Column, offset: Column) -> list[Column]:
+    """A bronze row's place as four numbers: the file name as a 64-bit hash (files per run: thousands)."""
+    return [
+        bronze_order.alias("_k_bronze"),
+        version.alias("_k_version"),
+        F.xxhash64(source_file).alias("_k_file"),
+        offset.alias("_k_offset"),
+    ]
 
 
-def _not_modelled_types(changes: DataFrame, per_row: DataFrame, bronze: str) -> dict[str, int]:
+def _not_modelled_types(changes: DataFrame, per_row: DataFrame, bronze: str, order: int) -> dict[str, int]:
     """Bronze rows no silver table took, per record type (a FHIR resource type, an HL7 message type)."""
     keyed = changes.select(
-        *_row_key(F.col("_commit_version"), F.col("_source_file"), F.col("_record_offset")),
+        *_row_key(F.lit(order), F.col("_commit_version"), F.col("_source_file"), F.col("_record_offset")),
         F.coalesce(_TYPE_COLUMN[bronze], F.lit("?")).alias("_type"),
     )
     untaken = keyed.join(per_row.where(F.col("_code") == 0), list(_ROW_KEY), "left_semi")
@@ -746,6 +876,7 @@ _LOG_SCHEMA = StructType(
         StructField("bronze_table", StringType()),
         StructField("start_version", LongType()),
         StructField("end_version", LongType()),
+        StructField("run_number", LongType()),
         StructField("status", StringType()),
         *(
             StructField(name, LongType())
@@ -781,18 +912,25 @@ _QUARANTINE_SCHEMA = StructType(
 )
 
 
-def _metrics(checked: DataFrame, entity: Entity, bronze: str, txn: tuple[str, int]) -> DataFrame:
-    """Rows checked and failed per institution and rule, with the median arrival lag."""
-    counts = rule_counts(checked, entity.rules(), ["institution_id"])
-    lag = checked.groupBy("institution_id").agg(
+def _metrics(checked: DataFrame, entity: Entity, planned: PlannedRun) -> DataFrame:
+    """Rows checked and failed per bronze table, institution and rule, with the median arrival lag.
+
+    ``run_id`` is ``<bronze table>@<end version>``: the range of that bronze table the rows came from.
+    """
+    by = ["_bronze_table", "institution_id"]
+    counts = rule_counts(checked, entity.rules(), by)
+    lag = checked.groupBy(*by).agg(
         F.percentile_approx(
             F.col("_ingested_at").cast("double") - F.col("_event_time").cast("double"), 0.5
         ).alias("arrival_lag_p50_s")
     )
-    return counts.join(lag, "institution_id", "left").select(
-        F.lit(f"{bronze}@{txn[1]}").alias("run_id"),
+    end_version = F.lit(None).cast(LongType())
+    for r in planned.ranges:
+        end_version = F.when(F.col("_bronze_table") == r.bronze_table, r.end_version).otherwise(end_version)
+    return counts.join(lag, by, "left").select(
+        F.concat_ws("@", "_bronze_table", end_version.cast("string")).alias("run_id"),
         F.current_timestamp().alias("run_at"),
-        F.lit(bronze).alias("bronze_table"),
+        F.col("_bronze_table").alias("bronze_table"),
         F.lit(entity.table).alias("silver_table"),
         "institution_id",
         "rule",

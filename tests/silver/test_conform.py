@@ -435,7 +435,7 @@ def test_the_row_level_reconciliation_places_each_row_by_what_silver_holds(
     classified = spark.createDataFrame(
         parsed,
         f"institution_id string, source_record_id string, _row_hash string, _outcome string, {pointer}",
-    )
+    ).withColumn("_bronze_order", F.lit(2))
     verified = conform._verify(spark, lake, "silver.encounter", classified)
     assert {(r.source_record_id, r._outcome) for r in verified.collect()} == {
         ("A", "conformed"),
