@@ -264,13 +264,25 @@ def replace_where(df: DataFrame, lake_root: str, name: str, predicate: str) -> N
     faults.after_write(name)
 
 
-def insert_new(df: DataFrame, lake_root: str, name: str, keys: Sequence[str]) -> None:
+def insert_new(
+    df: DataFrame, lake_root: str, name: str, keys: Sequence[str], *, target_condition: str | None = None
+) -> None:
     """Insert the rows whose ``keys`` the table does not hold yet (a MERGE without updates).
 
     The table must exist; ``df`` must hold at most one row per key.
+
+    Args:
+        df: Incoming rows (alias ``s``).
+        lake_root: Lake root folder or URI.
+        name: Table name ``layer.table``.
+        keys: Columns that identify a row.
+        target_condition: SQL on the table (alias ``t``) that every stored row sharing a key with ``df``
+            meets, e.g. a time span: MERGE then reads only the files whose statistics can meet it.
     """
     path = _existing(df.sparkSession, lake_root, name)
     condition = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+    if target_condition is not None:
+        condition = f"{condition} AND ({target_condition})"
     DeltaTable.forPath(df.sparkSession, path).alias("t").merge(
         df.alias("s"), condition
     ).whenNotMatchedInsertAll().execute()

@@ -164,6 +164,10 @@ class Entity:
     precedence: str | None = None
     """SQL rank of a row's source, compared before event time (higher wins; ``{r}`` is the alias prefix
     of the row's columns): a partial record never replaces a fuller one of the same key."""
+    key_time: str | None = None
+    """A time column the key determines (two rows of one key have the same value): rows stored under a
+    batch's keys lie between the batch's earliest and latest value, so classification, MERGE and
+    reconciliation read only the files whose statistics overlap that span, not the whole history."""
 
 
 def entities(cfg: Config) -> tuple[Entity, ...]:
@@ -260,6 +264,7 @@ ENTITIES = (
         identifiers={"phone": "phone"},
         after_tokens=_location_key,
         insert_only=True,
+        key_time="event_time",  # part of the key (``_location_key``)
     ),
     Entity(
         SILVER_PROCEDURE,
@@ -468,7 +473,7 @@ def conform_run(
             ]
             # One job fills the bronze caches (every later step reads them) and counts their rows.
             bronze_rows = _bronze_counts(changes, order)
-            work: list[tuple[Entity, DataFrame]] = []
+            work: list[tuple[Entity, DataFrame, KeySpan | None]] = []
             for entity in tables:
                 parts = [
                     _prepare(changes[bronze].transform(parse), entity, key).withColumn(
@@ -483,26 +488,28 @@ def conform_run(
                 # A local checkpoint, not a cache: the silver write below would drop a cache of rows
                 # whose plan reads that table (Spark refreshes caches by the paths written), and each
                 # later step would classify them again against the table just written.
+                checked = reduce(DataFrame.unionByName, parts)
+                span = _key_span(checked, entity.key_time)
                 classified = _classify(
-                    spark, lake, entity.table, reduce(DataFrame.unionByName, parts), entity.precedence
+                    spark, lake, entity.table, checked, entity.precedence, span
                 ).localCheckpoint(eager=False)
-                work.append((entity, classified))
+                work.append((entity, classified, span))
             # One job fills every checkpoint and says which writes each table needs: each skipped write
             # (an empty MERGE, append or check) saves seconds of fixed cost.
             counts = _outcome_counts(work)
-            work = [(entity, classified) for entity, classified in work if counts.get(entity.table)]
-            vault = [vault_rows(c, e.identifiers) for e, c in work if e.identifiers]
+            work = [w for w in work if counts.get(w[0].table)]
+            vault = [vault_rows(c, e.identifiers) for e, c, _ in work if e.identifiers]
             if vault:  # before silver: no token reaches silver without its clear value in the vault
                 _write_vault(spark, lake, reduce(DataFrame.unionByName, vault).dropDuplicates(["token"]))
             outcomes, quarantine_parts, metric_parts = [], [], []
-            for entity, classified in work:
+            for entity, classified, span in work:
                 if counts[entity.table].get("conformed"):
-                    _write_silver(spark, lake, entity, classified.where(F.col("_rank") == 1))
+                    _write_silver(spark, lake, entity, classified.where(F.col("_rank") == 1), span)
                 if counts[entity.table].get("quarantined"):
                     quarantine_parts.append(_quarantine_rows(classified, entity))
                 metric_parts.append(_metrics(classified, entity, planned))  # one row per checked row
                 # Row-level reconciliation: where each parsed row is now, read back from the table written.
-                verified = _verify(spark, lake, entity.table, classified)
+                verified = _verify(spark, lake, entity.table, classified, span)
                 outcomes.append(
                     verified.select(
                         *_row_key(
@@ -655,14 +662,22 @@ def _bronze_counts(changes: dict[str, DataFrame], order: dict[str, int]) -> dict
     return {int(row[0]): int(row[1]) for row in grouped}
 
 
-def _write_silver(spark: SparkSession, lake: str, entity: Entity, latest: DataFrame) -> None:
+def _write_silver(
+    spark: SparkSession, lake: str, entity: Entity, latest: DataFrame, span: KeySpan | None = None
+) -> None:
     """Offer each key's rank-1 row to the silver table: MERGE, latest event winning."""
     if io.holds_no_files(spark, lake, entity.table):
         # Nothing to match yet: a plain append is the same result without MERGE's joins. A crash after it
         # leaves rows, so the re-run takes the MERGE path and adds nothing twice.
         io.append(_silver_rows(latest, entity), lake, entity.table)
     elif entity.insert_only:
-        io.insert_new(_silver_rows(latest, entity), lake, entity.table, list(KEYS))
+        io.insert_new(
+            _silver_rows(latest, entity),
+            lake,
+            entity.table,
+            list(KEYS),
+            target_condition=None if span is None else span.sql("t"),
+        )
     else:
         io.upsert(
             _silver_rows(latest, entity),
@@ -726,7 +741,42 @@ def _outcome_code(outcome: str) -> Column:
     return code.otherwise(0)
 
 
-def _outcome_counts(work: Sequence[tuple[Entity, DataFrame]]) -> dict[str, dict[str, int]]:
+@dataclass(frozen=True)
+class KeySpan:
+    """The earliest and latest ``key_time`` of a batch (epoch microseconds; None: the batch has none)."""
+
+    column: str
+    first: int | None
+    last: int | None
+
+    def column_filter(self) -> Column:
+        """Rows of the span, as a filter Delta's data skipping can use (a column against literals)."""
+        if self.first is None or self.last is None:
+            return F.lit(False)
+        # timestamp_micros of a literal folds to a literal before Delta prunes files by their statistics.
+        return F.col(self.column).between(
+            F.timestamp_micros(F.lit(self.first)), F.timestamp_micros(F.lit(self.last))
+        )
+
+    def sql(self, alias: str) -> str:
+        """The same filter as SQL on table alias ``alias`` (for a MERGE condition)."""
+        if self.first is None or self.last is None:
+            return "false"
+        column = f"{alias}.`{self.column}`"
+        return f"{column} >= timestamp_micros({self.first}) AND {column} <= timestamp_micros({self.last})"
+
+
+def _key_span(checked: DataFrame, key_time: str | None) -> KeySpan | None:
+    """The span of ``key_time`` over the batch's rows (one small job), or None without a ``key_time``."""
+    if key_time is None:
+        return None
+    first, last = checked.agg(
+        F.min(F.unix_micros(F.col(key_time))), F.max(F.unix_micros(F.col(key_time)))
+    ).first() or (None, None)
+    return KeySpan(key_time, None if first is None else int(first), None if last is None else int(last))
+
+
+def _outcome_counts(work: Sequence[tuple[Entity, DataFrame, KeySpan | None]]) -> dict[str, dict[str, int]]:
     """Rows per silver table and outcome, in one job that also fills every table's cache.
 
     A table absent from the result holds nothing from this run.
@@ -735,7 +785,7 @@ def _outcome_counts(work: Sequence[tuple[Entity, DataFrame]]) -> dict[str, dict[
         return {}
     grouped = [
         classified.groupBy("_outcome").count().select(F.lit(entity.table).alias("table"), "_outcome", "count")
-        for entity, classified in work
+        for entity, classified, _ in work
     ]
     counts: dict[str, dict[str, int]] = {}
     for row in reduce(DataFrame.unionByName, grouped).collect():  # a row per table and outcome
@@ -753,7 +803,12 @@ def _write_vault(spark: SparkSession, lake: str, rows: DataFrame) -> None:
 
 
 def _classify(
-    spark: SparkSession, lake: str, table: str, checked: DataFrame, precedence: str | None = None
+    spark: SparkSession,
+    lake: str,
+    table: str,
+    checked: DataFrame,
+    precedence: str | None = None,
+    span: KeySpan | None = None,
 ) -> DataFrame:
     """Label each row conformed, quarantined or duplicate, and rank the conformed rows of one key.
 
@@ -772,7 +827,7 @@ def _classify(
         F.col("_source_file").desc(),
         F.col("_record_offset").desc(),
     )
-    stored = io.read_table(spark, lake, table).select(
+    stored = _stored(spark, lake, table, span).select(
         *KEYS, F.col("_row_hash").alias("_stored_hash"), F.struct(*POINTER).alias("_stored_pointer")
     )
     good = F.size(FAILED_RULES) == 0
@@ -796,7 +851,15 @@ def _classify(
     )
 
 
-def _verify(spark: SparkSession, lake: str, table: str, classified: DataFrame) -> DataFrame:
+def _stored(spark: SparkSession, lake: str, table: str, span: KeySpan | None) -> DataFrame:
+    """The silver rows that may share a key with the batch: all of them, or those of the key span."""
+    rows = io.read_table(spark, lake, table)
+    return rows if span is None else rows.where(span.column_filter())
+
+
+def _verify(
+    spark: SparkSession, lake: str, table: str, classified: DataFrame, span: KeySpan | None = None
+) -> DataFrame:
     """Each parsed row's outcome as the silver table now holds it: the row-level reconciliation.
 
     Rows that passed the rules are looked up by key in ``table`` as just written: *lost* when it holds no
@@ -805,7 +868,7 @@ def _verify(spark: SparkSession, lake: str, table: str, classified: DataFrame) -
     (silver holds another version of the key). Quarantined rows keep their outcome (they are appended to
     ``silver.quarantine`` in this run).
     """
-    now = io.read_table(spark, lake, table).select(
+    now = _stored(spark, lake, table, span).select(
         *KEYS, F.col("_row_hash").alias("_now_hash"), F.struct(*POINTER).alias("_now_pointer")
     )
     outcome = (

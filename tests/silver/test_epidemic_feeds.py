@@ -168,3 +168,25 @@ def test_a_ping_without_a_phone_is_quarantined(spark: SparkSession, lake: Config
         "silver_table = 'silver.location_event'"
     )
     assert [set(r.failed_rules) for r in quarantined.collect()] == [{"location_event_has_phone"}]
+
+
+def test_a_ping_sent_again_a_day_later_is_a_duplicate(spark: SparkSession, tmp_path: Path) -> None:
+    # The second run looks for stored pings only in its own span of times (``Entity.key_time``): the
+    # re-sent 08:00 ping is found there (a duplicate, not a second row), the new ping is inserted.
+    _land(tmp_path, "location/T1/2026-01-05/pings_20260105_s0000.csv", PINGS)
+    cfg = load_config(
+        overrides={"landing_root": str(tmp_path / "landing"), "lake_root": str(tmp_path / "lake")}
+    )
+    ingest.run(spark, cfg)
+    conform.run(spark, cfg)
+    again = (
+        "phone,ts,lat,lon,accuracy_m\n"
+        + PINGS.splitlines()[1]
+        + "\n13800000001,2026-01-06 09:00:00,28.2,116.2,10\n"
+    )
+    _land(tmp_path, "location/T1/2026-01-06/pings_20260106_s0000.csv", again)
+    ingest.run(spark, cfg)
+    (result,) = conform.run(spark, cfg)
+    assert (result.bronze_rows, result.conformed, result.duplicates) == (2, 1, 1)
+    events = io.read_table(spark, cfg.lake_root, "silver.location_event")
+    assert sorted(r.event_time for r in events.collect()) == [_utc(5, 8), _utc(6, 9)]
