@@ -494,3 +494,66 @@ def test_mistyped_years_and_implausible_stays_are_quarantined_and_do_not_move_as
         return not stay.select(F.coalesce(rule.condition, F.lit(False))).first()[0]
 
     assert stay_failed(cfg) and not stay_failed(wide)
+
+
+def _txns(lake: str, table: str) -> list[tuple[str, int]]:
+    """The (txnAppId, txnVersion) pairs the commits of a Delta table recorded, in commit order."""
+    found = []
+    for commit in sorted((Path(lake) / table.replace(".", "/") / "_delta_log").glob("*.json")):
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            if "txn" in action:
+                found.append((action["txn"]["appId"], int(action["txn"]["version"])))
+    return found
+
+
+def test_one_run_takes_every_bronze_table_and_a_range_an_older_release_planned_is_finished_alone(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    cfg = _config(tmp_path)
+    lake = cfg.lake_root
+    _land(tmp_path, "hl7v2", "HH", "2026-01-05", "messages_20260105.hl7", _hl7_facts())
+    ingest.run(spark, cfg)
+    hl7_end = io.latest_version(spark, lake, "bronze.hl7v2_messages")
+    # The log as a release before run numbers left it after a crash: HL7's range planned, not finished.
+    legacy = spark.createDataFrame(
+        [("bronze.hl7v2_messages", 0, hl7_end, "planned")],
+        "bronze_table string, start_version long, end_version long, status string",
+    ).withColumn("logged_at", F.current_timestamp())
+    io.append(legacy, lake, "silver.conform_log")
+    records, visits = _csv_facts()
+    _land(tmp_path, "csv", "HC", "2026-01-05", "health_records_20260105.csv", records)
+    _land(tmp_path, "csv", "HC", "2026-01-05", "visits_20260105.csv", visits)
+    _land(tmp_path, "fhir", "HF", "2026-01-05", "facts_20260105.ndjson", _fhir_facts())
+    ingest.run(spark, cfg)
+    results = conform.run(spark, cfg)
+    ranges = [(r.bronze_table, r.start_version, r.end_version) for r in results]
+    csv_end = io.latest_version(spark, lake, "bronze.csv_records")
+    fhir_end = io.latest_version(spark, lake, "bronze.fhir_resources")
+    assert ranges == [
+        ("bronze.hl7v2_messages", 0, hl7_end),  # alone, first
+        ("bronze.fhir_resources", 0, fhir_end),  # then one run over the rest, in BRONZE_INPUTS order
+        ("bronze.csv_records", 0, csv_end),
+    ]
+    assert results[1].seconds == results[2].seconds != results[0].seconds
+    log = _table(spark, cfg, "silver.conform_log").where(F.col("status") == conform.FINISHED)
+    assert sorted((r.bronze_table, r.run_number) for r in log.collect()) == [
+        ("bronze.csv_records", 1),
+        ("bronze.fhir_resources", 1),
+        ("bronze.hl7v2_messages", None),
+    ]
+    # The older release's txn for the range it planned; the run number for the new run.
+    assert _txns(lake, "silver.dq_metrics") == [
+        ("healthlake-conform-bronze.hl7v2_messages", hl7_end),
+        ("healthlake-conform", 1),
+    ]
+    # Patient, visit and diagnoses from three formats in one run: each bronze row is accounted for.
+    for result in results:
+        assert result.bronze_rows == (
+            result.conformed
+            + result.superseded
+            + result.duplicates
+            + result.quarantined
+            + result.not_modelled
+        )
+    assert conform.run(spark, cfg) == []
