@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -102,6 +103,32 @@ def token_of(key: bytes, kind: str, value: str | None) -> str | None:
     return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
+def _keyed_hmac(key: bytes, prefix: bytes) -> Callable[[bytes], str]:
+    """Hex HMAC-SHA-256 (RFC 2104) of ``prefix + message`` under ``key``, keyed once for many messages.
+
+    Gives what ``hmac.new(key, prefix + message, "sha256").hexdigest()`` gives (the tests compare them on
+    short, block-long and long keys) at about half its cost per value: the key's inner and outer hash
+    states (and the prefix) are hashed once, and each value costs two copies of a hash state, where
+    ``hmac.new`` keys a new context every time. Tokens are the one per-row Python step of a ping.
+    """
+    block = 64  # SHA-256's block size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    inner.update(prefix)
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def mac(message: bytes) -> str:
+        digest = inner.copy()
+        digest.update(message)
+        result = outer.copy()
+        result.update(digest.digest())
+        return result.hexdigest()
+
+    return mac
+
+
 def tokenizer(key: bytes, kind: str) -> Callable[[Column], Column]:
     """A function turning a string column into its tokens (NULL and empty stay NULL).
 
@@ -114,12 +141,13 @@ def tokenizer(key: bytes, kind: str) -> Callable[[Column], Column]:
     prefix = f"{kind}:".encode()
 
     def tokens(values: pd.Series) -> pd.Series:
-        def one(v: object) -> str | None:
-            if v is None or v != v or v == "":  # None or NaN
-                return None
-            return hmac.new(key, prefix + str(v).encode("utf-8"), hashlib.sha256).hexdigest()
-
-        return values.map(one)
+        mac = _keyed_hmac(key, prefix)  # per batch, in the worker: hash states cannot be pickled
+        # Each distinct value of the batch once: a phone pings many times a day, a person's number
+        # recurs in every row of their visit.
+        codes, distinct = pd.factorize(values)  # None and NaN: code -1
+        macs = [None if v == "" else mac(str(v).encode("utf-8")) for v in distinct]
+        macs.append(None)  # what code -1 picks
+        return pd.Series(np.asarray(macs, dtype=object)[codes], index=values.index)
 
     # pyspark's stubs lack the overload of the type-hinted form (no functionType), which Spark 3+ recommends.
     udf = F.pandas_udf(tokens, "string")  # type: ignore[call-overload]
