@@ -9,18 +9,17 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from healthlake.privacy.tokens import _keyed_hmac, token_of, tokenizer
+from healthlake.privacy.tokens import _batch_tokens, token_of, tokenizer
 
 VALUES = ["13800001111", "张三", "110101199003071234", "a" * 200, " ", "x:y", "13800001111"]
 
 
 @pytest.mark.parametrize("key_bytes", [16, 63, 64, 65, 100])
-def test_the_keyed_hmac_is_rfc_2104_hmac_sha_256(key_bytes: int) -> None:
+def test_the_batch_tokens_are_rfc_2104_hmac_sha_256(key_bytes: int) -> None:
     key = bytes(range(7, 7 + key_bytes))  # longer than a block: the key is hashed first
-    mac = _keyed_hmac(key, b"phone:")
-    for value in VALUES:
-        message = value.encode("utf-8")
-        assert mac(message) == hmac.new(key, b"phone:" + message, hashlib.sha256).hexdigest()
+    tokens = _batch_tokens(key, b"phone:")(pd.Series([*VALUES, "", None], dtype=object))
+    expected = [hmac.new(key, b"phone:" + v.encode("utf-8"), hashlib.sha256).hexdigest() for v in VALUES]
+    assert tokens.tolist() == [*expected, None, None]
 
 
 def test_the_udf_tokenises_each_value_and_keeps_null_and_empty_null(spark: SparkSession) -> None:

@@ -103,32 +103,6 @@ def token_of(key: bytes, kind: str, value: str | None) -> str | None:
     return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
-def _keyed_hmac(key: bytes, prefix: bytes) -> Callable[[bytes], str]:
-    """Hex HMAC-SHA-256 (RFC 2104) of ``prefix + message`` under ``key``, keyed once for many messages.
-
-    Gives what ``hmac.new(key, prefix + message, "sha256").hexdigest()`` gives (the tests compare them on
-    short, block-long and long keys) at about half its cost per value: the key's inner and outer hash
-    states (and the prefix) are hashed once, and each value costs two copies of a hash state, where
-    ``hmac.new`` keys a new context every time. Tokens are the one per-row Python step of a ping.
-    """
-    block = 64  # SHA-256's block size
-    if len(key) > block:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(block, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(prefix)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-
-    def mac(message: bytes) -> str:
-        digest = inner.copy()
-        digest.update(message)
-        result = outer.copy()
-        result.update(digest.digest())
-        return result.hexdigest()
-
-    return mac
-
-
 def tokenizer(key: bytes, kind: str) -> Callable[[Column], Column]:
     """A function turning a string column into its tokens (NULL and empty stay NULL).
 
@@ -138,21 +112,45 @@ def tokenizer(key: bytes, kind: str) -> Callable[[Column], Column]:
     """
     if not is_token_kind(kind):
         raise ValueError(f"unknown token kind {kind!r}; one of {', '.join(TOKEN_KINDS)} or extract:<name>")
-    prefix = f"{kind}:".encode()
-
-    def tokens(values: pd.Series) -> pd.Series:
-        mac = _keyed_hmac(key, prefix)  # per batch, in the worker: hash states cannot be pickled
-        # Each distinct value of the batch once: a phone pings many times a day, a person's number
-        # recurs in every row of their visit.
-        codes, distinct = pd.factorize(values)  # None and NaN: code -1
-        macs = [None if v == "" else mac(str(v).encode("utf-8")) for v in distinct]
-        macs.append(None)  # what code -1 picks
-        return pd.Series(np.asarray(macs, dtype=object)[codes], index=values.index)
-
     # pyspark's stubs lack the overload of the type-hinted form (no functionType), which Spark 3+ recommends.
-    udf = F.pandas_udf(tokens, "string")  # type: ignore[call-overload]
+    udf = F.pandas_udf(_batch_tokens(key, f"{kind}:".encode()), "string")  # type: ignore[call-overload]
 
     def apply(col: Column) -> Column:
         return udf(col)
 
     return apply
+
+
+def _batch_tokens(key: bytes, prefix: bytes) -> Callable[[pd.Series], pd.Series]:
+    """The pandas function of ``tokenizer``: hex HMAC-SHA-256 (RFC 2104) of ``prefix + value`` per value.
+
+    What ``hmac.new(key, prefix + value, "sha256").hexdigest()`` gives (the tests compare them on short,
+    block-long and long keys) at under half its cost per value: the key's inner and outer hash states
+    (and the prefix) are hashed once per batch and each value costs two copies of a hash state, where
+    ``hmac.new`` keys a new context every time. And each distinct value of a batch once: a phone pings
+    many times a day. Tokens are the one per-row Python step of a ping (``benchmarks/tokens.py``).
+
+    The function is nested, so Spark ships it by value: executors need no healthlake installed for it.
+    """
+    block = 64  # SHA-256's block size
+    padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
+    inner_pad = bytes(b ^ 0x36 for b in padded)
+    outer_pad = bytes(b ^ 0x5C for b in padded)
+
+    def tokens(values: pd.Series) -> pd.Series:
+        inner = hashlib.sha256(inner_pad + prefix)  # per batch, in the worker: hash states do not pickle
+        outer = hashlib.sha256(outer_pad)
+
+        def mac(message: bytes) -> str:
+            digest = inner.copy()
+            digest.update(message)
+            result = outer.copy()
+            result.update(digest.digest())
+            return result.hexdigest()
+
+        codes, distinct = pd.factorize(values)  # None and NaN: code -1
+        macs = [None if v == "" else mac(str(v).encode("utf-8")) for v in distinct]
+        macs.append(None)  # what code -1 picks
+        return pd.Series(np.asarray(macs, dtype=object)[codes], index=values.index)
+
+    return tokens
