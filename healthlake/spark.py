@@ -90,6 +90,8 @@ _JVM_NOISE = re.compile(
 """Lines the driver JVM writes to stderr itself (not through log4j) that a default run does not show."""
 HUGE_METHODS = "-XX:-DontCompileHugeMethods"
 """JVM option: compile large generated methods too (see ``spark_conf``)."""
+DATAFRAME_DEBUGGING_KEY = "spark.python.sql.dataFrameDebugging.enabled"
+"""Static setting: PySpark sends each call's Python call site to the JVM (see ``spark_conf``)."""
 PLAN_STRING_CAP = "1m"
 """Characters of a plan's text Spark renders (see ``spark_conf``; Spark's default is unbounded)."""
 
@@ -253,6 +255,12 @@ def spark_conf(app_name: str, cfg: Config) -> dict[str, str]:
         # one rendering ran a 4 GiB driver out of heap (a 200 k-row day on a 2 M-person lake). Spark's
         # documentation advises a cap; the text is only for the UI and logs.
         "spark.sql.maxPlanStringLength": PLAN_STRING_CAP,
+        # PySpark 4 records the Python call site of every Column method (and some functions) in the JVM,
+        # for the query context of an error: six Py4J round trips on top of each call's own. Our stages
+        # build plans from thousands of such calls: a small conform made 154 k round trips with it, 79 k
+        # without (61 s -> 54 s warm on an idle machine, more on a busy one, where each round trip waits
+        # for a core). Errors keep their message and Spark's own query context.
+        DATAFRAME_DEBUGGING_KEY: "false",
     }
     jars = [*delta_jars(), *linkage_jars()]
     if jars:
