@@ -1,12 +1,15 @@
-"""Benchmark the test suite's session settings: a small conform, cold then warm, per JVM option set.
+"""Benchmark the test suite's session settings: a small conform, cold then warm, per setting set.
 
 The suite runs hundreds of small ingests and conforms in one long-lived JVM per worker, so what counts
-is the warm cost of a small batch. Each option set gets its own process (a fresh JVM): one CSV visit
-file ingested and conformed (cold), then ``--batches`` more days of a visit and a health-record file,
-each ingested and conformed (warm). Baseline in the same run: the first option set.
+is the warm cost of a small batch. Each set gets its own process (a fresh JVM): one CSV visit file
+ingested and conformed (cold), then ``--batches`` more days of a visit and a health-record file, each
+ingested and conformed (warm), with the Py4J round trips of each warm conform counted. Baseline in the
+same run: the first set. ``--busy N`` keeps N other processes spinning meanwhile, as the suite's other
+worker does: each round trip then waits for a core.
 
     HEALTHLAKE_HMAC_KEY=... python benchmarks/test_session.py
     python benchmarks/test_session.py --sets c1-serial c2-parallel --batches 6
+    python benchmarks/test_session.py --sets call-sites c2-parallel --busy 1
 """
 
 from __future__ import annotations
@@ -27,25 +30,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger("benchmarks.test_session")
 
-OPTION_SETS = {
+JVM = "spark.driver.extraJavaOptions"
+C2_PARALLEL = "-XX:+UseParallelGC -XX:ReservedCodeCacheSize=512m"  # TEST_CONF since session 29
+CALL_SITES = "spark.python.sql.dataFrameDebugging.enabled"  # healthlake.spark.DATAFRAME_DEBUGGING_KEY
+SETTING_SETS: dict[str, dict[str, str]] = {
     # Until session 29:
-    "c1-serial": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=512m",
-    "c1-parallel": "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -XX:ReservedCodeCacheSize=512m",
-    "c2-g1": "-XX:ReservedCodeCacheSize=512m",  # the JVM's own JIT and collector
-    "c2-parallel": "-XX:+UseParallelGC -XX:ReservedCodeCacheSize=512m",  # TEST_CONF since session 29
+    "c1-serial": {JVM: "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=512m"},
+    "c1-parallel": {JVM: "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -XX:ReservedCodeCacheSize=512m"},
+    "c2-g1": {JVM: "-XX:ReservedCodeCacheSize=512m"},  # the JVM's own JIT and collector
+    # Until session 39: PySpark sends every Column call's Python call site to the JVM (its default).
+    "call-sites": {JVM: C2_PARALLEL, CALL_SITES: "true"},
+    "c2-parallel": {JVM: C2_PARALLEL},  # TEST_CONF now
 }
 
 
-def _one_process(options: str, batches: int) -> dict[str, object]:
-    """Run the cold and warm conforms in this process with ``options`` as the driver's JVM options."""
+def _one_process(settings: dict[str, str], batches: int) -> dict[str, object]:
+    """Run the cold and warm conforms in this process with ``settings`` on top of the test session's."""
+    from py4j.clientserver import ClientServerConnection
+
     from healthlake.config import load_config
     from healthlake.pipelines import conform, ingest
     from healthlake.spark import get_test_spark
     from tests.silver.test_conform import _csv_facts, _land
 
+    sent = ClientServerConnection.send_command
+    trips = [0]
+
+    def counting(self: ClientServerConnection, command: str) -> str:
+        trips[0] += 1
+        return sent(self, command)
+
+    ClientServerConnection.send_command = counting  # type: ignore[method-assign]
     root = Path(tempfile.mkdtemp(prefix="hl-test-session-"))
     try:
-        spark = get_test_spark(root / "spark", {"spark.driver.extraJavaOptions": options})
+        spark = get_test_spark(root / "spark", settings)
         records, visits = _csv_facts()
         _land(root, "csv", "HC", "2026-01-05", "visits_20260105.csv", visits)
         cfg = load_config(overrides={"landing_root": str(root / "landing"), "lake_root": str(root / "lake")})
@@ -53,16 +71,17 @@ def _one_process(options: str, batches: int) -> dict[str, object]:
         ingest.run(spark, cfg)
         conform.run(spark, cfg)
         cold = time.perf_counter() - started
-        warm = []
+        warm, warm_trips = [], []
         for day in range(6, 6 + batches):
             date = f"2026-01-{day:02d}"
             _land(root, "csv", "HC", date, f"visits_202601{day:02d}.csv", visits.replace("2026-01-05", date))
             _land(root, "csv", "HC", date, f"health_records_202601{day:02d}.csv", records)
             ingest.run(spark, cfg)
-            started = time.perf_counter()
+            started, before = time.perf_counter(), trips[0]
             conform.run(spark, cfg)
             warm.append(time.perf_counter() - started)
-        return {"options": options, "cold_s": cold, "warm_s": warm}
+            warm_trips.append(trips[0] - before)
+        return {"settings": settings, "cold_s": cold, "warm_s": warm, "warm_trips": warm_trips}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -72,39 +91,41 @@ def main() -> None:
     parser.add_argument(
         "--sets",
         nargs="+",
-        choices=list(OPTION_SETS),
-        default=list(OPTION_SETS),
-        help="option sets",
+        choices=list(SETTING_SETS),
+        default=list(SETTING_SETS),
+        help="setting sets",
     )
-    parser.add_argument("--batches", type=int, default=4, help="warm conforms per option set")
+    parser.add_argument("--batches", type=int, default=4, help="warm conforms per set")
+    parser.add_argument("--busy", type=int, default=0, help="other processes kept spinning meanwhile")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HEALTHLAKE_HMAC_KEY", "benchmark-only-key-0123456789abcdef")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.child is not None:
-        print(json.dumps(_one_process(args.child, args.batches)))  # noqa: T201 - read by the parent
+        result = _one_process(json.loads(args.child), args.batches)
+        print(json.dumps(result))  # noqa: T201 - read by the parent
         return
-    for name in args.sets:
-        out = (
-            subprocess.run(
-                [sys.executable, __file__, f"--child={OPTION_SETS[name]}", "--batches", str(args.batches)],
-                capture_output=True,
-                text=True,
-                check=True,
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        for name in args.sets:
+            child = [f"--child={json.dumps(SETTING_SETS[name])}", "--batches", str(args.batches)]
+            out = subprocess.run(
+                [sys.executable, __file__, *child], capture_output=True, text=True, check=True
+            ).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            warm = result["warm_s"]
+            log.info(
+                "%-12s busy %d  cold %5.1f s  warm median %5.1f s  (%s)  Py4J round trips a warm conform %s",
+                name,
+                args.busy,
+                result["cold_s"],
+                statistics.median(warm),
+                ", ".join(f"{w:.1f}" for w in warm),
+                f"{statistics.median(result['warm_trips']):,.0f}",
             )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        result = json.loads(out)
-        warm = result["warm_s"]
-        log.info(
-            "%-12s %-70s cold %5.1f s  warm median %5.1f s  (%s)",
-            name,
-            result["options"],
-            result["cold_s"],
-            statistics.median(warm),
-            ", ".join(f"{w:.1f}" for w in warm),
-        )
+    finally:
+        for spinner in spinners:
+            spinner.kill()
 
 
 if __name__ == "__main__":
