@@ -258,8 +258,8 @@ def spark_conf(app_name: str, cfg: Config) -> dict[str, str]:
         # PySpark 4 records the Python call site of every Column method (and some functions) in the JVM,
         # for the query context of an error: six Py4J round trips on top of each call's own. Our stages
         # build plans from thousands of such calls: a small conform made 154 k round trips with it, 79 k
-        # without (61 s -> 54 s warm on an idle machine, more on a busy one, where each round trip waits
-        # for a core). Errors keep their message and Spark's own query context.
+        # without (61 -> 54 s warm; BENCHMARKS.md, "PySpark's call sites"). Errors keep their message
+        # and Spark's own query context.
         DATAFRAME_DEBUGGING_KEY: "false",
     }
     jars = [*delta_jars(), *linkage_jars()]
