@@ -5,7 +5,7 @@ is the warm cost of a small batch. Each set gets its own process (a fresh JVM): 
 ingested and conformed (cold), then ``--batches`` more days of a visit and a health-record file, each
 ingested and conformed (warm), with the Py4J round trips of each warm conform counted. Baseline in the
 same run: the first set. ``--busy N`` keeps N other processes spinning meanwhile, as the suite's other
-worker does: each round trip then waits for a core.
+worker keeps a core busy.
 
     HEALTHLAKE_HMAC_KEY=... python benchmarks/test_session.py
     python benchmarks/test_session.py --sets c1-serial c2-parallel --batches 6
@@ -28,62 +28,59 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from healthlake.spark import DATAFRAME_DEBUGGING_KEY  # noqa: E402 - after the path
+
 log = logging.getLogger("benchmarks.test_session")
 
 JVM = "spark.driver.extraJavaOptions"
 C2_PARALLEL = "-XX:+UseParallelGC -XX:ReservedCodeCacheSize=512m"  # TEST_CONF since session 29
-CALL_SITES = "spark.python.sql.dataFrameDebugging.enabled"  # healthlake.spark.DATAFRAME_DEBUGGING_KEY
 SETTING_SETS: dict[str, dict[str, str]] = {
     # Until session 29:
     "c1-serial": {JVM: "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=512m"},
     "c1-parallel": {JVM: "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -XX:ReservedCodeCacheSize=512m"},
     "c2-g1": {JVM: "-XX:ReservedCodeCacheSize=512m"},  # the JVM's own JIT and collector
     # Until session 39: PySpark sends every Column call's Python call site to the JVM (its default).
-    "call-sites": {JVM: C2_PARALLEL, CALL_SITES: "true"},
+    "call-sites": {JVM: C2_PARALLEL, DATAFRAME_DEBUGGING_KEY: "true"},
     "c2-parallel": {JVM: C2_PARALLEL},  # TEST_CONF now
 }
 
 
 def _one_process(settings: dict[str, str], batches: int) -> dict[str, object]:
     """Run the cold and warm conforms in this process with ``settings`` on top of the test session's."""
-    from py4j.clientserver import ClientServerConnection
-
     from healthlake.config import load_config
     from healthlake.pipelines import conform, ingest
     from healthlake.spark import get_test_spark
     from tests.silver.test_conform import _csv_facts, _land
+    from tests.test_spark import counting_py4j_round_trips
 
-    sent = ClientServerConnection.send_command
-    trips = [0]
-
-    def counting(self: ClientServerConnection, command: str) -> str:
-        trips[0] += 1
-        return sent(self, command)
-
-    ClientServerConnection.send_command = counting  # type: ignore[method-assign]
     root = Path(tempfile.mkdtemp(prefix="hl-test-session-"))
-    try:
-        spark = get_test_spark(root / "spark", settings)
-        records, visits = _csv_facts()
-        _land(root, "csv", "HC", "2026-01-05", "visits_20260105.csv", visits)
-        cfg = load_config(overrides={"landing_root": str(root / "landing"), "lake_root": str(root / "lake")})
-        started = time.perf_counter()
-        ingest.run(spark, cfg)
-        conform.run(spark, cfg)
-        cold = time.perf_counter() - started
-        warm, warm_trips = [], []
-        for day in range(6, 6 + batches):
-            date = f"2026-01-{day:02d}"
-            _land(root, "csv", "HC", date, f"visits_202601{day:02d}.csv", visits.replace("2026-01-05", date))
-            _land(root, "csv", "HC", date, f"health_records_202601{day:02d}.csv", records)
+    with counting_py4j_round_trips() as trips:
+        try:
+            spark = get_test_spark(root / "spark", settings)
+            records, visits = _csv_facts()
+            _land(root, "csv", "HC", "2026-01-05", "visits_20260105.csv", visits)
+            cfg = load_config(
+                overrides={"landing_root": str(root / "landing"), "lake_root": str(root / "lake")}
+            )
+            started = time.perf_counter()
             ingest.run(spark, cfg)
-            started, before = time.perf_counter(), trips[0]
             conform.run(spark, cfg)
-            warm.append(time.perf_counter() - started)
-            warm_trips.append(trips[0] - before)
-        return {"settings": settings, "cold_s": cold, "warm_s": warm, "warm_trips": warm_trips}
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+            cold = time.perf_counter() - started
+            warm, warm_trips = [], []
+            for day in range(6, 6 + batches):
+                date = f"2026-01-{day:02d}"
+                _land(
+                    root, "csv", "HC", date, f"visits_202601{day:02d}.csv", visits.replace("2026-01-05", date)
+                )
+                _land(root, "csv", "HC", date, f"health_records_202601{day:02d}.csv", records)
+                ingest.run(spark, cfg)
+                started, before = time.perf_counter(), trips[0]
+                conform.run(spark, cfg)
+                warm.append(time.perf_counter() - started)
+                warm_trips.append(trips[0] - before)
+            return {"settings": settings, "cold_s": cold, "warm_s": warm, "warm_trips": warm_trips}
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:

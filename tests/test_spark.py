@@ -6,7 +6,8 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,27 +53,28 @@ def test_pyspark_sends_no_call_sites_to_the_jvm(spark: SparkSession) -> None:
     # With call sites on, PySpark asks the JVM for the session and this setting, then sets and clears the
     # call site, around every Column method and some functions: this column took 14 round trips with
     # them off, 44 with (PySpark 4.1.1).
-    trips = _py4j_round_trips(lambda: (F.col("a") + F.lit(1)).alias("b"))
-    assert trips < 20, trips
+    with counting_py4j_round_trips() as trips:
+        (F.col("a") + F.lit(1)).alias("b")
+    assert trips[0] < 20, trips
 
 
-def _py4j_round_trips(build: Callable[[], object]) -> int:
+@contextmanager
+def counting_py4j_round_trips() -> Iterator[list[int]]:
+    """Count the Py4J round trips made inside the block (in the returned one-element list)."""
     from py4j.clientserver import ClientServerConnection
 
     sent = ClientServerConnection.send_command
-    count = 0
+    count = [0]
 
     def counting(self: ClientServerConnection, command: str) -> str:
-        nonlocal count
-        count += 1
+        count[0] += 1
         return sent(self, command)
 
     ClientServerConnection.send_command = counting  # type: ignore[method-assign]
     try:
-        build()
+        yield count
     finally:
         ClientServerConnection.send_command = sent  # type: ignore[method-assign]
-    return count
 
 
 def test_timestamps_are_utc(spark: SparkSession) -> None:
