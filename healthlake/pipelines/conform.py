@@ -474,6 +474,8 @@ def conform_run(
             # One job fills the bronze caches (every later step reads them) and counts their rows.
             bronze_rows = _bronze_counts(changes, order)
             work: list[tuple[Entity, DataFrame, KeySpan | None]] = []
+            # Tables this run created hold no files: their first write appends without asking Delta.
+            created: set[str] = set()
             for entity in tables:
                 parts = [
                     _prepare(changes[bronze].transform(parse), entity, key).withColumn(
@@ -484,7 +486,8 @@ def conform_run(
                 ]
                 if not parts:
                     continue  # no bronze table of the run feeds this silver table
-                _ensure(spark, lake, entity.table, _silver_rows(parts[0], entity).schema, CDF)
+                if _ensure(spark, lake, entity.table, _silver_rows(parts[0], entity).schema, CDF):
+                    created.add(entity.table)
                 # A local checkpoint, not a cache: the silver write below would drop a cache of rows
                 # whose plan reads that table (Spark refreshes caches by the paths written), and each
                 # later step would classify them again against the table just written.
@@ -500,11 +503,21 @@ def conform_run(
             work = [w for w in work if counts.get(w[0].table)]
             vault = [vault_rows(c, e.identifiers) for e, c, _ in work if e.identifiers]
             if vault:  # before silver: no token reaches silver without its clear value in the vault
-                _write_vault(spark, lake, reduce(DataFrame.unionByName, vault).dropDuplicates(["token"]))
+                rows = reduce(DataFrame.unionByName, vault).dropDuplicates(["token"])
+                if _ensure(spark, lake, VAULT_IDENTITY, rows.schema):
+                    created.add(VAULT_IDENTITY)
+                _write_vault(spark, lake, rows, VAULT_IDENTITY in created)
             outcomes, quarantine_parts, metric_parts = [], [], []
             for entity, classified, span in work:
                 if counts[entity.table].get("conformed"):
-                    _write_silver(spark, lake, entity, classified.where(F.col("_rank") == 1), span)
+                    _write_silver(
+                        spark,
+                        lake,
+                        entity,
+                        classified.where(F.col("_rank") == 1),
+                        span,
+                        empty=entity.table in created,
+                    )
                 if counts[entity.table].get("quarantined"):
                     quarantine_parts.append(_quarantine_rows(classified, entity))
                 metric_parts.append(_metrics(classified, entity, planned))  # one row per checked row
@@ -663,10 +676,19 @@ def _bronze_counts(changes: dict[str, DataFrame], order: dict[str, int]) -> dict
 
 
 def _write_silver(
-    spark: SparkSession, lake: str, entity: Entity, latest: DataFrame, span: KeySpan | None = None
+    spark: SparkSession,
+    lake: str,
+    entity: Entity,
+    latest: DataFrame,
+    span: KeySpan | None = None,
+    *,
+    empty: bool = False,
 ) -> None:
-    """Offer each key's rank-1 row to the silver table: MERGE, latest event winning."""
-    if io.holds_no_files(spark, lake, entity.table):
+    """Offer each key's rank-1 row to the silver table: MERGE, latest event winning.
+
+    ``empty``: the table is known to hold no files (this run created it), so Delta is not asked.
+    """
+    if empty or io.holds_no_files(spark, lake, entity.table):
         # Nothing to match yet: a plain append is the same result without MERGE's joins. A crash after it
         # leaves rows, so the re-run takes the MERGE path and adds nothing twice.
         io.append(_silver_rows(latest, entity), lake, entity.table)
@@ -793,10 +815,12 @@ def _outcome_counts(work: Sequence[tuple[Entity, DataFrame, KeySpan | None]]) ->
     return counts
 
 
-def _write_vault(spark: SparkSession, lake: str, rows: DataFrame) -> None:
-    """Add the (token, kind, clear value) rows the vault does not hold yet."""
-    _ensure(spark, lake, VAULT_IDENTITY, rows.schema)
-    if io.holds_no_files(spark, lake, VAULT_IDENTITY):
+def _write_vault(spark: SparkSession, lake: str, rows: DataFrame, empty: bool = False) -> None:
+    """Add the (token, kind, clear value) rows the vault (which exists) does not hold yet.
+
+    ``empty``: the vault is known to hold no files (this run created it), so Delta is not asked.
+    """
+    if empty or io.holds_no_files(spark, lake, VAULT_IDENTITY):
         io.append(rows, lake, VAULT_IDENTITY)
     else:
         io.insert_new(rows, lake, VAULT_IDENTITY, ["token"])
@@ -1006,8 +1030,9 @@ def _metrics(checked: DataFrame, entity: Entity, planned: PlannedRun) -> DataFra
 
 def _ensure(
     spark: SparkSession, lake: str, name: str, schema, properties: dict[str, str] | None = None
-) -> None:
-    io.create_table(spark, lake, name, schema, properties=properties)
+) -> bool:
+    """Create the table unless it exists; True when this call created it."""
+    return io.create_table(spark, lake, name, schema, properties=properties)
 
 
 def conformed_tables() -> Sequence[str]:

@@ -10,6 +10,7 @@ sent are kept in ``value_original`` and ``unit_original``.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,41 +275,72 @@ _CSV_MEASURES = (
 
 
 def from_csv(records: DataFrame) -> DataFrame:
-    """Blood pressures and glucose from CSV ``visits`` and ``followups`` rows (one row per measure)."""
-    parts = []
-    for extract, id_col, time_col, measures in _CSV_MEASURES:
-        rows = records.where(F.col("extract") == extract)
-        status = (
-            F.coalesce(F.lower(csv_value("record_status")), F.lit("")) if extract == "visits" else F.lit("")
-        )
-        when = local_time(csv_value(time_col))
-        for value_col, unit, local in measures:
-            unit_col = csv_value(unit[1:]) if unit.startswith("@") else F.lit(unit)
-            parts.append(
-                rows.where(csv_value(value_col).isNotNull()).select(
-                    F.col("_institution_id").alias("institution_id"),
-                    F.concat(csv_value(id_col), F.lit(f"-{value_col}")).alias("source_record_id"),
-                    csv_value("patient_no").alias("source_patient_id"),
-                    (csv_value(id_col) if extract == "visits" else F.lit(None).cast("string")).alias(
-                        "source_encounter_id"
-                    ),
-                    F.lit("local").alias("code_system"),
-                    F.lit(local).alias("code"),
-                    F.lit(value_col).alias("display"),
-                    csv_value(value_col).try_cast("double").alias("value_original"),
-                    unit_col.alias("unit_original"),
-                    when.alias("observation_time"),
-                    F.lit(None).cast("string").alias("category"),
-                    (status == "cancelled").alias("is_cancelled"),
-                    F.coalesce(
-                        local_time(csv_value("updated_at")) if extract == "visits" else when,
-                        when,
-                        F.col("_ingested_at"),
-                    ).alias("_event_time"),
-                    *bronze_provenance(BRONZE_CSV_RECORDS),
+    """Blood pressures and glucose from CSV ``visits`` and ``followups`` rows (one row per measure).
+
+    One projection and one ``inline`` of each row's measures, not a union of one projection per
+    (extract, measure): the standardisation and rules after it would be planned, generated and
+    JIT-compiled once per branch of a union.
+    """
+    extract = F.col("extract")
+
+    def per_extract(value: Callable[[str, str, str], Column]) -> Column:
+        chosen = None
+        for name, id_col, time_col, _ in _CSV_MEASURES:
+            then = value(name, id_col, time_col)
+            chosen = F.when(extract == name, then) if chosen is None else chosen.when(extract == name, then)
+        assert chosen is not None
+        return chosen
+
+    measures = per_extract(
+        lambda name, _id, _time: F.array(
+            *(
+                F.struct(
+                    F.lit(value_col).alias("_measure"),
+                    csv_value(value_col).alias("_value"),
+                    (csv_value(unit[1:]) if unit.startswith("@") else F.lit(unit)).alias("_unit"),
+                    F.lit(local).alias("_code"),
                 )
+                for name_, _i, _t, measure_list in _CSV_MEASURES
+                if name_ == name
+                for value_col, unit, local in measure_list
             )
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return out
+        )
+    )
+    record_id = per_extract(lambda _name, id_col, _time: csv_value(id_col))
+    when = per_extract(lambda _name, _id, time_col: local_time(csv_value(time_col)))
+    is_visit = extract == "visits"
+    status = F.when(is_visit, F.coalesce(F.lower(csv_value("record_status")), F.lit(""))).otherwise("")
+    rows = records.where(extract.isin(*(m[0] for m in _CSV_MEASURES))).select(
+        F.col("_institution_id").alias("institution_id"),
+        record_id.alias("_record_id"),
+        csv_value("patient_no").alias("source_patient_id"),
+        F.when(is_visit, record_id).alias("source_encounter_id"),
+        when.alias("observation_time"),
+        (status == "cancelled").alias("is_cancelled"),
+        F.coalesce(F.when(is_visit, local_time(csv_value("updated_at"))), when, F.col("_ingested_at")).alias(
+            "_event_time"
+        ),
+        *bronze_provenance(BRONZE_CSV_RECORDS),
+        F.inline(measures),
+    )
+    return rows.where(F.col("_value").isNotNull()).select(
+        "institution_id",
+        F.concat(F.col("_record_id"), F.lit("-"), F.col("_measure")).alias("source_record_id"),
+        "source_patient_id",
+        "source_encounter_id",
+        F.lit("local").alias("code_system"),
+        F.col("_code").alias("code"),
+        F.col("_measure").alias("display"),
+        F.col("_value").try_cast("double").alias("value_original"),
+        F.col("_unit").alias("unit_original"),
+        "observation_time",
+        F.lit(None).cast("string").alias("category"),
+        "is_cancelled",
+        "_event_time",
+        "_source_feed",
+        "_bronze_table",
+        "_bronze_version",
+        "_source_file",
+        "_record_offset",
+        "_ingested_at",
+    )

@@ -11,6 +11,8 @@ replaced by tokens (``healthlake.privacy``); the clear values go to ``vault.iden
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -179,33 +181,43 @@ PRECEDENCE = f"CASE WHEN {{r}}record_source IN {PARTIAL_SOURCES} THEN 0 ELSE 1 E
 
 
 def from_csv(records: DataFrame) -> DataFrame:
-    """Patient records from ``bronze.csv_records`` change rows of the extracts that name persons."""
-    parts = []
-    for extract, (id_col, source, time_cols) in _CSV_SOURCES.items():
-        names = (time_cols,) if isinstance(time_cols, str) else time_cols or ()
-        event = F.coalesce(*(local_time(csv_value(c)) for c in names), F.lit(None).cast("timestamp"))
-        name = csv_value("name")
-        parts.append(
-            records.where(F.col("extract") == extract).select(
-                F.col("_institution_id").alias("institution_id"),
-                csv_value(id_col).alias("source_record_id"),
-                F.lit(source).alias("record_source"),
-                csv_value("id_number").alias("resident_id"),
-                name.alias("name"),
-                csv_value("phone").alias("phone"),
-                csv_value("address").alias("address"),
-                csv_value("insurance_no").alias("insurance_no"),
-                normalize_sex(csv_value("sex")).alias("sex"),
-                F.try_to_date(csv_value("birth_date")).alias("birth_date"),
-                csv_value("township_code").alias("area_code"),
-                F.coalesce(event, F.col("_ingested_at")).alias("_event_time"),
-                *bronze_provenance(BRONZE_CSV_RECORDS),
-            )
+    """Patient records from ``bronze.csv_records`` change rows of the extracts that name persons.
+
+    One projection over all those extracts (their id, source and time columns chosen per row by
+    ``extract``), not a union of one per extract: the standardisation, tokens and rules after it would
+    be planned, generated and JIT-compiled once per branch of a union.
+    """
+    extract = F.col("extract")
+
+    def per_extract(value: Callable[[str, str, tuple[str, ...]], Column]) -> Column:
+        chosen = None
+        for name, (id_col, source, time_cols) in _CSV_SOURCES.items():
+            names = (time_cols,) if isinstance(time_cols, str) else time_cols or ()
+            then = value(id_col, source, names)
+            chosen = F.when(extract == name, then) if chosen is None else chosen.when(extract == name, then)
+        assert chosen is not None
+        return chosen
+
+    event = per_extract(
+        lambda _id, _source, names: F.coalesce(
+            *(local_time(csv_value(c)) for c in names), F.lit(None).cast("timestamp")
         )
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return out
+    )
+    return records.where(extract.isin(*_CSV_SOURCES)).select(
+        F.col("_institution_id").alias("institution_id"),
+        per_extract(lambda id_col, _source, _names: csv_value(id_col)).alias("source_record_id"),
+        per_extract(lambda _id, source, _names: F.lit(source)).alias("record_source"),
+        csv_value("id_number").alias("resident_id"),
+        csv_value("name").alias("name"),
+        csv_value("phone").alias("phone"),
+        csv_value("address").alias("address"),
+        csv_value("insurance_no").alias("insurance_no"),
+        normalize_sex(csv_value("sex")).alias("sex"),
+        F.try_to_date(csv_value("birth_date")).alias("birth_date"),
+        csv_value("township_code").alias("area_code"),
+        F.coalesce(event, F.col("_ingested_at")).alias("_event_time"),
+        *bronze_provenance(BRONZE_CSV_RECORDS),
+    )
 
 
 def standardize_patient_records(parsed: DataFrame) -> DataFrame:
