@@ -9,6 +9,8 @@ a message that declares others in its MSH-1/MSH-2 with ``with_standard_hl7_delim
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -300,6 +302,21 @@ def csv_value(name: str) -> Column:
     """A CSV field by header name from bronze's ``record`` map, trimmed; empty → NULL."""
     value = F.trim(F.col("record")[name])
     return F.when(value != "", value)
+
+
+def case_of(column: Column, values: Mapping[str, Column]) -> Column:
+    """``values[v]`` where ``column`` is ``v`` (NULL for any other value): one CASE, in ``values`` order.
+
+    Lets one projection read sources whose rows differ by a kind column (a CSV row's ``extract``) where a
+    union of one projection per kind would have Spark plan, generate and JIT-compile every expression
+    above it once per branch.
+    """
+    chosen: Column | None = None
+    for value, then in values.items():
+        chosen = F.when(column == value, then) if chosen is None else chosen.when(column == value, then)
+    if chosen is None:
+        raise ValueError("case_of needs at least one value")
+    return chosen
 
 
 def bronze_provenance(bronze_table: str) -> list[Column]:

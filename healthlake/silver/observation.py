@@ -10,7 +10,6 @@ sent are kept in ``value_original`` and ``unit_original``.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,9 @@ from pyspark.sql import functions as F
 from healthlake.catalog import BRONZE_CSV_RECORDS, BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES
 from healthlake.errors import ConfigError
 from healthlake.silver.common import (
+    SOURCE_COLUMNS,
     bronze_provenance,
+    case_of,
     csv_value,
     each_hl7_segment,
     fhir_reference_id,
@@ -282,32 +283,25 @@ def from_csv(records: DataFrame) -> DataFrame:
     JIT-compiled once per branch of a union.
     """
     extract = F.col("extract")
-
-    def per_extract(value: Callable[[str, str, str], Column]) -> Column:
-        chosen = None
-        for name, id_col, time_col, _ in _CSV_MEASURES:
-            then = value(name, id_col, time_col)
-            chosen = F.when(extract == name, then) if chosen is None else chosen.when(extract == name, then)
-        assert chosen is not None
-        return chosen
-
-    measures = per_extract(
-        lambda name, _id, _time: F.array(
-            *(
-                F.struct(
-                    F.lit(value_col).alias("_measure"),
-                    csv_value(value_col).alias("_value"),
-                    (csv_value(unit[1:]) if unit.startswith("@") else F.lit(unit)).alias("_unit"),
-                    F.lit(local).alias("_code"),
+    measures = case_of(
+        extract,
+        {
+            name: F.array(
+                *(
+                    F.struct(
+                        F.lit(value_col).alias("_measure"),
+                        csv_value(value_col).alias("_value"),
+                        (csv_value(unit[1:]) if unit.startswith("@") else F.lit(unit)).alias("_unit"),
+                        F.lit(local).alias("_code"),
+                    )
+                    for value_col, unit, local in measure_list
                 )
-                for name_, _i, _t, measure_list in _CSV_MEASURES
-                if name_ == name
-                for value_col, unit, local in measure_list
             )
-        )
+            for name, _, _, measure_list in _CSV_MEASURES
+        },
     )
-    record_id = per_extract(lambda _name, id_col, _time: csv_value(id_col))
-    when = per_extract(lambda _name, _id, time_col: local_time(csv_value(time_col)))
+    record_id = case_of(extract, {name: csv_value(id_col) for name, id_col, _, _ in _CSV_MEASURES})
+    when = case_of(extract, {name: local_time(csv_value(time_col)) for name, _, time_col, _ in _CSV_MEASURES})
     is_visit = extract == "visits"
     status = F.when(is_visit, F.coalesce(F.lower(csv_value("record_status")), F.lit(""))).otherwise("")
     rows = records.where(extract.isin(*(m[0] for m in _CSV_MEASURES))).select(
@@ -336,11 +330,5 @@ def from_csv(records: DataFrame) -> DataFrame:
         "observation_time",
         F.lit(None).cast("string").alias("category"),
         "is_cancelled",
-        "_event_time",
-        "_source_feed",
-        "_bronze_table",
-        "_bronze_version",
-        "_source_file",
-        "_record_offset",
-        "_ingested_at",
+        *SOURCE_COLUMNS[2:],  # event time and provenance
     )

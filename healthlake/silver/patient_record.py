@@ -11,14 +11,13 @@ replaced by tokens (``healthlake.privacy``); the clear values go to ``vault.iden
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from healthlake.catalog import BRONZE_CSV_RECORDS, BRONZE_FHIR_RESOURCES, BRONZE_HL7V2_MESSAGES
 from healthlake.silver.common import (
     bronze_provenance,
+    case_of,
     csv_value,
     fhir_time,
     hl7_component,
@@ -188,25 +187,25 @@ def from_csv(records: DataFrame) -> DataFrame:
     be planned, generated and JIT-compiled once per branch of a union.
     """
     extract = F.col("extract")
-
-    def per_extract(value: Callable[[str, str, tuple[str, ...]], Column]) -> Column:
-        chosen = None
-        for name, (id_col, source, time_cols) in _CSV_SOURCES.items():
-            names = (time_cols,) if isinstance(time_cols, str) else time_cols or ()
-            then = value(id_col, source, names)
-            chosen = F.when(extract == name, then) if chosen is None else chosen.when(extract == name, then)
-        assert chosen is not None
-        return chosen
-
-    event = per_extract(
-        lambda _id, _source, names: F.coalesce(
-            *(local_time(csv_value(c)) for c in names), F.lit(None).cast("timestamp")
-        )
+    times = {
+        name: (time_cols,) if isinstance(time_cols, str) else time_cols or ()
+        for name, (_, _, time_cols) in _CSV_SOURCES.items()
+    }
+    event = case_of(
+        extract,
+        {
+            name: F.coalesce(*(local_time(csv_value(c)) for c in names), F.lit(None).cast("timestamp"))
+            for name, names in times.items()
+        },
     )
     return records.where(extract.isin(*_CSV_SOURCES)).select(
         F.col("_institution_id").alias("institution_id"),
-        per_extract(lambda id_col, _source, _names: csv_value(id_col)).alias("source_record_id"),
-        per_extract(lambda _id, source, _names: F.lit(source)).alias("record_source"),
+        case_of(extract, {name: csv_value(id_col) for name, (id_col, _, _) in _CSV_SOURCES.items()}).alias(
+            "source_record_id"
+        ),
+        case_of(extract, {name: F.lit(source) for name, (_, source, _) in _CSV_SOURCES.items()}).alias(
+            "record_source"
+        ),
         csv_value("id_number").alias("resident_id"),
         csv_value("name").alias("name"),
         csv_value("phone").alias("phone"),
