@@ -70,11 +70,13 @@ def main() -> int:
     parser.add_argument("--master", default="local[2]")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name, path in (("--lake", args.lake / "bronze"), ("--baseline", args.baseline / "healthlake")):
+    for name, path in (
+        ("--lake", args.lake / "bronze"),
+        ("--baseline", args.baseline / "healthlake"),
+        ("--change", args.change / "healthlake"),
+    ):
         if not path.is_dir():
             raise SystemExit(f"{name}: {path} does not exist")
-    if not (args.change / "healthlake").is_dir():
-        raise SystemExit(f"--change: {args.change / 'healthlake'} does not exist")
     seconds: dict[str, list[float]] = {"baseline": [], "change": []}
     for run in range(1, args.runs + 1):
         for label, checkout in (("baseline", args.baseline), ("change", args.change)):
