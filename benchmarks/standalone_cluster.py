@@ -36,6 +36,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -54,6 +55,8 @@ class StageFigures:
     peak: int
     jobs_seconds: float
     task_seconds: float
+    task_cpu_seconds: float
+    deserialize_seconds: float
     cores: int
 
     @property
@@ -88,6 +91,7 @@ class StandaloneCluster:
         self.workers, self.memory, self.work = workers, memory, work
         self.port, self.ui_port = _free_port(), _free_port()
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs: list[IO[str]] = []
 
     @property
     def url(self) -> str:
@@ -95,6 +99,7 @@ class StandaloneCluster:
 
     def _start(self, name: str, *args: str) -> None:
         log = (self.work / f"{name}.log").open("w")
+        self.logs.append(log)
         command = [_spark_bin("spark-class"), *args]
         self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
 
@@ -144,13 +149,18 @@ class StandaloneCluster:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        for log in self.logs:
+            log.close()
 
 
-def _event_log_figures(folder: Path) -> tuple[float, float, int]:
-    """Jobs' union seconds, tasks' summed seconds and the executors' cores from one event log."""
+def _event_log_figures(folder: Path) -> tuple[float, float, float, float, int]:
+    """From one event log: jobs' union seconds; tasks' summed wall, CPU and deserialisation seconds; cores.
+
+    Tasks' wall time well above their CPU time means they waited for a core (or on I/O).
+    """
     spans: list[tuple[int, int]] = []
     started: dict[int, int] = {}
-    task_ms = 0
+    task_ms = cpu_ns = deserialize_ms = 0
     cores: dict[str, int] = {}
     # Spark 4 rolls event logs by default: a folder per application, its events in numbered files.
     logs = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.stat().st_size]
@@ -166,6 +176,9 @@ def _event_log_figures(folder: Path) -> tuple[float, float, int]:
                 elif kind == "SparkListenerTaskEnd":
                     info = event["Task Info"]
                     task_ms += info["Finish Time"] - info["Launch Time"]
+                    metrics = event.get("Task Metrics") or {}
+                    cpu_ns += metrics.get("Executor CPU Time", 0)
+                    deserialize_ms += metrics.get("Executor Deserialize Time", 0)
                 elif kind == "SparkListenerExecutorAdded":
                     cores[event["Executor ID"]] = event["Executor Info"]["Total Cores"]
     union_ms, end = 0, 0
@@ -175,7 +188,7 @@ def _event_log_figures(folder: Path) -> tuple[float, float, int]:
             union_ms += stop - start
             end = stop
     total_cores = sum(v for k, v in cores.items() if k != "driver") or os.cpu_count() or 1
-    return union_ms / 1000, task_ms / 1000, total_cores
+    return union_ms / 1000, task_ms / 1000, cpu_ns / 1e9, deserialize_ms / 1000, total_cores
 
 
 def _run_path(
@@ -208,11 +221,11 @@ def _run_path(
         if stage == "ingest":
             command += ["--landing", str(landing)]
         seconds, peak = _run(command, logs / f"{stage}.log")
-        jobs_seconds, task_seconds, executor_cores = _event_log_figures(folder)
-        figures.append(StageFigures(stage, seconds, peak, jobs_seconds, task_seconds, executor_cores))
+        f = StageFigures(stage, seconds, peak, *_event_log_figures(folder))
+        figures.append(f)
         print(
-            f"  {stage}: {seconds:.1f} s (jobs {jobs_seconds:.1f} s, tasks {task_seconds:.1f} s on"
-            f" {executor_cores} cores), peak {peak / 2**30:.1f} GiB",
+            f"  {stage}: {seconds:.1f} s (jobs {f.jobs_seconds:.1f} s, tasks {f.task_seconds:.1f} s on"
+            f" {f.cores} cores), peak {peak / 2**30:.1f} GiB",
             flush=True,
         )
     return figures
@@ -286,17 +299,21 @@ def main() -> int:
 
     print()
     print(f"records (bronze rows): {records:,}; machine: {machine_cores} cores")
-    print("| configuration | stage | seconds | records/s | jobs s | driver s | task s | busy | peak GiB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| configuration | stage | seconds | records/s | jobs s | driver s | task s | task CPU s"
+        " | task deserialise s | busy | peak GiB |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for config, figures in results.items():
         for f in figures:
             print(
                 f"| {config} | {f.stage} | {f.seconds:.1f} | {records / f.seconds:,.0f} | "
-                f"{f.jobs_seconds:.1f} | {f.driver_seconds:.1f} | {f.task_seconds:.1f} | {f.busy:.2f} | "
+                f"{f.jobs_seconds:.1f} | {f.driver_seconds:.1f} | {f.task_seconds:.1f} | "
+                f"{f.task_cpu_seconds:.1f} | {f.deserialize_seconds:.1f} | {f.busy:.2f} | "
                 f"{f.peak / 2**30:.1f} |"
             )
         total = sum(f.seconds for f in figures)
-        print(f"| {config} | **whole path** | **{total:.1f}** | **{records / total:,.0f}** | | | | | |")
+        print(f"| {config} | **whole path** | **{total:.1f}** | **{records / total:,.0f}** | | | | | | | |")
     base = results.get("workers=1")
     if base:
         for config, figures in results.items():
